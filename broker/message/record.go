@@ -1,0 +1,374 @@
+package message
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"net/netip"
+)
+
+// Magic codes of the stored record. Strata writes only V1: the official Go client cannot
+// parse V2 (PROTOCOL.md §4.2).
+const (
+	MagicCodeV1    int32 = -626843481 // 0xDAA320A7
+	MagicCodeV2    int32 = -626843477 // 0xDAA320AB, read only
+	BlankMagicCode int32 = -875286124 // 0xCBD43194, end-of-file padding in RocketMQ's log
+)
+
+// System flag bits (PROTOCOL.md §4.4).
+const (
+	FlagCompressed          int32 = 0x1
+	FlagMultiTags           int32 = 0x2
+	FlagTransactionPrepared int32 = 0x4
+	FlagTransactionCommit   int32 = 0x8
+	FlagTransactionRollback int32 = 0xC
+	FlagTransactionMask     int32 = 0xC
+	FlagBornHostV6          int32 = 0x10
+	FlagStoreHostV6         int32 = 0x20
+)
+
+// Limits of the V1 layout.
+const (
+	MaxTopicBytes      = 127
+	MaxPropertiesBytes = 32767
+	// MinRecordBytes is the size of a V1 record with IPv4 hosts and empty body, topic and
+	// properties.
+	MinRecordBytes = 91
+)
+
+// Field positions that do not depend on the host sizes.
+const (
+	posTotalSize   = 0
+	posMagic       = 4
+	posBodyCRC     = 8
+	posQueueID     = 12
+	posFlag        = 16
+	posQueueOffset = 20
+	posCommitLog   = 28
+	posSysFlag     = 36
+	posBornTime    = 40
+	posBornHost    = 48
+)
+
+// ErrMalformed is wrapped by every decoding error, so callers can tell bad bytes from I/O.
+var ErrMalformed = errors.New("malformed message record")
+
+// Message is one RocketMQ message with the fields the stored record carries.
+type Message struct {
+	Topic                     string
+	QueueID                   int32
+	Flag                      int32
+	QueueOffset               int64
+	CommitLogOffset           int64
+	SysFlag                   int32
+	BornTimestamp             int64
+	BornHost                  netip.AddrPort
+	StoreTimestamp            int64
+	StoreHost                 netip.AddrPort
+	ReconsumeTimes            int32
+	PreparedTransactionOffset int64
+	Body                      []byte
+	Properties                map[string]string
+}
+
+// Tags is the message's TAGS property.
+func (m *Message) Tags() string { return m.Properties[PropertyTags] }
+
+// Keys are the message's space-separated KEYS.
+func (m *Message) Keys() []string { return SplitKeys(m.Properties[PropertyKeys]) }
+
+// UniqKey is the client-assigned message id (UNIQ_KEY), or "".
+func (m *Message) UniqKey() string { return m.Properties[PropertyUniqKey] }
+
+// OffsetMsgID is the broker-assigned id: store host and commit-log offset.
+func (m *Message) OffsetMsgID() string { return OffsetMsgID(m.StoreHost, m.CommitLogOffset) }
+
+func hostBytes(h netip.AddrPort) int {
+	if a := h.Addr(); a.IsValid() && !a.Is4() && !a.Is4In6() {
+		return 16
+	}
+	return 4
+}
+
+func appendHost(dst []byte, h netip.AddrPort) []byte {
+	a := h.Addr()
+	switch {
+	case !a.IsValid():
+		dst = append(dst, 0, 0, 0, 0)
+	case a.Is4() || a.Is4In6():
+		b := a.Unmap().As4()
+		dst = append(dst, b[:]...)
+	default:
+		b := a.As16()
+		dst = append(dst, b[:]...)
+	}
+	return binary.BigEndian.AppendUint32(dst, uint32(h.Port()))
+}
+
+// EncodedSize is the number of bytes AppendEncoded writes for m, or an error if m does not
+// fit the V1 layout.
+func (m *Message) EncodedSize() (int, error) {
+	props := EncodeProperties(m.Properties)
+	return m.encodedSize(len(props))
+}
+
+func (m *Message) encodedSize(propLen int) (int, error) {
+	if len(m.Topic) == 0 || len(m.Topic) > MaxTopicBytes {
+		return 0, fmt.Errorf("topic %q: length %d not in 1..%d", m.Topic, len(m.Topic), MaxTopicBytes)
+	}
+	if propLen > MaxPropertiesBytes {
+		return 0, fmt.Errorf("properties of %d bytes exceed the %d-byte limit of the record layout", propLen, MaxPropertiesBytes)
+	}
+	return MinRecordBytes - 8 + hostBytes(m.BornHost) + hostBytes(m.StoreHost) + len(m.Body) + len(m.Topic) + propLen, nil
+}
+
+// AppendEncoded appends m in the stored record layout (V1, FORMAT.md) to dst. The body CRC
+// and the host-family bits of SysFlag are computed here; everything else is taken from m.
+func (m *Message) AppendEncoded(dst []byte) ([]byte, error) {
+	props := EncodeProperties(m.Properties)
+	size, err := m.encodedSize(len(props))
+	if err != nil {
+		return dst, err
+	}
+	sys := m.SysFlag &^ (FlagBornHostV6 | FlagStoreHostV6)
+	if hostBytes(m.BornHost) == 16 {
+		sys |= FlagBornHostV6
+	}
+	if hostBytes(m.StoreHost) == 16 {
+		sys |= FlagStoreHostV6
+	}
+	be := binary.BigEndian
+	dst = be.AppendUint32(dst, uint32(size))
+	dst = be.AppendUint32(dst, 0xDAA320A7) // MagicCodeV1
+	dst = be.AppendUint32(dst, crc32.ChecksumIEEE(m.Body))
+	dst = be.AppendUint32(dst, uint32(m.QueueID))
+	dst = be.AppendUint32(dst, uint32(m.Flag))
+	dst = be.AppendUint64(dst, uint64(m.QueueOffset))
+	dst = be.AppendUint64(dst, uint64(m.CommitLogOffset))
+	dst = be.AppendUint32(dst, uint32(sys))
+	dst = be.AppendUint64(dst, uint64(m.BornTimestamp))
+	dst = appendHost(dst, m.BornHost)
+	dst = be.AppendUint64(dst, uint64(m.StoreTimestamp))
+	dst = appendHost(dst, m.StoreHost)
+	dst = be.AppendUint32(dst, uint32(m.ReconsumeTimes))
+	dst = be.AppendUint64(dst, uint64(m.PreparedTransactionOffset))
+	dst = be.AppendUint32(dst, uint32(len(m.Body)))
+	dst = append(dst, m.Body...)
+	dst = append(dst, byte(len(m.Topic)))
+	dst = append(dst, m.Topic...)
+	dst = be.AppendUint16(dst, uint16(len(props)))
+	dst = append(dst, props...)
+	return dst, nil
+}
+
+// Encode returns m in the stored record layout.
+func (m *Message) Encode() ([]byte, error) { return m.AppendEncoded(nil) }
+
+// recordReader walks a record's fields with bounds checks.
+type recordReader struct {
+	b   []byte
+	pos int
+	err error
+}
+
+func (r *recordReader) take(n int, field string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || r.pos+n > len(r.b) {
+		r.err = fmt.Errorf("%w: %s at byte %d needs %d bytes, record has %d", ErrMalformed, field, r.pos, n, len(r.b))
+		return nil
+	}
+	v := r.b[r.pos : r.pos+n]
+	r.pos += n
+	return v
+}
+
+func (r *recordReader) u32(field string) uint32 {
+	if v := r.take(4, field); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *recordReader) u64(field string) uint64 {
+	if v := r.take(8, field); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *recordReader) host(v6 bool, field string) netip.AddrPort {
+	n := 4
+	if v6 {
+		n = 16
+	}
+	ip := r.take(n, field)
+	port := r.u32(field + " port")
+	if r.err != nil {
+		return netip.AddrPort{}
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(addr, uint16(port))
+}
+
+// RecordHeader is what an index needs from a stored record, read without copying the body.
+type RecordHeader struct {
+	TotalSize       int32
+	QueueID         int32
+	SysFlag         int32
+	QueueOffset     int64
+	CommitLogOffset int64
+	BornTimestamp   int64
+	StoreTimestamp  int64
+	BodyCRC         uint32
+	Topic           string
+	Tags            string
+	Keys            []string
+	UniqKey         string
+	// BodyOffset and BodyLen locate the body inside the record.
+	BodyOffset, BodyLen int
+}
+
+// ParseRecordHeader validates the record at the start of rec (every length against the
+// record's total size) and returns its indexable fields.
+func ParseRecordHeader(rec []byte) (RecordHeader, error) {
+	var h RecordHeader
+	m, props, n, err := decode(rec, false)
+	if err != nil {
+		return h, err
+	}
+	h = RecordHeader{
+		TotalSize: int32(n), QueueID: m.QueueID, SysFlag: m.SysFlag, QueueOffset: m.QueueOffset,
+		CommitLogOffset: m.CommitLogOffset, BornTimestamp: m.BornTimestamp, StoreTimestamp: m.StoreTimestamp,
+		BodyCRC: binary.BigEndian.Uint32(rec[posBodyCRC:]), Topic: m.Topic,
+	}
+	h.BodyOffset, h.BodyLen = bodyPos(rec, m.SysFlag)
+	h.Tags, _ = propertyValue(props, PropertyTags)
+	if keys, ok := propertyValue(props, PropertyKeys); ok {
+		h.Keys = SplitKeys(keys)
+	}
+	h.UniqKey, _ = propertyValue(props, PropertyUniqKey)
+	return h, nil
+}
+
+func bodyPos(rec []byte, sys int32) (int, int) {
+	p := posBornHost + hostLen(sys&FlagBornHostV6 != 0) + 8 + hostLen(sys&FlagStoreHostV6 != 0) + 4 + 8
+	return p + 4, int(binary.BigEndian.Uint32(rec[p:]))
+}
+
+func hostLen(v6 bool) int {
+	if v6 {
+		return 20
+	}
+	return 8
+}
+
+// Decode decodes the record at the start of rec and returns it with the bytes it used.
+// The message's Body aliases rec.
+func Decode(rec []byte) (*Message, int, error) {
+	m, _, n, err := decode(rec, true)
+	return m, n, err
+}
+
+// DecodeAll decodes records placed back to back, as in a pull response body.
+func DecodeAll(buf []byte) ([]*Message, error) {
+	var out []*Message
+	for off := 0; off < len(buf); {
+		m, n, err := Decode(buf[off:])
+		if err != nil {
+			return out, fmt.Errorf("record at byte %d: %w", off, err)
+		}
+		out = append(out, m)
+		off += n
+	}
+	return out, nil
+}
+
+func decode(rec []byte, withProps bool) (*Message, string, int, error) {
+	if len(rec) < 8 {
+		return nil, "", 0, fmt.Errorf("%w: %d bytes, shorter than a record header", ErrMalformed, len(rec))
+	}
+	total := int(int32(binary.BigEndian.Uint32(rec)))
+	if total < MinRecordBytes || total > len(rec) {
+		return nil, "", 0, fmt.Errorf("%w: total size %d outside %d..%d", ErrMalformed, total, MinRecordBytes, len(rec))
+	}
+	magic := int32(binary.BigEndian.Uint32(rec[posMagic:]))
+	if magic != MagicCodeV1 && magic != MagicCodeV2 {
+		return nil, "", 0, fmt.Errorf("%w: magic code %#x", ErrMalformed, uint32(magic))
+	}
+	r := recordReader{b: rec[:total], pos: posBodyCRC}
+	m := &Message{}
+	r.u32("body crc")
+	m.QueueID = int32(r.u32("queue id"))
+	m.Flag = int32(r.u32("flag"))
+	m.QueueOffset = int64(r.u64("queue offset"))
+	m.CommitLogOffset = int64(r.u64("commit-log offset"))
+	m.SysFlag = int32(r.u32("sys flag"))
+	m.BornTimestamp = int64(r.u64("born timestamp"))
+	m.BornHost = r.host(m.SysFlag&FlagBornHostV6 != 0, "born host")
+	m.StoreTimestamp = int64(r.u64("store timestamp"))
+	m.StoreHost = r.host(m.SysFlag&FlagStoreHostV6 != 0, "store host")
+	m.ReconsumeTimes = int32(r.u32("reconsume times"))
+	m.PreparedTransactionOffset = int64(r.u64("prepared transaction offset"))
+	bodyLen := int(int32(r.u32("body length")))
+	m.Body = r.take(bodyLen, "body")
+	var topicLen int
+	if magic == MagicCodeV2 {
+		if v := r.take(2, "topic length"); v != nil {
+			topicLen = int(binary.BigEndian.Uint16(v))
+		}
+	} else if v := r.take(1, "topic length"); v != nil {
+		topicLen = int(v[0])
+	}
+	m.Topic = string(r.take(topicLen, "topic"))
+	var propLen int
+	if v := r.take(2, "properties length"); v != nil {
+		propLen = int(int16(binary.BigEndian.Uint16(v)))
+	}
+	props := string(r.take(propLen, "properties"))
+	if r.err != nil {
+		return nil, "", 0, r.err
+	}
+	if r.pos != total {
+		return nil, "", 0, fmt.Errorf("%w: fields end at byte %d but total size is %d", ErrMalformed, r.pos, total)
+	}
+	if m.Topic == "" {
+		return nil, "", 0, fmt.Errorf("%w: empty topic", ErrMalformed)
+	}
+	if withProps {
+		m.Properties = DecodeProperties(props)
+	}
+	return m, props, total, nil
+}
+
+// PatchAppendFields writes the fields a store assigns at append time into an encoded record,
+// in place.
+func PatchAppendFields(rec []byte, queueOffset, commitLogOffset, storeTimestamp int64) error {
+	if len(rec) < MinRecordBytes {
+		return fmt.Errorf("%w: %d bytes, shorter than a record", ErrMalformed, len(rec))
+	}
+	sys := int32(binary.BigEndian.Uint32(rec[posSysFlag:]))
+	posStoreTime := posBornHost + hostLen(sys&FlagBornHostV6 != 0)
+	if posStoreTime+8 > len(rec) {
+		return fmt.Errorf("%w: store timestamp beyond record end", ErrMalformed)
+	}
+	be := binary.BigEndian
+	be.PutUint64(rec[posQueueOffset:], uint64(queueOffset))
+	be.PutUint64(rec[posCommitLog:], uint64(commitLogOffset))
+	be.PutUint64(rec[posStoreTime:], uint64(storeTimestamp))
+	return nil
+}
+
+// VerifyBodyCRC reports whether the body CRC field matches the body.
+func VerifyBodyCRC(rec []byte) error {
+	h, err := ParseRecordHeader(rec)
+	if err != nil {
+		return err
+	}
+	if got := crc32.ChecksumIEEE(rec[h.BodyOffset : h.BodyOffset+h.BodyLen]); got != h.BodyCRC {
+		return fmt.Errorf("%w: body crc %08x, stored %08x", ErrMalformed, got, h.BodyCRC)
+	}
+	return nil
+}
