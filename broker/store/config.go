@@ -1,0 +1,104 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// FlushMode says when an append is acknowledged relative to fsync.
+type FlushMode int
+
+const (
+	// FlushAsync acknowledges an append once it is written to the segment file; a background
+	// loop fsyncs every FlushInterval.
+	FlushAsync FlushMode = iota
+	// FlushSync acknowledges an append only after an fsync that covers it; appends that arrive
+	// together share one fsync (group commit).
+	FlushSync
+)
+
+func (m FlushMode) String() string {
+	switch m {
+	case FlushAsync:
+		return "async"
+	case FlushSync:
+		return "sync"
+	}
+	return fmt.Sprintf("FlushMode(%d)", int(m))
+}
+
+// Defaults applied by Validate to zero fields.
+const (
+	DefaultSegmentBytes       = 1 << 30
+	DefaultFlushInterval      = 200 * time.Millisecond
+	DefaultCheckpointInterval = time.Second
+	DefaultMaxMessageBytes    = 4 << 20
+)
+
+// Config configures a Store. Zero fields take the defaults above; SealAfter 0 means segments
+// seal only when full.
+type Config struct {
+	// Dir holds the commit log, consume queues, key index and checkpoint.
+	Dir string
+	// SegmentBytes is the size at which a commit-log segment seals (header included).
+	SegmentBytes int64
+	FlushMode    FlushMode
+	// FlushInterval is the fsync period under FlushAsync.
+	FlushInterval time.Duration
+	// CheckpointInterval is how often consume queues and the key index are written and
+	// fsynced and the recovery checkpoint advanced.
+	CheckpointInterval time.Duration
+	// SealAfter seals a non-empty active segment once its first record is this old.
+	SealAfter time.Duration
+	// MaxMessageBytes bounds one encoded record (its TOTALSIZE).
+	MaxMessageBytes int
+}
+
+// Validate fills defaults and checks limits.
+func (c *Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("store config: Dir is empty; set the directory for the commit log")
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = DefaultSegmentBytes
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.FlushMode != FlushAsync && c.FlushMode != FlushSync {
+		return fmt.Errorf("store config: unknown flush mode %d; use FlushAsync or FlushSync", c.FlushMode)
+	}
+	if c.FlushInterval < 0 || c.CheckpointInterval < 0 || c.SealAfter < 0 {
+		return errors.New("store config: FlushInterval, CheckpointInterval and SealAfter must not be negative")
+	}
+	if c.MaxMessageBytes < 128 {
+		return fmt.Errorf("store config: MaxMessageBytes %d is below 128", c.MaxMessageBytes)
+	}
+	if c.SegmentBytes < segmentHeaderBytes+int64(c.MaxMessageBytes)+frameTrailerBytes {
+		return fmt.Errorf("store config: SegmentBytes %d cannot hold one record of MaxMessageBytes %d; raise SegmentBytes",
+			c.SegmentBytes, c.MaxMessageBytes)
+	}
+	return nil
+}
+
+// Errors callers act on.
+var (
+	// ErrMessageTooLarge rejects a record above MaxMessageBytes, or a batch that does not fit
+	// in one segment.
+	ErrMessageTooLarge = errors.New("message too large")
+	// ErrClosed is returned by calls on a closed Store.
+	ErrClosed = errors.New("store closed")
+	// ErrWriteFailed wraps a write or fsync failure; what is stored stays readable.
+	ErrWriteFailed = errors.New("commit log write failed")
+	// ErrOffsetNotFound is returned by ReadAt for a position that is not a stored record.
+	ErrOffsetNotFound = errors.New("commit-log position not found")
+	// ErrCorrupt reports a checksum mismatch in stored data.
+	ErrCorrupt = errors.New("stored data corrupt")
+)

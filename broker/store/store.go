@@ -1,0 +1,533 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratamq/strata/broker/message"
+)
+
+// Store is the hot tier of one broker: a commit log shared by all topics, the consume queues
+// and the key index built from it. All methods are safe for concurrent use.
+type Store struct {
+	cfg       Config
+	logDir    string
+	maxRecord int // scan/read bound for one stored record
+
+	// Test hooks: the single functions through which the log is written and synced.
+	writeAt  func(f *os.File, b []byte, off int64) (int, error)
+	syncFile func(f *os.File) error
+
+	segMu    sync.RWMutex
+	segments []*segment // ascending; the last is the active one
+	minPos   atomic.Int64
+	logEnd   atomic.Int64 // end of written records
+
+	qmu     sync.RWMutex
+	queues  map[queueKey]*consumeQueue
+	deleted map[string]int64 // topic → commit-log position below which its records are deleted
+
+	keyMu sync.RWMutex
+	keys  map[uint64][]keyRef
+
+	idxMu      sync.Mutex
+	idxPending map[int64][]byte // segment base → encoded index entries not yet written
+
+	hookMu    sync.Mutex
+	listeners []func(SealedSegment)
+	retention func(SealedSegment) bool
+	sealQueue []SealedSegment
+	sealWake  chan struct{}
+
+	ops    chan *writeOp
+	rollCh chan struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	closeMu  sync.RWMutex
+	closed   bool
+	closeErr error
+
+	failed      atomic.Pointer[error] // sticky write failure
+	lastStoreTs int64                 // writer goroutine only
+	wbuf        []byte                // writer goroutine only
+}
+
+const (
+	commitLogDir     = "commitlog"
+	tombstonesFile   = "deleted-topics"
+	tombstoneVersion = 1
+)
+
+// Open recovers the store in cfg.Dir (creating it if needed) and starts its writer and
+// maintenance goroutines.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:        cfg,
+		logDir:     filepath.Join(cfg.Dir, commitLogDir),
+		maxRecord:  int(min(cfg.SegmentBytes, 1<<31-1)),
+		writeAt:    func(f *os.File, b []byte, off int64) (int, error) { return f.WriteAt(b, off) },
+		syncFile:   func(f *os.File) error { return f.Sync() },
+		queues:     make(map[queueKey]*consumeQueue),
+		deleted:    make(map[string]int64),
+		keys:       make(map[uint64][]keyRef),
+		idxPending: make(map[int64][]byte),
+		sealWake:   make(chan struct{}, 1),
+		ops:        make(chan *writeOp, 1024),
+		rollCh:     make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+	}
+	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
+	}
+	if err := s.recover(); err != nil {
+		for _, g := range s.segments {
+			g.f.Close()
+		}
+		return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
+	}
+	s.wg.Add(3)
+	go s.writeLoop()
+	go s.maintainLoop()
+	go s.notifyLoop()
+	return s, nil
+}
+
+// recover loads the segments, rebuilds consume queues and the key index from the segment
+// index files plus a scan of whatever those do not cover, and drops a torn or corrupt tail.
+func (s *Store) recover() error {
+	if err := s.loadTombstones(); err != nil {
+		return err
+	}
+	bases, err := listSegments(s.logDir)
+	if err != nil {
+		return err
+	}
+	if len(bases) == 0 {
+		g, err := s.createSegment(0)
+		if err != nil {
+			return err
+		}
+		s.segments = []*segment{g}
+		s.logEnd.Store(g.base + segmentHeaderBytes)
+		return nil
+	}
+	for i, base := range bases {
+		last := i == len(bases)-1
+		path := segmentName(s.logDir, base)
+		flag := os.O_RDONLY
+		if last {
+			flag = os.O_RDWR
+		}
+		f, err := os.OpenFile(path, flag, 0)
+		if err != nil {
+			return fmt.Errorf("open segment %d: %w", base, err)
+		}
+		g := &segment{base: base, path: path, f: f}
+		s.segments = append(s.segments, g)
+		st, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("stat segment %d: %w", base, err)
+		}
+		ipath := indexName(s.logDir, base)
+		// The last segment may have a torn or corrupt tail: rebuild its index from a full
+		// scan, so that every record it serves has passed its checksum at startup.
+		var entries []indexEntry
+		var used int64
+		if !last {
+			if entries, used, err = loadIndexFile(ipath, base+st.Size()); err != nil {
+				return err
+			}
+		}
+		if len(entries) > 0 || used > 0 {
+			if err := os.Truncate(ipath, used); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("truncate segment index %d: %w", base, err)
+			}
+		}
+		if used == 0 {
+			s.idxPending[base] = encodeIndexHeader()
+			os.Remove(ipath)
+		}
+		for k := range entries {
+			s.dispatch(g, &entries[k])
+		}
+		var resume int64 // file offset where the index stops covering records
+		if n := len(entries); n > 0 {
+			resume = entries[n-1].pos + int64(entries[n-1].size) + frameTrailerBytes - base
+		}
+		valid, bad, err := scanSegment(f, base, resume, s.maxRecord, func(pos int64, rec []byte, h *message.RecordHeader) {
+			e := entryFromHeader(pos, h)
+			s.idxPending[base] = appendIndexEntry(s.idxPending[base], &e)
+			s.dispatch(g, &e)
+		})
+		if err != nil {
+			return err
+		}
+		if valid == 0 { // bad header
+			if !last {
+				return fmt.Errorf("%w: segment %d has a bad header; move %s aside to start without it", ErrCorrupt, base, path)
+			}
+			if err := f.Truncate(0); err != nil {
+				return fmt.Errorf("reset segment %d: %w", base, err)
+			}
+			if _, err := f.WriteAt(encodeSegmentHeader(base), 0); err != nil {
+				return fmt.Errorf("reset segment %d: %w", base, err)
+			}
+			if err := f.Sync(); err != nil {
+				return fmt.Errorf("reset segment %d: %w", base, err)
+			}
+			valid = segmentHeaderBytes
+		} else if bad {
+			if last {
+				if err := f.Truncate(valid); err != nil {
+					return fmt.Errorf("truncate torn tail of segment %d at %d: %w", base, valid, err)
+				}
+				if err := f.Sync(); err != nil {
+					return fmt.Errorf("truncate torn tail of segment %d: %w", base, err)
+				}
+			} else {
+				slog.Warn("commit log segment has a corrupt record; serving the valid prefix",
+					"segment", base, "validBytes", valid, "fileBytes", st.Size())
+			}
+		}
+		g.size.Store(valid)
+		g.sealed = !last
+	}
+	act := s.segments[len(s.segments)-1]
+	s.minPos.Store(s.segments[0].base)
+	s.logEnd.Store(act.base + act.size.Load())
+	s.qmu.Lock()
+	for _, q := range s.queues {
+		q.mu.Lock()
+		q.next = q.base + int64(len(q.entries))
+		q.publishLocked()
+		q.mu.Unlock()
+	}
+	s.qmu.Unlock()
+	return nil
+}
+
+// dispatch adds a stored record to its consume queue and the key index, and to the segment's
+// time range. Used by recovery and by the writer.
+func (s *Store) dispatch(g *segment, e *indexEntry) {
+	if g.firstTime.Load() == 0 {
+		g.firstTime.Store(e.storeTs)
+	}
+	g.lastTime.Store(e.storeTs)
+	if e.storeTs > s.lastStoreTs {
+		s.lastStoreTs = e.storeTs
+	}
+	s.qmu.RLock()
+	below, dead := s.deleted[e.topic]
+	s.qmu.RUnlock()
+	if dead && e.pos < below {
+		return
+	}
+	q := s.queue(e.topic, e.queueID, true)
+	q.mu.Lock()
+	q.appendEntry(e.queueOffset, cqEntry{pos: e.pos, size: e.size, tag: e.tag, storeTs: e.storeTs})
+	q.publishLocked()
+	q.mu.Unlock()
+	if e.sysFlag&message.FlagTransactionMask == message.FlagTransactionRollback {
+		return
+	}
+	if e.uniqKey == "" && len(e.keys) == 0 {
+		return
+	}
+	ref := keyRef{pos: e.pos, size: e.size, queueID: e.queueID, qoff: e.queueOffset, storeTs: e.storeTs}
+	s.keyMu.Lock()
+	if e.uniqKey != "" {
+		h := keyHash(e.topic, e.uniqKey)
+		s.keys[h] = append(s.keys[h], ref)
+	}
+	for _, k := range e.keys {
+		h := keyHash(e.topic, k)
+		s.keys[h] = append(s.keys[h], ref)
+	}
+	s.keyMu.Unlock()
+}
+
+// queue returns the consume queue of (topic, id), creating it if create is set.
+func (s *Store) queue(topic string, id int32, create bool) *consumeQueue {
+	k := queueKey{topic, id}
+	s.qmu.RLock()
+	q := s.queues[k]
+	s.qmu.RUnlock()
+	if q != nil || !create {
+		return q
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if q = s.queues[k]; q == nil {
+		q = &consumeQueue{topic: topic, id: id}
+		s.queues[k] = q
+	}
+	return q
+}
+
+func (s *Store) createSegment(base int64) (*segment, error) {
+	path := segmentName(s.logDir, base)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create segment %d: %w", base, err)
+	}
+	fail := func(err error) (*segment, error) {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("create segment %d: %w", base, err)
+	}
+	if _, err := s.writeAt(f, encodeSegmentHeader(base), 0); err != nil {
+		return fail(err)
+	}
+	if err := s.syncFile(f); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(s.logDir); err != nil {
+		return fail(err)
+	}
+	g := &segment{base: base, path: path, f: f}
+	g.size.Store(segmentHeaderBytes)
+	s.idxMu.Lock()
+	s.idxPending[base] = append(encodeIndexHeader(), s.idxPending[base]...)
+	s.idxMu.Unlock()
+	return g, nil
+}
+
+// Tombstones file (FORMAT.md): header "STMB", version, 3 reserved bytes; then framed entries
+// of uint32 length, body (int64 position, topic), uint32 CRC32C(body); a torn tail is ignored.
+func (s *Store) loadTombstones() error {
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, tombstonesFile))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read topic tombstones: %w", err)
+	}
+	if len(b) < 8 || string(b[:4]) != "STMB" || b[4] != tombstoneVersion {
+		return fmt.Errorf("%w: topic tombstones file has a bad header or version", ErrCorrupt)
+	}
+	b = b[8:]
+	for len(b) >= 8 {
+		n := int(binary.BigEndian.Uint32(b))
+		if n < 9 || len(b) < 4+n+4 || crc32c(b[4:4+n]) != binary.BigEndian.Uint32(b[4+n:]) {
+			break
+		}
+		body := b[4 : 4+n]
+		s.deleted[string(body[8:])] = int64(binary.BigEndian.Uint64(body))
+		b = b[8+n:]
+	}
+	return nil
+}
+
+func (s *Store) appendTombstone(topic string, pos int64) error {
+	body := binary.BigEndian.AppendUint64(nil, uint64(pos))
+	body = append(body, topic...)
+	rec := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	rec = append(rec, body...)
+	rec = binary.BigEndian.AppendUint32(rec, crc32c(body))
+	f, err := os.OpenFile(filepath.Join(s.cfg.Dir, tombstonesFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		rec = append([]byte{'S', 'T', 'M', 'B', tombstoneVersion, 0, 0, 0}, rec...)
+	}
+	if _, err := f.Write(rec); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// OnSeal registers fn to be told of every segment sealed from now on, in order, from one
+// goroutine. Segments sealed before (including before Open) are listed by SealedSegments.
+func (s *Store) OnSeal(fn func(SealedSegment)) {
+	s.hookMu.Lock()
+	s.listeners = append(s.listeners, fn)
+	s.hookMu.Unlock()
+}
+
+// SetRetention installs the local retention policy: a sealed segment is deleted (oldest
+// first) only when allow returns true for it. Without a policy nothing is deleted.
+func (s *Store) SetRetention(allow func(SealedSegment) bool) {
+	s.hookMu.Lock()
+	s.retention = allow
+	s.hookMu.Unlock()
+}
+
+// SealedSegments lists the sealed segments still on local disk, oldest first.
+func (s *Store) SealedSegments() []SealedSegment {
+	s.segMu.RLock()
+	defer s.segMu.RUnlock()
+	var out []SealedSegment
+	for _, g := range s.segments {
+		if g.sealed {
+			out = append(out, g.info())
+		}
+	}
+	return out
+}
+
+// OpenSegment returns an iterator over the records of the sealed segment starting at base.
+func (s *Store) OpenSegment(base int64) (*SegmentIterator, error) {
+	s.segMu.RLock()
+	var g *segment
+	for _, c := range s.segments {
+		if c.base == base && c.sealed {
+			g = c
+		}
+	}
+	s.segMu.RUnlock()
+	if g == nil {
+		return nil, fmt.Errorf("open segment %d: %w: no sealed segment starts there", base, ErrOffsetNotFound)
+	}
+	return openSegmentIterator(g.path, g.base, g.base+g.size.Load(), s.maxRecord)
+}
+
+// Queues lists the (topic, queue id) pairs that hold or held messages.
+func (s *Store) Queues() []QueueID {
+	s.qmu.RLock()
+	defer s.qmu.RUnlock()
+	out := make([]QueueID, 0, len(s.queues))
+	for k, q := range s.queues {
+		if q.max.Load() > 0 {
+			out = append(out, QueueID{Topic: k.topic, QueueID: k.id})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].QueueID < out[j].QueueID
+	})
+	return out
+}
+
+// MinCommitLogOffset is the first commit-log position still on local disk.
+func (s *Store) MinCommitLogOffset() int64 { return s.minPos.Load() }
+
+// MaxCommitLogOffset is the end of the stored records.
+func (s *Store) MaxCommitLogOffset() int64 { return s.logEnd.Load() }
+
+// WaitForAppend blocks until the max offset of (topic, queueID) is above offset, and returns
+// it; or until ctx ends (returning the current max offset and ctx's error). A waiter costs one
+// channel per queue, shared by all waiters of that queue.
+func (s *Store) WaitForAppend(ctx context.Context, topic string, queueID int32, offset int64) (int64, error) {
+	for {
+		q := s.queue(topic, queueID, true)
+		q.mu.Lock()
+		max := q.base + int64(len(q.entries))
+		if max > offset {
+			q.mu.Unlock()
+			return max, nil
+		}
+		if q.waitCh == nil {
+			q.waitCh = make(chan struct{})
+		}
+		ch := q.waitCh
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return max, ctx.Err()
+		case <-s.stop:
+			return max, ErrClosed
+		}
+	}
+}
+
+// DeleteTopic drops the topic's consume queues and index entries. Its records stay in the
+// commit log until retention deletes their segments but are never served again; a later
+// append to the topic starts again at queue offset 0.
+func (s *Store) DeleteTopic(ctx context.Context, topic string) error {
+	op := &writeOp{kind: opDeleteTopic, topic: topic, done: make(chan struct{})}
+	if err := s.submit(ctx, op); err != nil {
+		return err
+	}
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deleteTopic runs on the writer goroutine, so no append of the topic is in flight.
+func (s *Store) deleteTopic(topic string) error {
+	pos := s.logEnd.Load()
+	if err := s.appendTombstone(topic, pos); err != nil {
+		return fmt.Errorf("delete topic %q: write tombstone: %w", topic, err)
+	}
+	s.qmu.Lock()
+	s.deleted[topic] = pos
+	var gone []*consumeQueue
+	for k, q := range s.queues {
+		if k.topic == topic {
+			gone = append(gone, q)
+			delete(s.queues, k)
+		}
+	}
+	s.qmu.Unlock()
+	for _, q := range gone {
+		q.mu.Lock()
+		if q.waitCh != nil {
+			close(q.waitCh)
+			q.waitCh = nil
+		}
+		q.mu.Unlock()
+	}
+	return nil
+}
+
+// Close stops the goroutines, fsyncs the log and writes the pending index entries. It is
+// idempotent.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return s.closeErr
+	}
+	s.closed = true
+	s.closeMu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	var errs []error
+	if s.failed.Load() == nil {
+		if err := s.flushIndex(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.segMu.Lock()
+	for _, g := range s.segments {
+		if err := g.f.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close segment %d: %w", g.base, err))
+		}
+	}
+	s.segMu.Unlock()
+	s.closeErr = errors.Join(errs...)
+	return s.closeErr
+}
+
+func (s *Store) activeSegment() *segment {
+	s.segMu.RLock()
+	defer s.segMu.RUnlock()
+	return s.segments[len(s.segments)-1]
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }
