@@ -1,0 +1,68 @@
+package remoting
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+)
+
+// ClientConfig holds the settings of a Client. Zero values take defaults.
+type ClientConfig struct {
+	// DialTimeout bounds the TCP connect when ctx has no earlier deadline.
+	// Default 15 s, as the Go client.
+	DialTimeout time.Duration
+	// MaxFrameBytes bounds one incoming frame. Default 16 MiB.
+	MaxFrameBytes int
+	// WriteTimeout bounds one frame write. Default 30 s.
+	WriteTimeout time.Duration
+	// Handler serves requests the server sends to us (NOTIFY_CONSUMER_IDS_CHANGED
+	// and the like). Nil answers them REQUEST_CODE_NOT_SUPPORTED.
+	Handler Handler
+}
+
+// Client is one connection dialled to a remoting server. It is safe for
+// concurrent use; its Conn methods (Invoke, InvokeOneway, OnClose, …) are
+// available directly.
+type Client struct {
+	*Conn
+}
+
+// Dial connects to addr ("host:port").
+func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 15 * time.Second
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	d := net.Dialer{Timeout: cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
+	}
+	c := newConn(nc, &connConfig{
+		maxFrameBytes: cfg.MaxFrameBytes,
+		writeTimeout:  cfg.WriteTimeout,
+		maxInFlight:   DefaultMaxInFlightPerConn,
+		handler:       cfg.Handler,
+	})
+	go c.serve()
+	return &Client{Conn: c}, nil
+}
+
+// Close closes the connection and waits for its reader and any handler of
+// server requests to return. Do not call it from the client's own Handler.
+// It is idempotent.
+func (c *Client) Close() error {
+	err := c.Conn.Close()
+	<-c.Conn.done
+	return err
+}
+
+// Done is closed once the connection is closed and its goroutines are
+// finished, whichever side closed it.
+func (c *Client) Done() <-chan struct{} { return c.Conn.done }

@@ -1,0 +1,440 @@
+package remoting
+
+// Frame format (RocketMQ's, not Strata's; PROTOCOL.md §1.2–§1.4). Every
+// integer is big-endian. There is no version byte: the layout is fixed by
+// RocketMQ and selected per frame by the serialize-type byte.
+//
+//	offset  size          field
+//	0       4             length: bytes that follow (4 + header + body)
+//	4       1             serializeType: 0 JSON, 1 ROCKETMQ
+//	5       3             headerLength (24 bits)
+//	8       headerLength  header
+//	...     rest          body
+//
+// JSON header: an object with code, language, version, opaque, flag, remark,
+// extFields (string → string) and serializeTypeCurrentRPC. We write exactly
+// those keys with extFields values as strings; when reading we accept
+// numbers written as strings and extFields values that are numbers or
+// booleans, and ignore unknown keys.
+//
+// ROCKETMQ header: code int16, language byte, version int16, opaque int32,
+// flag int32, remark (int32 length + bytes), extFields (int32 length of the
+// block, then entries of int16 key length + key + int32 value length +
+// value).
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+)
+
+// DefaultMaxFrameBytes is the largest frame accepted unless configured
+// otherwise: 16 MiB, as the Java broker (NettyDecoder frameMaxLength).
+const DefaultMaxFrameBytes = 16 << 20
+
+const maxHeaderBytes = 1<<24 - 1
+
+var (
+	// ErrMalformedFrame is wrapped by every decoding error of a frame whose
+	// bytes do not follow the protocol. The connection cannot continue.
+	ErrMalformedFrame = errors.New("malformed remoting frame")
+	// ErrFrameTooLarge is returned by ReadFrame when the length prefix
+	// exceeds the configured maximum.
+	ErrFrameTooLarge = errors.New("remoting frame too large")
+)
+
+func malformedf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformedFrame, fmt.Sprintf(format, args...))
+}
+
+// EncodeFrame returns cmd as one complete frame, length prefix included,
+// with its header in cmd.SerializeType.
+func EncodeFrame(cmd *Command) ([]byte, error) {
+	return AppendFrame(nil, cmd)
+}
+
+// AppendFrame appends the frame of cmd to dst and returns the extended slice.
+func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, byte(cmd.SerializeType), 0, 0, 0)
+	var err error
+	switch cmd.SerializeType {
+	case SerializeJSON:
+		dst, err = appendJSONHeader(dst, cmd)
+	case SerializeRocketMQ:
+		dst, err = appendBinaryHeader(dst, cmd)
+	default:
+		err = fmt.Errorf("unknown serialize type %d", cmd.SerializeType)
+	}
+	if err != nil {
+		return dst[:start], fmt.Errorf("encode command code %d: %w", cmd.Code, err)
+	}
+	headerLen := len(dst) - start - 8
+	if headerLen > maxHeaderBytes {
+		return dst[:start], fmt.Errorf("encode command code %d: header of %d bytes exceeds the 24-bit limit", cmd.Code, headerLen)
+	}
+	total := len(dst) - start - 4 + len(cmd.Body)
+	if total > math.MaxInt32 {
+		return dst[:start], fmt.Errorf("encode command code %d: frame of %d bytes exceeds the 32-bit length", cmd.Code, total)
+	}
+	binary.BigEndian.PutUint32(dst[start:], uint32(total))
+	dst[start+5] = byte(headerLen >> 16)
+	dst[start+6] = byte(headerLen >> 8)
+	dst[start+7] = byte(headerLen)
+	return append(dst, cmd.Body...), nil
+}
+
+// WriteFrame encodes cmd and writes it to w in one Write call.
+func WriteFrame(w io.Writer, cmd *Command) error {
+	frame, err := EncodeFrame(cmd)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(frame)
+	return err
+}
+
+// ReadFrame reads one frame from r and decodes it. maxFrameBytes bounds the
+// length prefix (DefaultMaxFrameBytes when ≤ 0). Errors wrap
+// ErrFrameTooLarge, ErrMalformedFrame, or the reader's error (io.EOF when r
+// ends cleanly between frames, io.ErrUnexpectedEOF inside one).
+func ReadFrame(r io.Reader, maxFrameBytes int) (*Command, error) {
+	if maxFrameBytes <= 0 {
+		maxFrameBytes = DefaultMaxFrameBytes
+	}
+	var prefix [4]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		return nil, err
+	}
+	length := binary.BigEndian.Uint32(prefix[:])
+	if length < 4 {
+		return nil, malformedf("frame length %d is below the 4-byte minimum", length)
+	}
+	if uint64(length) > uint64(maxFrameBytes) {
+		return nil, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d bytes", ErrFrameTooLarge, length, maxFrameBytes)
+	}
+	buf := make([]byte, length)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read frame of %d bytes: %w", length, err)
+	}
+	return decodeFrameBody(buf)
+}
+
+// DecodeFrame decodes one complete frame, length prefix included, as
+// produced by EncodeFrame. The returned Body aliases frame.
+func DecodeFrame(frame []byte) (*Command, error) {
+	if len(frame) < 8 {
+		return nil, malformedf("frame of %d bytes is shorter than the 8-byte minimum", len(frame))
+	}
+	length := binary.BigEndian.Uint32(frame)
+	if uint64(length) != uint64(len(frame)-4) {
+		return nil, malformedf("length prefix %d does not match the %d bytes that follow", length, len(frame)-4)
+	}
+	return decodeFrameBody(frame[4:])
+}
+
+// decodeFrameBody decodes the bytes after the length prefix.
+func decodeFrameBody(b []byte) (*Command, error) {
+	if len(b) < 4 {
+		return nil, malformedf("frame length %d is below the 4-byte minimum", len(b))
+	}
+	st := SerializeType(b[0])
+	headerLen := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+	if headerLen > len(b)-4 {
+		return nil, malformedf("header length %d exceeds the %d bytes left in the frame", headerLen, len(b)-4)
+	}
+	header := b[4 : 4+headerLen]
+	var (
+		cmd *Command
+		err error
+	)
+	switch st {
+	case SerializeJSON:
+		cmd, err = decodeJSONHeader(header)
+	case SerializeRocketMQ:
+		cmd, err = decodeBinaryHeader(header)
+	default:
+		return nil, malformedf("unknown serialize type %d", b[0])
+	}
+	if err != nil {
+		return nil, err
+	}
+	cmd.SerializeType = st
+	if body := b[4+headerLen:]; len(body) > 0 {
+		cmd.Body = body
+	}
+	return cmd, nil
+}
+
+// jsonHeaderOut is the JSON header as we write it, keys in the Go client's order.
+type jsonHeaderOut struct {
+	Code        int16             `json:"code"`
+	Language    string            `json:"language"`
+	Version     int16             `json:"version"`
+	Opaque      int32             `json:"opaque"`
+	Flag        int32             `json:"flag"`
+	Remark      string            `json:"remark"`
+	ExtFields   map[string]string `json:"extFields"`
+	CurrentType string            `json:"serializeTypeCurrentRPC"`
+}
+
+func appendJSONHeader(dst []byte, cmd *Command) ([]byte, error) {
+	ext := map[string]string(cmd.ExtFields)
+	if ext == nil {
+		ext = map[string]string{} // the Go client must see {}, never null
+	}
+	lang := cmd.Language
+	if lang == "" {
+		lang = DefaultLanguage
+	}
+	b, err := json.Marshal(jsonHeaderOut{
+		Code: cmd.Code, Language: lang, Version: cmd.Version, Opaque: cmd.Opaque,
+		Flag: cmd.Flag, Remark: cmd.Remark, ExtFields: ext, CurrentType: "JSON",
+	})
+	if err != nil {
+		return dst, fmt.Errorf("marshal JSON header: %w", err)
+	}
+	return append(dst, b...), nil
+}
+
+// jsonHeaderIn is the JSON header as we read it: every field raw, so that
+// numbers written as strings and other quirks can be accepted.
+type jsonHeaderIn struct {
+	Code      json.RawMessage            `json:"code"`
+	Language  json.RawMessage            `json:"language"`
+	Version   json.RawMessage            `json:"version"`
+	Opaque    json.RawMessage            `json:"opaque"`
+	Flag      json.RawMessage            `json:"flag"`
+	Remark    json.RawMessage            `json:"remark"`
+	ExtFields map[string]json.RawMessage `json:"extFields"`
+}
+
+func decodeJSONHeader(h []byte) (*Command, error) {
+	trimmed := bytes.TrimLeft(h, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, malformedf("JSON header is not an object: %.40q", h)
+	}
+	var in jsonHeaderIn
+	if err := json.Unmarshal(h, &in); err != nil {
+		return nil, malformedf("JSON header: %v", err)
+	}
+	cmd := &Command{ExtFields: make(ExtFields, len(in.ExtFields))}
+	code, err := jsonInt(in.Code, "code", 16)
+	if err != nil {
+		return nil, err
+	}
+	version, err := jsonInt(in.Version, "version", 16)
+	if err != nil {
+		return nil, err
+	}
+	opaque, err := jsonInt(in.Opaque, "opaque", 32)
+	if err != nil {
+		return nil, err
+	}
+	flag, err := jsonInt(in.Flag, "flag", 32)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Code, cmd.Version, cmd.Opaque, cmd.Flag = int16(code), int16(version), int32(opaque), int32(flag)
+	if cmd.Language, err = jsonLanguage(in.Language); err != nil {
+		return nil, err
+	}
+	if cmd.Remark, err = jsonString(in.Remark, "remark"); err != nil {
+		return nil, err
+	}
+	for k, raw := range in.ExtFields {
+		v, present, err := jsonExtValue(raw)
+		if err != nil {
+			return nil, malformedf("JSON header extFields[%q]: %v", k, err)
+		}
+		if present {
+			cmd.ExtFields[k] = v
+		}
+	}
+	return cmd, nil
+}
+
+// jsonInt accepts a JSON integer, an integer written as a JSON string, or null
+// (zero), and checks it fits in bits.
+func jsonInt(raw json.RawMessage, field string, bits int) (int64, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	text := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return 0, malformedf("JSON header %s: %v", field, err)
+		}
+	}
+	n, err := strconv.ParseInt(text, 10, bits)
+	if err != nil {
+		return 0, malformedf("JSON header %s=%.40s is not an int%d", field, raw, bits)
+	}
+	return n, nil
+}
+
+func jsonString(raw json.RawMessage, field string) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", malformedf("JSON header %s=%.40s is not a string", field, raw)
+	}
+	return s, nil
+}
+
+// jsonLanguage accepts the language's name, or its numeric code.
+func jsonLanguage(raw json.RawMessage) (string, error) {
+	if len(raw) > 0 && raw[0] != '"' && string(raw) != "null" {
+		n, err := strconv.ParseUint(string(raw), 10, 8)
+		if err != nil {
+			return "", malformedf("JSON header language=%.40s is neither a name nor a code", raw)
+		}
+		return languageName(byte(n)), nil
+	}
+	return jsonString(raw, "language")
+}
+
+// jsonExtValue turns one extFields value into its string form. Strings pass
+// through; numbers and booleans keep their JSON text; null means absent.
+func jsonExtValue(raw json.RawMessage) (v string, present bool, err error) {
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return "", false, nil
+	case raw[0] == '"':
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return "", false, err
+		}
+		return v, true, nil
+	case string(raw) == "true" || string(raw) == "false":
+		return string(raw), true, nil
+	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
+		return string(raw), true, nil
+	default:
+		return "", false, fmt.Errorf("want a string, got %.40s", raw)
+	}
+}
+
+func appendBinaryHeader(dst []byte, cmd *Command) ([]byte, error) {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(cmd.Code))
+	lang := cmd.Language
+	if lang == "" {
+		lang = DefaultLanguage
+	}
+	dst = append(dst, languageByte(lang))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(cmd.Version))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(cmd.Opaque))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(cmd.Flag))
+	if len(cmd.Remark) > maxHeaderBytes {
+		return dst, fmt.Errorf("remark of %d bytes is too long", len(cmd.Remark))
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(cmd.Remark)))
+	dst = append(dst, cmd.Remark...)
+
+	lenAt := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	keys := make([]string, 0, len(cmd.ExtFields))
+	for k := range cmd.ExtFields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // deterministic bytes
+	for _, k := range keys {
+		v := cmd.ExtFields[k]
+		if len(k) > math.MaxInt16 {
+			return dst, fmt.Errorf("extFields key of %d bytes is too long", len(k))
+		}
+		if len(v) > maxHeaderBytes {
+			return dst, fmt.Errorf("extFields[%q] value of %d bytes is too long", k, len(v))
+		}
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(k)))
+		dst = append(dst, k...)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+		dst = append(dst, v...)
+	}
+	binary.BigEndian.PutUint32(dst[lenAt:], uint32(len(dst)-lenAt-4))
+	return dst, nil
+}
+
+// binReader reads a ROCKETMQ header; the first failure sticks.
+type binReader struct {
+	b   []byte
+	err error
+}
+
+func (r *binReader) take(n int, what string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b) {
+		r.err = malformedf("binary header %s needs %d bytes, %d left", what, n, len(r.b))
+		return nil
+	}
+	p := r.b[:n]
+	r.b = r.b[n:]
+	return p
+}
+
+func (r *binReader) u16(what string) uint16 {
+	if p := r.take(2, what); p != nil {
+		return binary.BigEndian.Uint16(p)
+	}
+	return 0
+}
+
+func (r *binReader) u32(what string) uint32 {
+	if p := r.take(4, what); p != nil {
+		return binary.BigEndian.Uint32(p)
+	}
+	return 0
+}
+
+func (r *binReader) length32(what string) int {
+	n := int32(r.u32(what + " length"))
+	if r.err == nil && n < 0 {
+		r.err = malformedf("binary header %s length %d is negative", what, n)
+	}
+	return int(n)
+}
+
+func decodeBinaryHeader(h []byte) (*Command, error) {
+	r := &binReader{b: h}
+	cmd := &Command{ExtFields: ExtFields{}}
+	cmd.Code = int16(r.u16("code"))
+	if p := r.take(1, "language"); p != nil {
+		cmd.Language = languageName(p[0])
+	}
+	cmd.Version = int16(r.u16("version"))
+	cmd.Opaque = int32(r.u32("opaque"))
+	cmd.Flag = int32(r.u32("flag"))
+	cmd.Remark = string(r.take(r.length32("remark"), "remark"))
+	ext := &binReader{b: r.take(r.length32("extFields"), "extFields")}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, malformedf("binary header has %d trailing bytes", len(r.b))
+	}
+	for len(ext.b) > 0 {
+		kl := int16(ext.u16("extFields key length"))
+		if ext.err == nil && kl < 0 {
+			return nil, malformedf("binary header extFields key length %d is negative", kl)
+		}
+		k := ext.take(int(kl), "extFields key")
+		v := ext.take(ext.length32("extFields value"), "extFields value")
+		if ext.err != nil {
+			return nil, ext.err
+		}
+		cmd.ExtFields[string(k)] = string(v)
+	}
+	return cmd, nil
+}

@@ -1,0 +1,114 @@
+package remoting
+
+import "fmt"
+
+// SerializeType says how a frame's header is encoded (PROTOCOL.md §1.2).
+type SerializeType byte
+
+const (
+	// SerializeJSON is the JSON header the Go client always sends.
+	SerializeJSON SerializeType = 0
+	// SerializeRocketMQ is the compact binary header Java clients may use.
+	SerializeRocketMQ SerializeType = 1
+)
+
+func (t SerializeType) String() string {
+	switch t {
+	case SerializeJSON:
+		return "JSON"
+	case SerializeRocketMQ:
+		return "ROCKETMQ"
+	default:
+		return fmt.Sprintf("SerializeType(%d)", byte(t))
+	}
+}
+
+// Command is one remoting request or response: a header (code, opaque, flag,
+// remark, extFields) and an opaque body.
+//
+// A Command is not safe for concurrent mutation; Invoke writes the opaque it
+// chooses into the request it sends.
+type Command struct {
+	// Code is a request code (CodeXxx) in a request, a response code
+	// (RespXxx) in a response.
+	Code int16
+	// Language names the sender's client language ("GO", "JAVA", …).
+	Language string
+	// Version is the sender's protocol version.
+	Version int16
+	// Opaque identifies a request; its response carries the same value.
+	Opaque int32
+	// Flag holds FlagResponse and FlagOneway.
+	Flag int32
+	// Remark is free text, the error message in a failed response.
+	Remark string
+	// ExtFields are the request or response header fields, all strings.
+	// Commands built by this package and decoded from the wire never hold a
+	// nil map.
+	ExtFields ExtFields
+	// Body is the payload: a message, JSON, or a batch. It may be nil.
+	Body []byte
+	// SerializeType is the header encoding used on the wire. A response is
+	// sent in its request's serialize type.
+	SerializeType SerializeType
+}
+
+// IsResponse reports whether c is a response (flag bit 0).
+func (c *Command) IsResponse() bool { return c.Flag&FlagResponse != 0 }
+
+// IsOneway reports whether c is a request that wants no response (flag bit 1).
+func (c *Command) IsOneway() bool { return c.Flag&FlagOneway != 0 }
+
+// String summarises c for logs and test failures; the body is given by length.
+func (c *Command) String() string {
+	kind := "request"
+	if c.IsResponse() {
+		kind = "response"
+	}
+	return fmt.Sprintf("%s code=%d opaque=%d flag=%d remark=%q ext=%v body=%dB",
+		kind, c.Code, c.Opaque, c.Flag, c.Remark, map[string]string(c.ExtFields), len(c.Body))
+}
+
+// NewRequest builds a request with the given code, header fields and body.
+// ext may be nil. The opaque is chosen when the request is sent.
+func NewRequest(code int16, ext ExtFields, body []byte) *Command {
+	if ext == nil {
+		ext = ExtFields{}
+	}
+	return &Command{
+		Code:      code,
+		Language:  DefaultLanguage,
+		Version:   DefaultVersion,
+		ExtFields: ext,
+		Body:      body,
+	}
+}
+
+// NewResponse builds the response to req with the given response code and
+// remark. It echoes req's opaque and serialize type and sets FlagResponse.
+func NewResponse(req *Command, code int16, remark string) *Command {
+	return &Command{
+		Code:          code,
+		Language:      DefaultLanguage,
+		Version:       DefaultVersion,
+		Opaque:        req.Opaque,
+		Flag:          FlagResponse,
+		Remark:        remark,
+		ExtFields:     ExtFields{},
+		SerializeType: req.SerializeType,
+	}
+}
+
+// NewNotSupportedResponse answers a request whose code the handler does not
+// serve: REQUEST_CODE_NOT_SUPPORTED (3) with a remark naming the code, as
+// the Java broker does. The connection stays up.
+func NewNotSupportedResponse(req *Command) *Command {
+	return NewResponse(req, RespRequestCodeNotSupported,
+		fmt.Sprintf("request code %d not supported", req.Code))
+}
+
+// NewErrorResponse answers req with code and a remark built from err, for
+// example RespInvalidParameter with an error from an ExtFields getter.
+func NewErrorResponse(req *Command, code int16, err error) *Command {
+	return NewResponse(req, code, err.Error())
+}

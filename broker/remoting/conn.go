@@ -1,0 +1,368 @@
+package remoting
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrConnClosed is returned by Invoke and InvokeOneway on a closed connection,
+// and by Invoke when the connection closes while it waits for the response.
+var ErrConnClosed = errors.New("remoting connection closed")
+
+// Handler serves requests arriving on a connection. ServeRemoting is called in
+// its own goroutine per request, concurrently with other requests of the same
+// connection. It returns the response, or nil to send none. The server fixes
+// the response's opaque, flag and serialize type to match req, and drops it
+// when req is oneway. ctx is cancelled when the connection closes or the
+// server's Close gives up waiting; a long-held request (a long-polling pull)
+// must return when it is. A panic is recovered and answered with
+// SYSTEM_ERROR.
+type Handler interface {
+	ServeRemoting(ctx context.Context, conn *Conn, req *Command) *Command
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, conn *Conn, req *Command) *Command
+
+// ServeRemoting calls f.
+func (f HandlerFunc) ServeRemoting(ctx context.Context, conn *Conn, req *Command) *Command {
+	return f(ctx, conn, req)
+}
+
+// connConfig holds the settings a Conn needs, shared by Server and Client.
+type connConfig struct {
+	maxFrameBytes int
+	idleTimeout   time.Duration // 0: none
+	writeTimeout  time.Duration
+	maxInFlight   int
+	handler       Handler // nil: answer REQUEST_CODE_NOT_SUPPORTED
+	logger        *slog.Logger
+	onConnect     func(*Conn)
+}
+
+var connIDs atomic.Uint64
+
+// Conn is one remoting connection, on the server or the client side. Requests
+// from the peer go to the handler; Invoke and InvokeOneway send requests to
+// the peer on the same socket, matched to their responses by opaque.
+type Conn struct {
+	nc  net.Conn
+	id  uint64
+	cfg *connConfig
+
+	ctx    context.Context // cancelled when the connection closes
+	cancel context.CancelFunc
+
+	writeMu sync.Mutex
+
+	nextOpaque atomic.Int32
+	pendingMu  sync.Mutex
+	pending    map[int32]chan *Command // nil once closed
+
+	inFlight chan struct{} // semaphore of running handlers
+	handlers sync.WaitGroup
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	draining  atomic.Bool
+	done      chan struct{} // closed when the read loop and every handler are finished
+
+	cbMu      sync.Mutex
+	callbacks []func()
+	cbRan     bool
+}
+
+func newConn(nc net.Conn, cfg *connConfig) *Conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Conn{
+		nc:       nc,
+		id:       connIDs.Add(1),
+		cfg:      cfg,
+		ctx:      ctx,
+		cancel:   cancel,
+		pending:  make(map[int32]chan *Command),
+		inFlight: make(chan struct{}, cfg.maxInFlight),
+		closed:   make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// ID is a process-wide unique, stable identifier of the connection.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr is our end's address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// String names the connection for logs.
+func (c *Conn) String() string {
+	return fmt.Sprintf("conn#%d %s", c.id, c.nc.RemoteAddr())
+}
+
+// Closed is closed once the connection is closed.
+func (c *Conn) Closed() <-chan struct{} { return c.closed }
+
+// OnClose registers f to run once the connection has closed, in the
+// connection's own goroutine. If it is already closed, f runs at once in the
+// caller. Register state first, then OnClose, so a close racing the
+// registration still cleans it up.
+func (c *Conn) OnClose(f func()) {
+	c.cbMu.Lock()
+	if c.cbRan {
+		c.cbMu.Unlock()
+		f()
+		return
+	}
+	c.callbacks = append(c.callbacks, f)
+	c.cbMu.Unlock()
+}
+
+func (c *Conn) runCallbacks() {
+	c.cbMu.Lock()
+	cbs := c.callbacks
+	c.callbacks, c.cbRan = nil, true
+	c.cbMu.Unlock()
+	for _, f := range cbs {
+		f()
+	}
+}
+
+// Close closes the socket at once, cancels running handlers and fails pending
+// Invokes. It does not wait for them; it is idempotent.
+func (c *Conn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		err = c.nc.Close()
+		c.cancel()
+		c.pendingMu.Lock()
+		c.pending = nil // waiters select on c.closed
+		c.pendingMu.Unlock()
+	})
+	return err
+}
+
+// drain stops reading new requests; the read loop then waits for running
+// handlers to answer before it closes the connection.
+func (c *Conn) drain() {
+	c.draining.Store(true)
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// Invoke sends req to the peer and waits for its response, until ctx ends or
+// the connection closes. It sets req.Opaque to a fresh value of this
+// connection and clears req's response and oneway flags.
+func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
+	req.Opaque = c.nextOpaque.Add(1)
+	req.Flag &^= FlagResponse | FlagOneway
+	ch := make(chan *Command, 1)
+	c.pendingMu.Lock()
+	if c.pending == nil {
+		c.pendingMu.Unlock()
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
+	}
+	c.pending[req.Opaque] = ch
+	c.pendingMu.Unlock()
+	defer func() {
+		c.pendingMu.Lock()
+		if c.pending != nil {
+			delete(c.pending, req.Opaque)
+		}
+		c.pendingMu.Unlock()
+	}()
+	if err := c.write(ctx, req); err != nil {
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, err)
+	}
+	select {
+	case resp := <-ch:
+		return resp, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("invoke code %d on %s: waiting for response opaque %d: %w", req.Code, c, req.Opaque, ctx.Err())
+	case <-c.closed:
+		// A response read just before the peer closed is still good; the
+		// reader delivers it before it closes the connection.
+		select {
+		case resp := <-ch:
+			return resp, nil
+		default:
+		}
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
+	}
+}
+
+// InvokeOneway sends req to the peer with FlagOneway set and waits for
+// nothing but the write. It sets req.Opaque to a fresh value.
+func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
+	req.Opaque = c.nextOpaque.Add(1)
+	req.Flag = req.Flag&^FlagResponse | FlagOneway
+	if err := c.write(ctx, req); err != nil {
+		return fmt.Errorf("invoke oneway code %d on %s: %w", req.Code, c, err)
+	}
+	return nil
+}
+
+// write encodes and sends one command.
+func (c *Conn) write(ctx context.Context, cmd *Command) error {
+	frame, err := EncodeFrame(cmd)
+	if err != nil {
+		return err
+	}
+	return c.writeFrame(ctx, frame)
+}
+
+// writeFrame sends one encoded frame; writes on a connection are serialised.
+// A failed write leaves the stream unusable and closes the connection.
+func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
+	select {
+	case <-c.closed:
+		return ErrConnClosed
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(c.cfg.writeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = c.nc.SetWriteDeadline(deadline)
+	if _, err := c.nc.Write(frame); err != nil {
+		_ = c.Close()
+		return fmt.Errorf("write frame: %w (%w)", err, ErrConnClosed)
+	}
+	return nil
+}
+
+// serve reads frames until the connection ends, then cleans up. It returns
+// when every handler it started has finished.
+func (c *Conn) serve() {
+	defer close(c.done)
+	reason := c.readLoop()
+	if c.draining.Load() {
+		idle := make(chan struct{})
+		go func() { c.handlers.Wait(); close(idle) }()
+		select {
+		case <-idle:
+		case <-c.closed: // forced by Close
+		}
+	}
+	_ = c.Close()
+	if reason != nil && c.cfg.logger != nil {
+		c.cfg.logger.Info("remoting: closing connection", "conn", c.id, "remote", c.nc.RemoteAddr().String(), "reason", reason.Error())
+	}
+	c.runCallbacks()
+	c.handlers.Wait()
+}
+
+// readLoop returns nil on an orderly end (peer closed, we closed, draining)
+// and the reason otherwise.
+func (c *Conn) readLoop() error {
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	for {
+		if c.cfg.idleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
+		}
+		if c.draining.Load() {
+			return nil
+		}
+		cmd, err := ReadFrame(r, c.cfg.maxFrameBytes)
+		if err != nil {
+			select {
+			case <-c.closed:
+				return nil
+			default:
+			}
+			switch {
+			case c.draining.Load(), errors.Is(err, io.EOF):
+				return nil
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return fmt.Errorf("idle for %s", c.cfg.idleTimeout)
+			}
+			return err
+		}
+		if cmd.IsResponse() {
+			c.deliver(cmd)
+			continue
+		}
+		select {
+		case c.inFlight <- struct{}{}:
+		default:
+			if !cmd.IsOneway() {
+				busy := NewResponse(cmd, RespSystemBusy,
+					fmt.Sprintf("too many requests in flight on this connection (limit %d)", cap(c.inFlight)))
+				if err := c.write(c.ctx, busy); err != nil {
+					return fmt.Errorf("answer SYSTEM_BUSY: %w", err)
+				}
+			}
+			continue
+		}
+		c.handlers.Add(1)
+		go c.handle(cmd)
+	}
+}
+
+// deliver hands a response to the Invoke waiting for its opaque; responses
+// nobody waits for (timed out, or never asked) are dropped, as the Go client does.
+func (c *Conn) deliver(resp *Command) {
+	c.pendingMu.Lock()
+	ch := c.pending[resp.Opaque]
+	c.pendingMu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- resp:
+		default: // a duplicate response; the first one won
+		}
+	}
+}
+
+func (c *Conn) handle(req *Command) {
+	defer c.handlers.Done()
+	defer func() { <-c.inFlight }()
+	resp := c.callHandler(req)
+	if resp == nil || req.IsOneway() {
+		return
+	}
+	resp.Opaque = req.Opaque
+	resp.Flag = resp.Flag&^FlagOneway | FlagResponse
+	resp.SerializeType = req.SerializeType
+	frame, err := EncodeFrame(resp)
+	if err != nil {
+		// Tell the peer rather than leave it waiting for a timeout.
+		frame, err = EncodeFrame(NewResponse(req, RespSystemError, err.Error()))
+		if err != nil {
+			return
+		}
+	}
+	if err := c.writeFrame(c.ctx, frame); err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
+		c.cfg.logger.Warn("remoting: response not sent", "conn", c.id, "code", req.Code, "err", err.Error())
+	}
+}
+
+func (c *Conn) callHandler(req *Command) (resp *Command) {
+	defer func() {
+		if p := recover(); p != nil {
+			if c.cfg.logger != nil {
+				c.cfg.logger.Error("remoting: handler panic", "conn", c.id, "code", req.Code, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+			resp = NewResponse(req, RespSystemError, fmt.Sprintf("internal error serving request code %d: %v", req.Code, p))
+		}
+	}()
+	if c.cfg.handler == nil {
+		return NewNotSupportedResponse(req)
+	}
+	return c.cfg.handler.ServeRemoting(c.ctx, c, req)
+}

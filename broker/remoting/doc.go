@@ -1,0 +1,14 @@
+// Package remoting speaks RocketMQ's "remoting" wire protocol: the frame codec
+// (JSON and ROCKETMQ binary headers), the request and response codes, and the
+// connection handling for both sides of a socket.
+//
+// Start reading from Command (one request or response), ReadFrame/EncodeFrame
+// (the bytes on the wire, documented in codec.go), Server and Handler (the
+// broker side: many requests multiplexed per connection, answered out of
+// order), Conn (one connection, able to call back into the client with
+// Invoke) and Client (the dialing side, used by the CLI and by raw-protocol
+// tests). ExtFields carries request and response headers with typed getters
+// that give actionable errors.
+//
+// The protocol itself is described in /work/shared/PROTOCOL.md §1–§2.
+package remoting
