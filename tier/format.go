@@ -1,0 +1,567 @@
+package tier
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"sort"
+
+	"github.com/golang/snappy"
+	"github.com/stratamq/strata/broker/message"
+)
+
+// Segment-object format constants (FORMAT.md).
+const (
+	// FormatVersion is the version byte written in every segment object's footer.
+	FormatVersion byte = 1
+	// FooterBytes is the fixed size of a segment object's footer.
+	FooterBytes = 48
+	// DefaultBlockBytes is the uncompressed size at which a block is cut.
+	DefaultBlockBytes = 1 << 20
+	// DefaultOwnObjectBytes is the queue-run size (uncompressed) from which a run is written
+	// to an object of its own.
+	DefaultOwnObjectBytes = 128 << 20
+	// maxBlockRawBytes bounds what a decoder accepts for one block, so a corrupt size cannot
+	// make it allocate without limit.
+	maxBlockRawBytes = 64 << 20
+)
+
+var footerMagic = [8]byte{'S', 'T', 'R', 'A', 'T', 'S', 'E', 'G'}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// ErrCorrupt is wrapped by every error about tier bytes that fail a checksum or do not
+// decode. Such bytes are never served.
+var ErrCorrupt = errors.New("corrupt tier object")
+
+// BlockRef locates one compressed block of a queue run.
+type BlockRef struct {
+	Offset      int64 // byte offset of the block frame in its object
+	Size        int64 // frame size: compressed bytes plus the 4-byte CRC32C
+	RawSize     int64 // uncompressed size: the records back to back
+	FirstOffset int64 // queue offset of the block's first record
+	Count       int64 // number of records
+	FirstTime   int64 // store time (ms) of the first record
+	MaxTime     int64 // largest store time (ms) in the block
+}
+
+// QueueRun is one (topic, queue id)'s records of a segment, as the index describes them.
+type QueueRun struct {
+	Topic       string
+	QueueID     int32
+	FirstOffset int64
+	LastOffset  int64
+	FirstTime   int64 // smallest store time, ms
+	LastTime    int64 // largest store time, ms
+	Count       int64
+	RawBytes    int64 // uncompressed record bytes
+	// Object is the name of the object holding the run's blocks when the run has an object
+	// of its own, or "" when the blocks are in the segment object itself.
+	Object string
+	Blocks []BlockRef
+}
+
+// KeyEntry maps a message key or unique key to the queue offset of its message.
+type KeyEntry struct {
+	Key         string
+	QueueOffset int64
+}
+
+// QueueKeys holds the keys of one queue run, in the same order as SegmentIndex.Queues.
+type QueueKeys struct {
+	Keys     []KeyEntry
+	UniqKeys []KeyEntry
+}
+
+// SegmentIndex is the decoded index section of a segment object.
+type SegmentIndex struct {
+	Base, End int64 // commit-log range [Base, End) the object holds
+	Queues    []QueueRun
+}
+
+// Footer is the decoded fixed-size tail of a segment object.
+type Footer struct {
+	IndexOffset, IndexLength int64
+	IndexCRC                 uint32
+	KeysOffset, KeysLength   int64
+	KeysCRC                  uint32
+}
+
+// EncodedObject is one object an encoder produced.
+type EncodedObject struct {
+	Name string
+	Data []byte
+}
+
+// EncodedSegment is the output of EncodeSegment: the segment object and the objects of the
+// runs large enough to have their own.
+type EncodedSegment struct {
+	Main       EncodedObject
+	Footer     Footer
+	Index      SegmentIndex
+	Companions []EncodedObject
+}
+
+// SegmentEncoder regroups a sealed segment's records by queue. Feed records in commit-log
+// order with Add, then call Finish. Memory use is about the compressed size of the segment.
+type SegmentEncoder struct {
+	prefix         string
+	base, end      int64
+	blockBytes     int
+	ownObjectBytes int64
+	queues         map[queueKey]*runBuilder
+}
+
+type queueKey struct {
+	topic string
+	queue int32
+}
+
+type runBuilder struct {
+	run  QueueRun
+	keys QueueKeys
+	data []byte // compressed block frames, offsets relative to the run start
+	raw  []byte // the open block
+	cur  BlockRef
+}
+
+// NewSegmentEncoder starts encoding the segment [base, end) whose objects are named under
+// prefix (SegmentObjectName). blockBytes and ownObjectBytes take defaults when 0.
+func NewSegmentEncoder(prefix string, base, end int64, blockBytes int, ownObjectBytes int64) *SegmentEncoder {
+	if blockBytes <= 0 {
+		blockBytes = DefaultBlockBytes
+	}
+	if ownObjectBytes <= 0 {
+		ownObjectBytes = DefaultOwnObjectBytes
+	}
+	return &SegmentEncoder{prefix: prefix, base: base, end: end, blockBytes: blockBytes,
+		ownObjectBytes: ownObjectBytes, queues: make(map[queueKey]*runBuilder)}
+}
+
+// Add appends one stored record (broker/message layout). Records of a queue must arrive in
+// increasing queue-offset order, as they do in a commit log.
+func (e *SegmentEncoder) Add(rec []byte) error {
+	h, err := message.ParseRecordHeader(rec)
+	if err != nil {
+		return fmt.Errorf("encode segment %d: %w", e.base, err)
+	}
+	rec = rec[:h.TotalSize]
+	k := queueKey{h.Topic, h.QueueID}
+	b := e.queues[k]
+	if b == nil {
+		b = &runBuilder{run: QueueRun{Topic: h.Topic, QueueID: h.QueueID, FirstOffset: h.QueueOffset,
+			FirstTime: h.StoreTimestamp, LastTime: h.StoreTimestamp}}
+		e.queues[k] = b
+	} else if h.QueueOffset <= b.run.LastOffset {
+		return fmt.Errorf("encode segment %d: %s/%d offset %d after %d: records out of order", e.base, h.Topic, h.QueueID, h.QueueOffset, b.run.LastOffset)
+	}
+	r := &b.run
+	r.LastOffset = h.QueueOffset
+	r.FirstTime = min(r.FirstTime, h.StoreTimestamp)
+	r.LastTime = max(r.LastTime, h.StoreTimestamp)
+	r.Count++
+	r.RawBytes += int64(len(rec))
+	for _, key := range h.Keys {
+		b.keys.Keys = append(b.keys.Keys, KeyEntry{key, h.QueueOffset})
+	}
+	if h.UniqKey != "" {
+		b.keys.UniqKeys = append(b.keys.UniqKeys, KeyEntry{h.UniqKey, h.QueueOffset})
+	}
+	if len(b.raw) == 0 {
+		b.cur = BlockRef{FirstOffset: h.QueueOffset, FirstTime: h.StoreTimestamp, MaxTime: h.StoreTimestamp}
+	}
+	b.cur.Count++
+	b.cur.MaxTime = max(b.cur.MaxTime, h.StoreTimestamp)
+	b.raw = append(b.raw, rec...)
+	if len(b.raw) >= e.blockBytes {
+		b.cut()
+	}
+	return nil
+}
+
+func (b *runBuilder) cut() {
+	if len(b.raw) == 0 {
+		return
+	}
+	start := len(b.data)
+	b.data = appendBlockFrame(b.data, b.raw)
+	b.cur.Offset = int64(start)
+	b.cur.Size = int64(len(b.data) - start)
+	b.cur.RawSize = int64(len(b.raw))
+	b.run.Blocks = append(b.run.Blocks, b.cur)
+	b.raw = b.raw[:0]
+}
+
+// appendBlockFrame appends snappy(raw) followed by the CRC32C of the compressed bytes.
+func appendBlockFrame(dst, raw []byte) []byte {
+	n := snappy.MaxEncodedLen(len(raw))
+	start := len(dst)
+	dst = append(dst, make([]byte, n)...)
+	enc := snappy.Encode(dst[start:], raw)
+	dst = dst[:start+len(enc)]
+	return binary.BigEndian.AppendUint32(dst, crc32c(enc))
+}
+
+// DecodeBlock checks a block frame's CRC32C and returns its uncompressed records.
+// rawSize is the size the index announces.
+func DecodeBlock(frame []byte, rawSize int64) ([]byte, error) {
+	if len(frame) < 4 {
+		return nil, fmt.Errorf("%w: block frame of %d bytes", ErrCorrupt, len(frame))
+	}
+	body := frame[:len(frame)-4]
+	if got, want := crc32c(body), binary.BigEndian.Uint32(frame[len(frame)-4:]); got != want {
+		return nil, fmt.Errorf("%w: block checksum %08x, stored %08x", ErrCorrupt, got, want)
+	}
+	n, err := snappy.DecodedLen(body)
+	if err != nil || int64(n) != rawSize || n > maxBlockRawBytes {
+		return nil, fmt.Errorf("%w: block decodes to %d bytes, index says %d (%v)", ErrCorrupt, n, rawSize, err)
+	}
+	raw, err := snappy.Decode(make([]byte, n), body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: block: %v", ErrCorrupt, err)
+	}
+	return raw, nil
+}
+
+// Finish closes every block and lays out the objects: each queue's run contiguous, queues in
+// (topic, queue id) order, then the index section, the keys section and the footer. The same
+// records always give the same bytes.
+func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
+	keys := make([]queueKey, 0, len(e.queues))
+	for k := range e.queues {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].topic != keys[j].topic {
+			return keys[i].topic < keys[j].topic
+		}
+		return keys[i].queue < keys[j].queue
+	})
+	out := &EncodedSegment{Index: SegmentIndex{Base: e.base, End: e.end}}
+	var data []byte
+	var allKeys []QueueKeys
+	for i, k := range keys {
+		b := e.queues[k]
+		b.cut()
+		run := b.run
+		run.Blocks = append([]BlockRef(nil), run.Blocks...)
+		if run.RawBytes >= e.ownObjectBytes {
+			name := CompanionObjectName(e.prefix, e.base, i)
+			one := SegmentIndex{Base: e.base, End: e.end, Queues: []QueueRun{run}}
+			obj, _ := layoutObject(b.data, one, []QueueKeys{b.keys})
+			out.Companions = append(out.Companions, EncodedObject{Name: name, Data: obj})
+			run.Object = name
+		} else {
+			for j := range run.Blocks {
+				run.Blocks[j].Offset += int64(len(data))
+			}
+			data = append(data, b.data...)
+		}
+		out.Index.Queues = append(out.Index.Queues, run)
+		allKeys = append(allKeys, b.keys)
+	}
+	obj, f := layoutObject(data, out.Index, allKeys)
+	out.Main = EncodedObject{Name: SegmentObjectName(e.prefix, e.base), Data: obj}
+	out.Footer = f
+	return out, nil
+}
+
+func layoutObject(data []byte, idx SegmentIndex, keys []QueueKeys) ([]byte, Footer) {
+	var f Footer
+	f.IndexOffset = int64(len(data))
+	data = appendIndex(data, &idx)
+	f.IndexLength = int64(len(data)) - f.IndexOffset
+	f.IndexCRC = crc32c(data[f.IndexOffset:])
+	f.KeysOffset = int64(len(data))
+	data = appendKeys(data, keys)
+	f.KeysLength = int64(len(data)) - f.KeysOffset
+	f.KeysCRC = crc32c(data[f.KeysOffset:])
+	return appendFooter(data, f), f
+}
+
+func appendFooter(dst []byte, f Footer) []byte {
+	be := binary.BigEndian
+	dst = be.AppendUint64(dst, uint64(f.IndexOffset))
+	dst = be.AppendUint32(dst, uint32(f.IndexLength))
+	dst = be.AppendUint32(dst, f.IndexCRC)
+	dst = be.AppendUint64(dst, uint64(f.KeysOffset))
+	dst = be.AppendUint32(dst, uint32(f.KeysLength))
+	dst = be.AppendUint32(dst, f.KeysCRC)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, FormatVersion)
+	return append(dst, footerMagic[:]...)
+}
+
+// DecodeFooter decodes the last FooterBytes of an object of objectSize bytes.
+func DecodeFooter(b []byte, objectSize int64) (Footer, error) {
+	var f Footer
+	if len(b) != FooterBytes {
+		return f, fmt.Errorf("%w: footer of %d bytes, want %d", ErrCorrupt, len(b), FooterBytes)
+	}
+	if !bytes.Equal(b[40:], footerMagic[:]) {
+		return f, fmt.Errorf("%w: footer magic %q (not a Strata segment object)", ErrCorrupt, b[40:])
+	}
+	if v := b[39]; v != FormatVersion {
+		return f, fmt.Errorf("%w: segment object version %d; this build reads version %d", ErrCorrupt, v, FormatVersion)
+	}
+	for _, c := range b[32:39] {
+		if c != 0 {
+			return f, fmt.Errorf("%w: reserved footer bytes are not zero", ErrCorrupt)
+		}
+	}
+	be := binary.BigEndian
+	f.IndexOffset = int64(be.Uint64(b[0:]))
+	f.IndexLength = int64(be.Uint32(b[8:]))
+	f.IndexCRC = be.Uint32(b[12:])
+	f.KeysOffset = int64(be.Uint64(b[16:]))
+	f.KeysLength = int64(be.Uint32(b[24:]))
+	f.KeysCRC = be.Uint32(b[28:])
+	limit := objectSize - FooterBytes
+	if f.IndexOffset < 0 || f.IndexOffset > limit || f.IndexLength > limit-f.IndexOffset ||
+		f.KeysOffset < 0 || f.KeysOffset > limit || f.KeysLength > limit-f.KeysOffset {
+		return f, fmt.Errorf("%w: footer sections [%d+%d] [%d+%d] outside object of %d bytes", ErrCorrupt,
+			f.IndexOffset, f.IndexLength, f.KeysOffset, f.KeysLength, objectSize)
+	}
+	return f, nil
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendIndex(dst []byte, idx *SegmentIndex) []byte {
+	dst = binary.AppendVarint(dst, idx.Base)
+	dst = binary.AppendVarint(dst, idx.End)
+	dst = binary.AppendUvarint(dst, uint64(len(idx.Queues)))
+	for i := range idx.Queues {
+		q := &idx.Queues[i]
+		dst = appendString(dst, q.Topic)
+		dst = binary.AppendVarint(dst, int64(q.QueueID))
+		for _, v := range []int64{q.FirstOffset, q.LastOffset, q.FirstTime, q.LastTime, q.Count, q.RawBytes} {
+			dst = binary.AppendVarint(dst, v)
+		}
+		dst = appendString(dst, q.Object)
+		dst = binary.AppendUvarint(dst, uint64(len(q.Blocks)))
+		for _, b := range q.Blocks {
+			for _, v := range []int64{b.Offset, b.Size, b.RawSize, b.FirstOffset, b.Count, b.FirstTime, b.MaxTime} {
+				dst = binary.AppendVarint(dst, v)
+			}
+		}
+	}
+	return dst
+}
+
+func appendKeys(dst []byte, keys []QueueKeys) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(keys)))
+	for _, qk := range keys {
+		for _, list := range [][]KeyEntry{qk.Keys, qk.UniqKeys} {
+			dst = binary.AppendUvarint(dst, uint64(len(list)))
+			for _, k := range list {
+				dst = appendString(dst, k.Key)
+				dst = binary.AppendVarint(dst, k.QueueOffset)
+			}
+		}
+	}
+	return dst
+}
+
+// decoder reads varint-encoded sections with bounds checks; the first error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad %s", ErrCorrupt, what)
+	}
+}
+
+func (d *decoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a list length and checks it against the bytes left, each element taking at
+// least minBytes, so a corrupt count cannot make the decoder allocate without limit.
+func (d *decoder) count(what string, minBytes int) int {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || v > uint64(len(d.b)-n)/uint64(minBytes) {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return int(v)
+}
+
+func (d *decoder) str(what string) string {
+	n := d.count(what, 1)
+	if d.err != nil {
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// DecodeIndex decodes an index section.
+func DecodeIndex(b []byte) (*SegmentIndex, error) {
+	d := decoder{b: b}
+	idx := &SegmentIndex{Base: d.varint("base"), End: d.varint("end")}
+	n := d.count("queue count", 12)
+	idx.Queues = make([]QueueRun, 0, n)
+	for range n {
+		q := QueueRun{Topic: d.str("topic")}
+		qid := d.varint("queue id")
+		if qid < math.MinInt32 || qid > math.MaxInt32 {
+			d.fail("queue id")
+		}
+		q.QueueID = int32(qid)
+		q.FirstOffset, q.LastOffset = d.varint("first offset"), d.varint("last offset")
+		q.FirstTime, q.LastTime = d.varint("first time"), d.varint("last time")
+		q.Count, q.RawBytes = d.varint("count"), d.varint("raw bytes")
+		q.Object = d.str("object")
+		nb := d.count("block count", 7)
+		q.Blocks = make([]BlockRef, 0, nb)
+		for range nb {
+			var br BlockRef
+			for _, p := range []*int64{&br.Offset, &br.Size, &br.RawSize, &br.FirstOffset, &br.Count, &br.FirstTime, &br.MaxTime} {
+				*p = d.varint("block")
+			}
+			if br.Offset < 0 || br.Size < 4 || br.RawSize < 0 || br.RawSize > maxBlockRawBytes || br.Count <= 0 {
+				d.fail("block reference")
+			}
+			q.Blocks = append(q.Blocks, br)
+		}
+		if d.err != nil {
+			return nil, fmt.Errorf("index queue %d: %w", len(idx.Queues), d.err)
+		}
+		if q.Topic == "" || q.LastOffset < q.FirstOffset || q.Count <= 0 || len(q.Blocks) == 0 {
+			return nil, fmt.Errorf("%w: index queue %q/%d: inconsistent ranges", ErrCorrupt, q.Topic, q.QueueID)
+		}
+		idx.Queues = append(idx.Queues, q)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("index length (trailing bytes)")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return idx, nil
+}
+
+// DecodeKeys decodes a keys section; it holds one QueueKeys per queue of the index.
+func DecodeKeys(b []byte) ([]QueueKeys, error) {
+	d := decoder{b: b}
+	n := d.count("keys queue count", 2)
+	out := make([]QueueKeys, 0, n)
+	for range n {
+		var qk QueueKeys
+		for _, list := range []*[]KeyEntry{&qk.Keys, &qk.UniqKeys} {
+			m := d.count("key count", 2)
+			*list = make([]KeyEntry, 0, m)
+			for range m {
+				k := KeyEntry{Key: d.str("key")}
+				k.QueueOffset = d.varint("key offset")
+				*list = append(*list, k)
+			}
+		}
+		if d.err != nil {
+			return nil, d.err
+		}
+		out = append(out, qk)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("keys length (trailing bytes)")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return out, nil
+}
+
+// checkSection verifies a section against the CRC32C the footer or manifest gives.
+func checkSection(b []byte, crc uint32, what string) error {
+	if got := crc32c(b); got != crc {
+		return fmt.Errorf("%w: %s checksum %08x, footer says %08x", ErrCorrupt, what, got, crc)
+	}
+	return nil
+}
+
+// DecodeSegmentObject decodes a whole segment object (footer, index and keys). It serves
+// tools and tests; the cold reader fetches sections with ranged reads instead.
+func DecodeSegmentObject(obj []byte) (*SegmentIndex, []QueueKeys, error) {
+	if len(obj) < FooterBytes {
+		return nil, nil, fmt.Errorf("%w: object of %d bytes is shorter than a footer", ErrCorrupt, len(obj))
+	}
+	f, err := DecodeFooter(obj[len(obj)-FooterBytes:], int64(len(obj)))
+	if err != nil {
+		return nil, nil, err
+	}
+	ib := obj[f.IndexOffset : f.IndexOffset+f.IndexLength]
+	if err := checkSection(ib, f.IndexCRC, "index"); err != nil {
+		return nil, nil, err
+	}
+	idx, err := DecodeIndex(ib)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb := obj[f.KeysOffset : f.KeysOffset+f.KeysLength]
+	if err := checkSection(kb, f.KeysCRC, "keys"); err != nil {
+		return nil, nil, err
+	}
+	keys, err := DecodeKeys(kb)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(keys) != len(idx.Queues) {
+		return nil, nil, fmt.Errorf("%w: keys section has %d queues, index %d", ErrCorrupt, len(keys), len(idx.Queues))
+	}
+	return idx, keys, nil
+}
+
+// SplitRecords walks the records of a decoded block and calls fn with each record and its
+// header. A record that does not parse is reported as corrupt.
+func SplitRecords(raw []byte, fn func(rec []byte, h *message.RecordHeader) (bool, error)) error {
+	for off := 0; off < len(raw); {
+		h, err := message.ParseRecordHeader(raw[off:])
+		if err != nil {
+			return fmt.Errorf("%w: record at block byte %d: %v", ErrCorrupt, off, err)
+		}
+		rec := raw[off : off+int(h.TotalSize)]
+		off += int(h.TotalSize)
+		more, err := fn(rec, &h)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// SegmentObjectName is the deterministic name of the object of the commit-log segment that
+// starts at base: "<prefix>/segments/<20-digit base>.seg".
+func SegmentObjectName(prefix string, base int64) string {
+	return fmt.Sprintf("%s/segments/%020d.seg", prefix, base)
+}
+
+// CompanionObjectName names the own object of the i-th queue run (in index order) of the
+// segment at base: "<prefix>/segments/<20-digit base>.q<i>.seg".
+func CompanionObjectName(prefix string, base int64, i int) string {
+	return fmt.Sprintf("%s/segments/%020d.q%d.seg", prefix, base, i)
+}

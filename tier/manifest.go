@@ -1,0 +1,249 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/stratamq/strata/tier/objstore"
+)
+
+// ManifestVersion is the "version" field of manifest objects this build writes and reads.
+const ManifestVersion = 1
+
+// maxManifestBytes bounds a manifest read from the bucket.
+const maxManifestBytes = 1 << 30
+
+// TierPointer is what etcd holds per broker group: tiny, moved with compare-and-swap only
+// after the objects it points at are durable.
+type TierPointer struct {
+	// OffloadWatermark is the commit-log offset below which every byte is in the bucket.
+	OffloadWatermark int64
+	// Manifest is the object name of the current manifest, or "" before the first offload.
+	Manifest string
+}
+
+// ErrPointerConflict is returned by PointerStore.CompareAndSwap when the stored pointer is
+// not the expected one (another writer moved it).
+var ErrPointerConflict = errors.New("tier pointer changed concurrently")
+
+// PointerStore keeps a broker group's TierPointer (in etcd, via meta; the broker adapts it).
+type PointerStore interface {
+	// Load returns the current pointer, or the zero pointer if none was ever stored.
+	Load(ctx context.Context) (TierPointer, error)
+	// CompareAndSwap stores next if the current pointer equals prev (the zero pointer
+	// meaning "absent"), and returns an error wrapping ErrPointerConflict otherwise.
+	CompareAndSwap(ctx context.Context, prev, next TierPointer) error
+}
+
+// Manifest lists a broker group's segment objects with the per-queue ranges they hold. Each
+// version is a new immutable object (FORMAT.md).
+type Manifest struct {
+	Version   int               `json:"version"`
+	Seq       int64             `json:"seq"`
+	Watermark int64             `json:"watermark"`
+	Segments  []ManifestSegment `json:"segments"`
+}
+
+// ManifestSegment is one offloaded commit-log segment.
+type ManifestSegment struct {
+	Base        int64           `json:"base"`
+	End         int64           `json:"end"`
+	Object      string          `json:"object"`
+	Size        int64           `json:"size"`
+	IndexOffset int64           `json:"index_offset"`
+	IndexLength int64           `json:"index_length"`
+	IndexCRC    uint32          `json:"index_crc"`
+	KeysOffset  int64           `json:"keys_offset"`
+	KeysLength  int64           `json:"keys_length"`
+	KeysCRC     uint32          `json:"keys_crc"`
+	Queues      []ManifestQueue `json:"queues"`
+}
+
+// ManifestQueue is one queue's range inside a segment object.
+type ManifestQueue struct {
+	Topic       string `json:"topic"`
+	QueueID     int32  `json:"queue"`
+	FirstOffset int64  `json:"first"`
+	LastOffset  int64  `json:"last"`
+	FirstTime   int64  `json:"first_time"`
+	LastTime    int64  `json:"last_time"`
+	Count       int64  `json:"count"`
+	// Object is the run's own object, if it has one.
+	Object string `json:"object,omitempty"`
+	// Dropped marks a run whose own object tier retention deleted while the segment
+	// object stays.
+	Dropped bool `json:"dropped,omitempty"`
+}
+
+// ManifestObjectName is the name of manifest version seq: "<prefix>/manifest/<20 digits>.json".
+func ManifestObjectName(prefix string, seq int64) string {
+	return fmt.Sprintf("%s/manifest/%020d.json", prefix, seq)
+}
+
+func manifestSegment(obj string, size int64, f Footer, idx *SegmentIndex) ManifestSegment {
+	s := ManifestSegment{Base: idx.Base, End: idx.End, Object: obj, Size: size,
+		IndexOffset: f.IndexOffset, IndexLength: f.IndexLength, IndexCRC: f.IndexCRC,
+		KeysOffset: f.KeysOffset, KeysLength: f.KeysLength, KeysCRC: f.KeysCRC}
+	for _, q := range idx.Queues {
+		s.Queues = append(s.Queues, ManifestQueue{Topic: q.Topic, QueueID: q.QueueID,
+			FirstOffset: q.FirstOffset, LastOffset: q.LastOffset, FirstTime: q.FirstTime,
+			LastTime: q.LastTime, Count: q.Count, Object: q.Object})
+	}
+	return s
+}
+
+// EncodeManifest returns the manifest's object bytes.
+func EncodeManifest(m *Manifest) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest %d: %w", m.Seq, err)
+	}
+	return b, nil
+}
+
+// DecodeManifest decodes and checks a manifest object.
+func DecodeManifest(b []byte) (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	if m.Version != ManifestVersion {
+		return nil, fmt.Errorf("%w: manifest version %d; this build reads version %d", ErrCorrupt, m.Version, ManifestVersion)
+	}
+	for i, s := range m.Segments {
+		if s.End < s.Base || s.Object == "" || (i > 0 && s.Base < m.Segments[i-1].End) {
+			return nil, fmt.Errorf("%w: manifest segment %d [%d,%d) out of order", ErrCorrupt, i, s.Base, s.End)
+		}
+	}
+	return &m, nil
+}
+
+func readAll(ctx context.Context, b objstore.Bucket, name string, limit int64) ([]byte, error) {
+	rc, err := b.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read %s: larger than %d bytes", name, limit)
+	}
+	return data, nil
+}
+
+func readRange(ctx context.Context, b objstore.Bucket, name string, off, n int64) ([]byte, error) {
+	rc, err := b.GetRange(ctx, name, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, fmt.Errorf("read %s [%d+%d]: %w", name, off, n, err)
+	}
+	return buf, nil
+}
+
+// LoadManifest reads the manifest object name from the bucket.
+func LoadManifest(ctx context.Context, b objstore.Bucket, name string) (*Manifest, error) {
+	data, err := readAll(ctx, b, name, maxManifestBytes)
+	if err != nil {
+		return nil, fmt.Errorf("load manifest: %w", err)
+	}
+	m, err := DecodeManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("load manifest %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// ReadSegmentIndex reads a segment object's footer and index section with ranged reads.
+func ReadSegmentIndex(ctx context.Context, b objstore.Bucket, name string) (Footer, *SegmentIndex, int64, error) {
+	attrs, err := b.Attributes(ctx, name)
+	if err != nil {
+		return Footer{}, nil, 0, fmt.Errorf("read segment index: %w", err)
+	}
+	if attrs.Size < FooterBytes {
+		return Footer{}, nil, 0, fmt.Errorf("read segment index %s: %w: %d bytes", name, ErrCorrupt, attrs.Size)
+	}
+	fb, err := readRange(ctx, b, name, attrs.Size-FooterBytes, FooterBytes)
+	if err != nil {
+		return Footer{}, nil, 0, fmt.Errorf("read segment index: %w", err)
+	}
+	f, err := DecodeFooter(fb, attrs.Size)
+	if err != nil {
+		return f, nil, 0, fmt.Errorf("read segment index %s: %w", name, err)
+	}
+	ib, err := readRange(ctx, b, name, f.IndexOffset, f.IndexLength)
+	if err != nil {
+		return f, nil, 0, fmt.Errorf("read segment index: %w", err)
+	}
+	if err := checkSection(ib, f.IndexCRC, "index"); err != nil {
+		return f, nil, 0, fmt.Errorf("read segment index %s: %w", name, err)
+	}
+	idx, err := DecodeIndex(ib)
+	if err != nil {
+		return f, nil, 0, fmt.Errorf("read segment index %s: %w", name, err)
+	}
+	return f, idx, attrs.Size, nil
+}
+
+// RebuildManifest reconstructs a manifest from the segment objects under prefix alone, for a
+// lost or corrupt manifest. Every segment ending at or below watermarkHint (the pointer's
+// watermark, 0 if unknown) is kept, gaps left by tier retention included; above it, segments
+// are kept while they are contiguous. Dropped companion runs are marked as such.
+func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, watermarkHint int64) (*Manifest, error) {
+	var names []string
+	companions := map[string]bool{}
+	err := b.List(ctx, prefix+"/segments/", func(name string) error {
+		if strings.Contains(name[len(prefix)+len("/segments/"):], ".q") {
+			companions[name] = true
+		} else if strings.HasSuffix(name, ".seg") {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rebuild manifest: list %s: %w", prefix, err)
+	}
+	m := &Manifest{Version: ManifestVersion}
+	for _, name := range names {
+		f, idx, size, err := ReadSegmentIndex(ctx, b, name)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild manifest: %w", err)
+		}
+		s := manifestSegment(name, size, f, idx)
+		for i := range s.Queues {
+			if o := s.Queues[i].Object; o != "" && !companions[o] {
+				s.Queues[i].Dropped = true
+			}
+		}
+		m.Segments = append(m.Segments, s)
+	}
+	sort.Slice(m.Segments, func(i, j int) bool { return m.Segments[i].Base < m.Segments[j].Base })
+	m.Watermark = watermarkHint
+	for i, s := range m.Segments {
+		if s.End <= watermarkHint {
+			continue
+		}
+		if s.Base != m.Watermark && (i > 0 || watermarkHint != 0) {
+			// Objects past a gap were uploaded but never committed; they are dropped
+			// and will be uploaded again (same names, same bytes).
+			m.Segments = m.Segments[:i]
+			break
+		}
+		m.Watermark = s.End
+	}
+	return m, nil
+}

@@ -1,0 +1,116 @@
+package tier
+
+import (
+	"context"
+	"io"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stratamq/strata/tier/objstore"
+)
+
+type metrics struct {
+	offloadedBytes    prometheus.Counter
+	offloadedSegments prometheus.Counter
+	requests          *prometheus.CounterVec
+	coldReadBytes     prometheus.Counter
+	coldReadSeconds   prometheus.Histogram
+	cacheHits         prometheus.Counter
+	cacheMisses       prometheus.Counter
+	lag               prometheus.Gauge
+	watermark         prometheus.Gauge
+	retentionDeleted  prometheus.Counter
+
+	// Plain counts, for tests and benchmarks that read them without a registry.
+	puts, gets atomic.Int64
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		offloadedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_offloaded_bytes_total", Help: "Bytes of segment objects written to the bucket."}),
+		offloadedSegments: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_offloaded_segments_total", Help: "Commit-log segments committed to the tier."}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_tier_bucket_requests_total", Help: "Bucket requests by operation and outcome."},
+			[]string{"op", "result"}),
+		coldReadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_cold_read_bytes_total", Help: "Record bytes served from the cold tier."}),
+		coldReadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "strata_tier_cold_read_seconds", Help: "Latency of cold reads.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_block_cache_hits_total", Help: "Cold block reads served from the cache."}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_block_cache_misses_total", Help: "Cold block reads that went to the bucket."}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strata_tier_offload_lag_bytes", Help: "Sealed commit-log bytes not yet in the tier."}),
+		watermark: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strata_tier_offload_watermark_bytes", Help: "Commit-log offset below which everything is in the tier."}),
+		retentionDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_retention_deleted_objects_total", Help: "Objects deleted by tier retention."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.offloadedBytes, m.offloadedSegments, m.requests, m.coldReadBytes,
+			m.coldReadSeconds, m.cacheHits, m.cacheMisses, m.lag, m.watermark, m.retentionDeleted)
+	}
+	return m
+}
+
+// countingBucket counts requests once, around whichever provider is configured.
+type countingBucket struct {
+	objstore.Bucket
+	m *metrics
+}
+
+func (b *countingBucket) count(op string, err error) {
+	res := "ok"
+	if err != nil {
+		res = "error"
+	}
+	b.m.requests.WithLabelValues(op, res).Inc()
+}
+
+func (b *countingBucket) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	err := b.Bucket.Put(ctx, name, r, size)
+	b.m.puts.Add(1)
+	b.count("put", err)
+	return err
+}
+
+func (b *countingBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	rc, err := b.Bucket.Get(ctx, name)
+	b.m.gets.Add(1)
+	b.count("get", err)
+	return rc, err
+}
+
+func (b *countingBucket) GetRange(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	rc, err := b.Bucket.GetRange(ctx, name, off, n)
+	b.m.gets.Add(1)
+	b.count("get", err)
+	return rc, err
+}
+
+func (b *countingBucket) Attributes(ctx context.Context, name string) (objstore.Attrs, error) {
+	a, err := b.Bucket.Attributes(ctx, name)
+	b.count("attributes", err)
+	return a, err
+}
+
+func (b *countingBucket) List(ctx context.Context, prefix string, fn func(string) error) error {
+	err := b.Bucket.List(ctx, prefix, fn)
+	b.count("list", err)
+	return err
+}
+
+func (b *countingBucket) Delete(ctx context.Context, name string) error {
+	err := b.Bucket.Delete(ctx, name)
+	b.count("delete", err)
+	return err
+}
+
+// BucketRequests reports the PUT and GET (whole or ranged) requests this tier has made.
+func (t *Tier) BucketRequests() (puts, gets int64) {
+	return t.metrics.puts.Load(), t.metrics.gets.Load()
+}

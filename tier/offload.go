@@ -1,0 +1,234 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Segment is what the offloader needs from a sealed commit-log segment; the broker adapts
+// the hot tier's sealed segments to it, so tier does not depend on broker/store.
+type Segment interface {
+	// Base is the commit-log offset of the segment's first byte; End is exclusive. The End
+	// of one segment is the Base of the next.
+	Base() int64
+	End() int64
+	// Records calls fn with every stored record in commit-log order; rec is valid only
+	// during the call.
+	Records(ctx context.Context, fn func(rec []byte) error) error
+}
+
+// Submit hands a sealed segment to the offloader. It never blocks: a segment already below
+// the watermark is ignored, the others are uploaded in the background, lowest base first,
+// and the watermark moves over them in commit-log order. After a restart, submit every
+// sealed segment still on disk again; offload resumes at the watermark.
+func (t *Tier) Submit(seg Segment) {
+	if t.cfg.ReadOnly {
+		return
+	}
+	for {
+		h := t.highEnd.Load()
+		if seg.End() <= h || t.highEnd.CompareAndSwap(h, seg.End()) {
+			break
+		}
+	}
+	t.metrics.lag.Set(float64(max(0, t.highEnd.Load()-t.OffloadWatermark())))
+	t.submitMu.Lock()
+	t.submitted = append(t.submitted, seg)
+	t.submitMu.Unlock()
+	select {
+	case t.submitCh <- struct{}{}:
+	default:
+	}
+}
+
+type uploadResult struct {
+	seg ManifestSegment
+	err error
+}
+
+// runOffload owns the offload queue: it starts uploads up to OffloadConcurrency and commits
+// finished ones to the manifest and the pointer in commit-log order.
+func (t *Tier) runOffload() {
+	defer t.wg.Done()
+	ctx := t.ctx
+	var queue []Segment
+	queued := map[int64]bool{}
+	done := map[int64]ManifestSegment{}
+	results := make(chan uploadResult)
+	inflight := 0
+	var commitRetry <-chan time.Time
+	commitBackoff := t.cfg.RetryMin
+	for {
+		t.submitMu.Lock()
+		newSegs := t.submitted
+		t.submitted = nil
+		t.submitMu.Unlock()
+		wm := t.cat.Load().m.Watermark
+		for _, s := range newSegs {
+			if s.End() <= wm || queued[s.Base()] {
+				continue
+			}
+			if s.Base() < wm {
+				t.cfg.Logger.Error("tier: sealed segment straddles the offload watermark; skipped",
+					"base", s.Base(), "end", s.End(), "watermark", wm)
+				continue
+			}
+			queued[s.Base()] = true
+			queue = append(queue, s)
+		}
+		sort.Slice(queue, func(i, j int) bool { return queue[i].Base() < queue[j].Base() })
+		for inflight < t.cfg.OffloadConcurrency && len(queue) > 0 {
+			s := queue[0]
+			queue = queue[1:]
+			inflight++
+			t.wg.Add(1)
+			go func() {
+				defer t.wg.Done()
+				ms, err := t.uploadWithRetry(ctx, s)
+				select {
+				case results <- uploadResult{ms, err}:
+				case <-ctx.Done():
+				}
+			}()
+		}
+		if commitRetry == nil {
+			if err := t.commitReady(ctx, done); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				t.cfg.Logger.Warn("tier: commit of offloaded segments failed; retrying", "err", err, "backoff", commitBackoff)
+				commitRetry = time.After(commitBackoff)
+				commitBackoff = min(2*commitBackoff, t.cfg.RetryMax)
+			} else {
+				commitBackoff = t.cfg.RetryMin
+			}
+			for base := range done {
+				if _, ok := done[base]; ok && done[base].End <= t.cat.Load().m.Watermark {
+					delete(done, base)
+					delete(queued, base)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.submitCh:
+		case r := <-results:
+			inflight--
+			if r.err == nil {
+				done[r.seg.Base] = r.seg
+			}
+		case <-commitRetry:
+			commitRetry = nil
+		}
+	}
+}
+
+// uploadWithRetry uploads a segment's objects, retrying with backoff until it succeeds or
+// ctx ends. Names and bytes are deterministic, so a retried upload is harmless.
+func (t *Tier) uploadWithRetry(ctx context.Context, s Segment) (ManifestSegment, error) {
+	backoff := t.cfg.RetryMin
+	for {
+		ms, err := t.upload(ctx, s)
+		if err == nil {
+			return ms, nil
+		}
+		if ctx.Err() != nil {
+			return ms, err
+		}
+		t.cfg.Logger.Warn("tier: offload failed; retrying", "base", s.Base(), "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ms, ctx.Err()
+		}
+		backoff = min(2*backoff, t.cfg.RetryMax)
+	}
+}
+
+// upload encodes a segment and puts its objects, companions first so that the segment
+// object, once present, only refers to objects already durable.
+func (t *Tier) upload(ctx context.Context, s Segment) (ManifestSegment, error) {
+	enc, err := EncodeSegmentFrom(ctx, t.cfg.Prefix, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes)
+	if err != nil {
+		return ManifestSegment{}, err
+	}
+	for _, o := range append(enc.Companions, enc.Main) {
+		if err := t.bucket.Put(ctx, o.Name, bytes.NewReader(o.Data), int64(len(o.Data))); err != nil {
+			return ManifestSegment{}, fmt.Errorf("offload segment %d: %w", s.Base(), err)
+		}
+		t.metrics.offloadedBytes.Add(float64(len(o.Data)))
+	}
+	return manifestSegment(enc.Main.Name, int64(len(enc.Main.Data)), enc.Footer, &enc.Index), nil
+}
+
+// EncodeSegmentFrom reads a segment's records and encodes its objects.
+func EncodeSegmentFrom(ctx context.Context, prefix string, s Segment, blockBytes int, ownObjectBytes int64) (*EncodedSegment, error) {
+	e := NewSegmentEncoder(prefix, s.Base(), s.End(), blockBytes, ownObjectBytes)
+	if err := s.Records(ctx, e.Add); err != nil {
+		return nil, fmt.Errorf("offload segment %d: read records: %w", s.Base(), err)
+	}
+	return e.Finish()
+}
+
+// commitReady publishes the uploaded segments contiguous with the watermark: a new manifest
+// version first, then the pointer, so the pointer never names anything not durable.
+func (t *Tier) commitReady(ctx context.Context, done map[int64]ManifestSegment) error {
+	t.commitMu.Lock()
+	defer t.commitMu.Unlock()
+	cur := t.cat.Load()
+	wm := cur.m.Watermark
+	var add []ManifestSegment
+	for {
+		s, ok := done[wm]
+		if !ok {
+			break
+		}
+		add = append(add, s)
+		wm = s.End
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	next := &Manifest{Version: ManifestVersion, Seq: cur.m.Seq + 1, Watermark: wm,
+		Segments: append(append([]ManifestSegment(nil), cur.m.Segments...), add...)}
+	if err := t.publish(ctx, cur, next); err != nil {
+		return fmt.Errorf("commit segments [%d,%d): %w", add[0].Base, wm, err)
+	}
+	t.metrics.offloadedSegments.Add(float64(len(add)))
+	return nil
+}
+
+// publish writes next as a new manifest object, moves the pointer to it, and deletes the
+// manifest version before the current one (kept one round for readers in flight). Callers
+// hold commitMu.
+func (t *Tier) publish(ctx context.Context, cur *catalog, next *Manifest) error {
+	data, err := EncodeManifest(next)
+	if err != nil {
+		return err
+	}
+	name := ManifestObjectName(t.cfg.Prefix, next.Seq)
+	if err := t.bucket.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	ptr := TierPointer{OffloadWatermark: next.Watermark, Manifest: name}
+	if err := t.cfg.Pointers.CompareAndSwap(ctx, cur.ptr, ptr); err != nil {
+		if errors.Is(err, ErrPointerConflict) {
+			// Someone else moved the pointer: adopt their state and let the caller retry.
+			if lerr := t.load(ctx); lerr != nil {
+				return errors.Join(err, lerr)
+			}
+		}
+		return fmt.Errorf("move tier pointer to %s: %w", name, err)
+	}
+	t.setCatalog(newCatalog(ptr, next))
+	if next.Seq >= 2 {
+		// Best effort: a leftover old manifest costs a few bytes, nothing else.
+		_ = t.bucket.Delete(ctx, ManifestObjectName(t.cfg.Prefix, next.Seq-2))
+	}
+	return nil
+}

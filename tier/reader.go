@@ -1,0 +1,367 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/stratamq/strata/broker/message"
+)
+
+// ErrNotInTier reports that the tier holds no data for the asked queue or offset.
+var ErrNotInTier = errors.New("not in the cold tier")
+
+// maxScanBlocks bounds the blocks one Read decodes when a filter rejects everything, so a
+// selective filter cannot turn one pull into a full replay.
+const maxScanBlocks = 64
+
+// ReadRequest asks for a queue's stored records from Offset on.
+type ReadRequest struct {
+	Topic    string
+	QueueID  int32
+	Offset   int64
+	MaxCount int // 0: 32
+	MaxBytes int // 0: 4 MiB; at least one record is returned when one matches
+	// TagFilter, when set, keeps only records whose tag hash code (message.TagHashCode of
+	// the TAGS property) it accepts.
+	TagFilter func(tagsCode int64) bool
+}
+
+// ReadResult holds stored records (broker/message layout, ready to send) in queue order.
+type ReadResult struct {
+	Records [][]byte
+	// NextOffset is the queue offset to read next: one past the last record examined,
+	// filtered-out records included.
+	NextOffset int64
+}
+
+// QueueRange returns the first and last queue offsets of a queue held in the tier.
+func (t *Tier) QueueRange(topic string, queueID int32) (first, last int64, ok bool) {
+	spans := t.cat.Load().queues[queueKey{topic, queueID}]
+	if len(spans) == 0 {
+		return 0, 0, false
+	}
+	return spans[0].q.FirstOffset, spans[len(spans)-1].q.LastOffset, true
+}
+
+// Read returns records of one queue from the tier, starting at the first cold offset at or
+// after req.Offset. It returns ErrNotInTier when the tier has nothing at or after req.Offset.
+func (t *Tier) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
+	start := time.Now()
+	res := ReadResult{NextOffset: req.Offset}
+	if req.MaxCount <= 0 {
+		req.MaxCount = 32
+	}
+	if req.MaxBytes <= 0 {
+		req.MaxBytes = 4 << 20
+	}
+	spans := t.cat.Load().queues[queueKey{req.Topic, req.QueueID}]
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].q.LastOffset >= req.Offset })
+	if i == len(spans) {
+		return res, fmt.Errorf("read %s/%d at %d: %w", req.Topic, req.QueueID, req.Offset, ErrNotInTier)
+	}
+	bytesOut, scanned := 0, 0
+	full := func() bool { return len(res.Records) >= req.MaxCount || bytesOut >= req.MaxBytes }
+	for ; i < len(spans) && !full() && scanned < maxScanBlocks; i++ {
+		sp := spans[i]
+		run, err := t.queueRun(ctx, sp)
+		if err != nil {
+			return res, fmt.Errorf("read %s/%d at %d: %w", req.Topic, req.QueueID, req.Offset, err)
+		}
+		if res.NextOffset < run.FirstOffset {
+			res.NextOffset = run.FirstOffset
+		}
+		bi := sort.Search(len(run.Blocks), func(j int) bool {
+			b := run.Blocks[j]
+			return b.FirstOffset+b.Count > res.NextOffset
+		})
+		for ; bi < len(run.Blocks) && !full() && scanned < maxScanBlocks; bi++ {
+			loc := blockLoc{object: runObject(sp, run), ref: run.Blocks[bi]}
+			raw, err := t.block(ctx, loc)
+			if err != nil {
+				return res, fmt.Errorf("read %s/%d at %d: %w", req.Topic, req.QueueID, res.NextOffset, err)
+			}
+			scanned++
+			err = SplitRecords(raw, func(rec []byte, h *message.RecordHeader) (bool, error) {
+				if h.QueueOffset < res.NextOffset {
+					return true, nil
+				}
+				if len(res.Records) > 0 && bytesOut+len(rec) > req.MaxBytes {
+					return false, nil
+				}
+				res.NextOffset = h.QueueOffset + 1
+				if req.TagFilter != nil && !req.TagFilter(message.TagHashCode(h.Tags)) {
+					return true, nil
+				}
+				res.Records = append(res.Records, rec)
+				bytesOut += len(rec)
+				return !full(), nil
+			})
+			if err != nil {
+				return res, fmt.Errorf("read %s/%d: block %d of %s: %w", req.Topic, req.QueueID, loc.ref.Offset, loc.object, err)
+			}
+		}
+		if bi < len(run.Blocks) && !t.cfg.DisableReadAhead {
+			t.readAhead(blockLoc{object: runObject(sp, run), ref: run.Blocks[bi]})
+		}
+	}
+	t.metrics.coldReadBytes.Add(float64(bytesOut))
+	t.metrics.coldReadSeconds.Observe(time.Since(start).Seconds())
+	return res, nil
+}
+
+func runObject(sp span, run *QueueRun) string {
+	if run.Object != "" {
+		return run.Object
+	}
+	return sp.seg.Object
+}
+
+// OffsetForTime returns the first cold queue offset whose store time is at or after tsMs.
+// It returns ErrNotInTier when every cold record of the queue is older.
+func (t *Tier) OffsetForTime(ctx context.Context, topic string, queueID int32, tsMs int64) (int64, error) {
+	spans := t.cat.Load().queues[queueKey{topic, queueID}]
+	for _, sp := range spans {
+		if sp.q.LastTime < tsMs {
+			continue
+		}
+		run, err := t.queueRun(ctx, sp)
+		if err != nil {
+			return 0, fmt.Errorf("offset for time %d of %s/%d: %w", tsMs, topic, queueID, err)
+		}
+		for _, b := range run.Blocks {
+			if b.MaxTime < tsMs {
+				continue
+			}
+			raw, err := t.block(ctx, blockLoc{runObject(sp, run), b})
+			if err != nil {
+				return 0, fmt.Errorf("offset for time %d of %s/%d: %w", tsMs, topic, queueID, err)
+			}
+			found := int64(-1)
+			err = SplitRecords(raw, func(_ []byte, h *message.RecordHeader) (bool, error) {
+				if h.StoreTimestamp >= tsMs {
+					found = h.QueueOffset
+					return false, nil
+				}
+				return true, nil
+			})
+			if err != nil {
+				return 0, fmt.Errorf("offset for time %d of %s/%d: %w", tsMs, topic, queueID, err)
+			}
+			if found >= 0 {
+				return found, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("offset for time %d of %s/%d: %w", tsMs, topic, queueID, ErrNotInTier)
+}
+
+// KeyQuery asks for messages of a topic by key or unique key within a store-time window.
+type KeyQuery struct {
+	Topic string
+	Key   string
+	// Uniq looks Key up among unique keys (client message ids) instead of KEYS.
+	Uniq           bool
+	BeginMs, EndMs int64 // inclusive window on store time; EndMs 0 means no upper bound
+	MaxResults     int   // 0: 64
+}
+
+// Lookup returns the stored records of a topic whose key (or unique key) matches, oldest
+// first.
+func (t *Tier) Lookup(ctx context.Context, q KeyQuery) ([][]byte, error) {
+	if q.MaxResults <= 0 {
+		q.MaxResults = 64
+	}
+	cat := t.cat.Load()
+	var out [][]byte
+	for _, si := range cat.topics[q.Topic] {
+		seg := &cat.m.Segments[si]
+		keys, err := t.segmentKeys(ctx, seg)
+		if err != nil {
+			return out, fmt.Errorf("lookup key %q in %s: %w", q.Key, q.Topic, err)
+		}
+		for qi := range seg.Queues {
+			mq := &seg.Queues[qi]
+			if mq.Topic != q.Topic || mq.Dropped || mq.LastTime < q.BeginMs || (q.EndMs > 0 && mq.FirstTime > q.EndMs) {
+				continue
+			}
+			list := keys[qi].Keys
+			if q.Uniq {
+				list = keys[qi].UniqKeys
+			}
+			for _, k := range list {
+				if k.Key != q.Key {
+					continue
+				}
+				r, err := t.Read(ctx, ReadRequest{Topic: mq.Topic, QueueID: mq.QueueID, Offset: k.QueueOffset, MaxCount: 1})
+				if err != nil {
+					return out, fmt.Errorf("lookup key %q: %w", q.Key, err)
+				}
+				if len(r.Records) == 1 {
+					h, err := message.ParseRecordHeader(r.Records[0])
+					if err == nil && h.QueueOffset == k.QueueOffset && h.StoreTimestamp >= q.BeginMs && (q.EndMs == 0 || h.StoreTimestamp <= q.EndMs) {
+						out = append(out, r.Records[0])
+					}
+				}
+				if len(out) >= q.MaxResults {
+					return out, nil
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// queueRun returns the index entry of one span, from the index cache or the bucket.
+func (t *Tier) queueRun(ctx context.Context, sp span) (*QueueRun, error) {
+	idx, err := t.segmentIndex(ctx, sp.seg)
+	if err != nil {
+		return nil, err
+	}
+	if sp.qi >= len(idx.Queues) {
+		return nil, fmt.Errorf("%w: %s index has %d queues, manifest %d", ErrCorrupt, sp.seg.Object, len(idx.Queues), len(sp.seg.Queues))
+	}
+	run := &idx.Queues[sp.qi]
+	if run.Topic != sp.q.Topic || run.QueueID != sp.q.QueueID {
+		return nil, fmt.Errorf("%w: %s index queue %d is %s/%d, manifest says %s/%d", ErrCorrupt,
+			sp.seg.Object, sp.qi, run.Topic, run.QueueID, sp.q.Topic, sp.q.QueueID)
+	}
+	return run, nil
+}
+
+func (t *Tier) segmentIndex(ctx context.Context, seg *ManifestSegment) (*SegmentIndex, error) {
+	key := "i:" + seg.Object
+	if v, ok := t.indexes.get(key); ok {
+		return v.(*SegmentIndex), nil
+	}
+	b, err := t.rangeGet(ctx, seg.Object, seg.IndexOffset, seg.IndexLength)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSection(b, seg.IndexCRC, "index of "+seg.Object); err != nil {
+		return nil, err
+	}
+	idx, err := DecodeIndex(b)
+	if err != nil {
+		return nil, fmt.Errorf("index of %s: %w", seg.Object, err)
+	}
+	t.indexes.add(key, idx, int64(len(b))*4)
+	return idx, nil
+}
+
+func (t *Tier) segmentKeys(ctx context.Context, seg *ManifestSegment) ([]QueueKeys, error) {
+	key := "k:" + seg.Object
+	if v, ok := t.indexes.get(key); ok {
+		return v.([]QueueKeys), nil
+	}
+	b, err := t.rangeGet(ctx, seg.Object, seg.KeysOffset, seg.KeysLength)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSection(b, seg.KeysCRC, "keys of "+seg.Object); err != nil {
+		return nil, err
+	}
+	keys, err := DecodeKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("keys of %s: %w", seg.Object, err)
+	}
+	if len(keys) != len(seg.Queues) {
+		return nil, fmt.Errorf("%w: keys of %s hold %d queues, manifest %d", ErrCorrupt, seg.Object, len(keys), len(seg.Queues))
+	}
+	t.indexes.add(key, keys, int64(len(b))*4)
+	return keys, nil
+}
+
+// rangeGet reads [off, off+n) of an object under the GET concurrency limit.
+func (t *Tier) rangeGet(ctx context.Context, object string, off, n int64) ([]byte, error) {
+	if err := t.gets.Acquire(ctx, 1); err != nil {
+		return nil, fmt.Errorf("wait for a cold read slot: %w", err)
+	}
+	defer t.gets.Release(1)
+	return readRange(ctx, t.bucket, object, off, n)
+}
+
+type blockLoc struct {
+	object string
+	ref    BlockRef
+}
+
+func (l blockLoc) key() string { return l.object + "@" + strconv.FormatInt(l.ref.Offset, 10) }
+
+type fetchCall struct {
+	done chan struct{}
+	raw  []byte
+	err  error
+}
+
+// block returns a decompressed, checksum-verified block, sharing one GET among concurrent
+// callers of the same block.
+func (t *Tier) block(ctx context.Context, loc blockLoc) ([]byte, error) {
+	key := loc.key()
+	if raw, ok := t.blocks.get(key); ok {
+		t.metrics.cacheHits.Inc()
+		return raw, nil
+	}
+	t.flightMu.Lock()
+	if c, ok := t.flight[key]; ok {
+		t.flightMu.Unlock()
+		select {
+		case <-c.done:
+			return c.raw, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c := &fetchCall{done: make(chan struct{})}
+	t.flight[key] = c
+	t.flightMu.Unlock()
+	t.metrics.cacheMisses.Inc()
+	c.raw, c.err = t.fetchBlock(ctx, loc)
+	if c.err == nil {
+		t.blocks.add(key, c.raw, int64(len(c.raw)))
+	}
+	t.flightMu.Lock()
+	delete(t.flight, key)
+	t.flightMu.Unlock()
+	close(c.done)
+	return c.raw, c.err
+}
+
+func (t *Tier) fetchBlock(ctx context.Context, loc blockLoc) ([]byte, error) {
+	frame, err := t.rangeGet(ctx, loc.object, loc.ref.Offset, loc.ref.Size)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := DecodeBlock(frame, loc.ref.RawSize)
+	if err != nil {
+		return nil, fmt.Errorf("block at %d of %s: %w", loc.ref.Offset, loc.object, err)
+	}
+	return raw, nil
+}
+
+// readAhead fetches a block into the cache in the background, if a GET slot is free right
+// now: read-ahead never queues behind, or in front of, demand reads.
+func (t *Tier) readAhead(loc blockLoc) {
+	if _, ok := t.blocks.get(loc.key()); ok {
+		return
+	}
+	if !t.gets.TryAcquire(1) {
+		return
+	}
+	t.bgMu.Lock()
+	defer t.bgMu.Unlock()
+	if t.closed {
+		t.gets.Release(1)
+		return
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		t.gets.Release(1)
+		// The slot was only a probe for spare capacity; block takes its own.
+		_, _ = t.block(t.ctx, loc)
+	}()
+}

@@ -1,0 +1,93 @@
+package tier
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// RetentionStats reports what one retention pass removed.
+type RetentionStats struct {
+	SegmentsDeleted int // segment objects dropped from the manifest and deleted
+	RunsDeleted     int // own objects of single queue runs deleted
+}
+
+// EnforceRetention deletes the objects whose records have all expired: a segment object once
+// every queue in it is past its topic's retention (retention(topic) 0 keeps forever), and a
+// run's own object once its queue is. The manifest and the pointer move first; the objects
+// are deleted afterwards, so a crash in between leaves only unreferenced objects.
+func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string) time.Duration) (RetentionStats, error) {
+	var st RetentionStats
+	if t.cfg.ReadOnly {
+		return st, fmt.Errorf("tier retention on %s: the tier is open read-only", t.cfg.Prefix)
+	}
+	now := t.cfg.Now()
+	expired := func(q *ManifestQueue) bool {
+		r := retention(q.Topic)
+		return r > 0 && now.Sub(time.UnixMilli(q.LastTime)) > r
+	}
+	t.commitMu.Lock()
+	defer t.commitMu.Unlock()
+	cur := t.cat.Load()
+	next := &Manifest{Version: ManifestVersion, Seq: cur.m.Seq + 1, Watermark: cur.m.Watermark}
+	var doomed []string
+	for _, s := range cur.m.Segments {
+		all := true
+		for i := range s.Queues {
+			if !expired(&s.Queues[i]) {
+				all = false
+			}
+		}
+		if all {
+			doomed = append(doomed, s.Object)
+			for _, q := range s.Queues {
+				if q.Object != "" && !q.Dropped {
+					doomed = append(doomed, q.Object)
+				}
+			}
+			st.SegmentsDeleted++
+			continue
+		}
+		s.Queues = append([]ManifestQueue(nil), s.Queues...)
+		for i := range s.Queues {
+			q := &s.Queues[i]
+			if q.Object != "" && !q.Dropped && expired(q) {
+				q.Dropped = true
+				doomed = append(doomed, q.Object)
+				st.RunsDeleted++
+			}
+		}
+		next.Segments = append(next.Segments, s)
+	}
+	if len(doomed) == 0 {
+		return st, nil
+	}
+	if err := t.publish(ctx, cur, next); err != nil {
+		return RetentionStats{}, fmt.Errorf("tier retention on %s: %w", t.cfg.Prefix, err)
+	}
+	for _, name := range doomed {
+		if err := t.bucket.Delete(ctx, name); err != nil {
+			return st, fmt.Errorf("tier retention on %s: delete %s (already dropped from the manifest): %w", t.cfg.Prefix, name, err)
+		}
+		t.metrics.retentionDeleted.Inc()
+	}
+	t.cfg.Logger.Info("tier retention deleted expired objects", "prefix", t.cfg.Prefix,
+		"segments", st.SegmentsDeleted, "runs", st.RunsDeleted)
+	return st, nil
+}
+
+func (t *Tier) runRetention() {
+	defer t.wg.Done()
+	tick := time.NewTicker(t.cfg.RetentionInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+			if _, err := t.EnforceRetention(t.ctx, t.cfg.Retention); err != nil && t.ctx.Err() == nil {
+				t.cfg.Logger.Warn("tier retention failed; will retry", "err", err)
+			}
+		}
+	}
+}
