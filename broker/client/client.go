@@ -1,0 +1,277 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/remoting"
+)
+
+// ErrTopicNotFound is returned when the name server knows no such topic.
+var ErrTopicNotFound = errors.New("topic not found")
+
+// Client talks to one name server and, through the routes it serves, to brokers.
+type Client struct {
+	namesrv string
+	mu      sync.Mutex
+	conns   map[string]*remoting.Client
+}
+
+// Dial connects to a name server address ("ip:port").
+func Dial(ctx context.Context, namesrv string) (*Client, error) {
+	c := &Client{namesrv: namesrv, conns: map[string]*remoting.Client{}}
+	if _, err := c.conn(ctx, namesrv); err != nil {
+		return nil, fmt.Errorf("name server %s unreachable (is strata running? set --namesrv): %w", namesrv, err)
+	}
+	return c, nil
+}
+
+// Close closes every connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for addr, conn := range c.conns {
+		_ = conn.Close()
+		delete(c.conns, addr)
+	}
+	return nil
+}
+
+func (c *Client) conn(ctx context.Context, addr string) (*remoting.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.conns[addr]; ok {
+		select {
+		case <-cl.Done():
+		default:
+			return cl, nil
+		}
+	}
+	cl, err := remoting.Dial(ctx, addr, remoting.ClientConfig{})
+	if err != nil {
+		return nil, err
+	}
+	c.conns[addr] = cl
+	return cl, nil
+}
+
+// invoke sends a request and returns the response, turning non-success codes not listed in ok
+// into errors that carry the remark.
+func (c *Client) invoke(ctx context.Context, addr string, req *remoting.Command, ok ...int16) (*remoting.Command, error) {
+	cl, err := c.conn(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := cl.Invoke(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	if resp.Code == remoting.RespSuccess {
+		return resp, nil
+	}
+	for _, code := range ok {
+		if resp.Code == code {
+			return resp, nil
+		}
+	}
+	return resp, fmt.Errorf("%s answered code %d: %s", addr, resp.Code, resp.Remark)
+}
+
+// QueueData is one broker group's share of a topic.
+type QueueData struct {
+	BrokerName     string `json:"brokerName"`
+	ReadQueueNums  int    `json:"readQueueNums"`
+	WriteQueueNums int    `json:"writeQueueNums"`
+	Perm           int    `json:"perm"`
+}
+
+// BrokerData is one broker group's addresses, by broker id (0 is the master).
+type BrokerData struct {
+	Cluster     string            `json:"cluster"`
+	BrokerName  string            `json:"brokerName"`
+	BrokerAddrs map[string]string `json:"brokerAddrs"`
+}
+
+// Route is a topic's route as the name server serves it.
+type Route struct {
+	QueueDatas  []QueueData  `json:"queueDatas"`
+	BrokerDatas []BrokerData `json:"brokerDatas"`
+}
+
+// Queue is one consumable queue of a topic.
+type Queue struct {
+	Topic      string
+	BrokerName string
+	QueueID    int32
+	// Addr is the master's address.
+	Addr string
+}
+
+// Queues lists the readable queues of the route, sorted by broker and id.
+func (r Route) Queues(topic string) []Queue {
+	addrs := map[string]string{}
+	for _, b := range r.BrokerDatas {
+		addrs[b.BrokerName] = b.BrokerAddrs["0"]
+	}
+	var out []Queue
+	for _, q := range r.QueueDatas {
+		for i := 0; i < q.ReadQueueNums; i++ {
+			out = append(out, Queue{Topic: topic, BrokerName: q.BrokerName, QueueID: int32(i), Addr: addrs[q.BrokerName]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].BrokerName != out[j].BrokerName {
+			return out[i].BrokerName < out[j].BrokerName
+		}
+		return out[i].QueueID < out[j].QueueID
+	})
+	return out
+}
+
+// Route fetches a topic's route.
+func (c *Client) Route(ctx context.Context, topic string) (Route, error) {
+	req := remoting.NewRequest(remoting.CodeGetRouteInfoByTopic, remoting.ExtFields{"topic": topic}, nil)
+	resp, err := c.invoke(ctx, c.namesrv, req, remoting.RespTopicNotExist)
+	if err != nil {
+		return Route{}, err
+	}
+	if resp.Code == remoting.RespTopicNotExist {
+		return Route{}, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
+	}
+	var r Route
+	if err := json.Unmarshal(resp.Body, &r); err != nil {
+		return Route{}, fmt.Errorf("route of %s: bad JSON from %s: %w", topic, c.namesrv, err)
+	}
+	return r, nil
+}
+
+// CreateTopic creates (or updates) a topic with queues queues per broker group, through the
+// name server, which writes it to the cluster metadata.
+func (c *Client) CreateTopic(ctx context.Context, topic string, queues int) error {
+	ext := remoting.ExtFields{
+		"topic": topic, "defaultTopic": "TBW102", "readQueueNums": strconv.Itoa(queues),
+		"writeQueueNums": strconv.Itoa(queues), "perm": "6", "topicFilterType": "SINGLE_TAG",
+		"topicSysFlag": "0", "order": "false",
+	}
+	_, err := c.invoke(ctx, c.namesrv, remoting.NewRequest(remoting.CodeUpdateAndCreateTopic, ext, nil))
+	return err
+}
+
+// Topics lists every topic the cluster knows.
+func (c *Client) Topics(ctx context.Context) ([]string, error) {
+	resp, err := c.invoke(ctx, c.namesrv, remoting.NewRequest(remoting.CodeGetAllTopicListFromNameServer, nil, nil))
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		TopicList []string `json:"topicList"`
+	}
+	if err := json.Unmarshal(resp.Body, &list); err != nil {
+		return nil, fmt.Errorf("topic list: bad JSON: %w", err)
+	}
+	sort.Strings(list.TopicList)
+	return list.TopicList, nil
+}
+
+func (c *Client) offsetQuery(ctx context.Context, q Queue, code int16, extra remoting.ExtFields, field string) (int64, error) {
+	ext := remoting.ExtFields{"topic": q.Topic, "queueId": strconv.Itoa(int(q.QueueID))}
+	for k, v := range extra {
+		ext[k] = v
+	}
+	resp, err := c.invoke(ctx, q.Addr, remoting.NewRequest(code, ext, nil))
+	if err != nil {
+		return 0, err
+	}
+	return remoting.ExtFields(resp.ExtFields).Int64(field)
+}
+
+// MinOffset is the oldest offset the queue still holds.
+func (c *Client) MinOffset(ctx context.Context, q Queue) (int64, error) {
+	return c.offsetQuery(ctx, q, remoting.CodeGetMinOffset, nil, "offset")
+}
+
+// MaxOffset is one past the queue's newest offset.
+func (c *Client) MaxOffset(ctx context.Context, q Queue) (int64, error) {
+	return c.offsetQuery(ctx, q, remoting.CodeGetMaxOffset, nil, "offset")
+}
+
+// OffsetForTime is the first offset whose store time is at or after tsMillis.
+func (c *Client) OffsetForTime(ctx context.Context, q Queue, tsMillis int64) (int64, error) {
+	return c.offsetQuery(ctx, q, remoting.CodeSearchOffsetByTimestamp,
+		remoting.ExtFields{"timestamp": strconv.FormatInt(tsMillis, 10)}, "offset")
+}
+
+// PullResult is the outcome of one pull.
+type PullResult struct {
+	// Found is false when nothing new was there (or all was filtered out).
+	Found      bool
+	Messages   []*message.Message
+	NextOffset int64
+	MinOffset  int64
+	MaxOffset  int64
+}
+
+// Pull reads up to max messages of q from offset. suspendMillis > 0 lets the broker hold the
+// pull until a message arrives; tagExpr filters by tag ("" or "*" for all).
+func (c *Client) Pull(ctx context.Context, group string, q Queue, offset int64, max int, suspendMillis int64, tagExpr string) (PullResult, error) {
+	sysFlag := 4 // subscription in the request
+	if suspendMillis > 0 {
+		sysFlag |= 2
+	}
+	if tagExpr == "" {
+		tagExpr = "*"
+	}
+	ext := remoting.ExtFields{
+		"consumerGroup": group, "topic": q.Topic, "queueId": strconv.Itoa(int(q.QueueID)),
+		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(max),
+		"sysFlag": strconv.Itoa(sysFlag), "commitOffset": "0",
+		"suspendTimeoutMillis": strconv.FormatInt(suspendMillis, 10),
+		"subscription":         tagExpr, "subVersion": "0", "expressionType": "TAG",
+	}
+	resp, err := c.invoke(ctx, q.Addr, remoting.NewRequest(remoting.CodePullMessage, ext, nil),
+		remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved)
+	if err != nil {
+		return PullResult{}, err
+	}
+	ef := remoting.ExtFields(resp.ExtFields)
+	var r PullResult
+	if r.NextOffset, err = ef.Int64("nextBeginOffset"); err != nil {
+		return r, err
+	}
+	r.MinOffset, _ = ef.Int64Or("minOffset", 0)
+	r.MaxOffset, _ = ef.Int64Or("maxOffset", 0)
+	if resp.Code != remoting.RespSuccess {
+		return r, nil
+	}
+	r.Found = true
+	r.Messages, err = message.DecodeAll(resp.Body)
+	if err != nil {
+		return r, fmt.Errorf("pull %s/%d@%d: %w", q.Topic, q.QueueID, offset, err)
+	}
+	if tagExpr != "*" {
+		r.Messages = filterTags(r.Messages, tagExpr)
+	}
+	return r, nil
+}
+
+// filterTags applies the exact tag check the official clients do after the broker's hash filter.
+func filterTags(msgs []*message.Message, expr string) []*message.Message {
+	want := map[string]bool{}
+	for _, t := range strings.Split(expr, "||") {
+		want[strings.TrimSpace(t)] = true
+	}
+	out := msgs[:0]
+	for _, m := range msgs {
+		if want[m.Tags()] {
+			out = append(out, m)
+		}
+	}
+	return out
+}

@@ -1,0 +1,201 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/store"
+)
+
+// Defaults applied by Validate to zero fields.
+const (
+	DefaultClusterName        = "DefaultCluster"
+	DefaultBrokerName         = "broker-a"
+	DefaultNameServerListen   = ":9876"
+	DefaultBrokerListen       = ":10911"
+	DefaultHTTPListen         = ":8080"
+	DefaultQueueNums          = 4
+	DefaultMaxMessageBytes    = 4 << 20
+	DefaultMaxSuspend         = 25 * time.Second
+	DefaultMaxHeldPulls       = 100000
+	DefaultMaxPullMessages    = 256
+	DefaultMaxPullBytes       = 8 << 20
+	DefaultClientExpiry       = 120 * time.Second
+	DefaultHousekeepingPeriod = 10 * time.Second
+	DefaultLockExpiry         = 60 * time.Second
+	DefaultMaxBatchMessages   = 1024
+)
+
+// Config configures a Broker. It is a plain struct: cmd/strata fills it from flags, YAML and
+// the environment; Validate fills defaults and rejects values that cannot work.
+type Config struct {
+	// ClusterName is the RocketMQ cluster the broker reports in routes.
+	ClusterName string
+	// BrokerName is the broker group (RocketMQ's brokerName); routes map queues to it.
+	BrokerName string
+	// BrokerID is 0 for the group's master; Strata serves masters only.
+	BrokerID int64
+	// DataDir holds the hot store (DataDir/store unless Store.Dir is set).
+	DataDir string
+
+	// NameServerListen, BrokerListen and HTTPListen are the listen addresses of the three
+	// roles ("host:port"; port 0 picks a free one). HTTPListen "-" disables HTTP.
+	NameServerListen string
+	BrokerListen     string
+	HTTPListen       string
+	// AdvertisedAddr is the broker-role address clients dial: it goes into routes and into
+	// every stored record's STOREHOST and offset message id, so it must be a reachable IPv4
+	// "ip:port" (the v2.1.2 Go client dials it for some send-backs). Empty: derived from the
+	// broker listener, with the first non-loopback IPv4 address when it listens on all
+	// interfaces.
+	AdvertisedAddr string
+
+	// AutoCreateTopics creates a topic on its first send (routes advertise TBW102 so
+	// producers find the broker for topics that do not exist yet).
+	AutoCreateTopics bool
+	// DefaultQueueNums is the queue count of auto-created topics.
+	DefaultQueueNums int
+	// MaxMessageBytes bounds one message body (and its stored record).
+	MaxMessageBytes int
+	// MaxBatchMessages bounds the messages of one SEND_BATCH_MESSAGE.
+	MaxBatchMessages int
+
+	// Store configures the hot tier. Dir defaults to DataDir/store; MaxMessageBytes is set
+	// from the record size MaxMessageBytes implies.
+	Store store.Config
+
+	// MaxSuspend caps how long a pull is held (clients ask for 20 s and give up at 30 s).
+	MaxSuspend time.Duration
+	// MaxHeldPulls bounds the pulls held at once across all connections; beyond it a pull
+	// that finds nothing is answered at once.
+	MaxHeldPulls int
+	// MaxPullMessages and MaxPullBytes cap one pull response.
+	MaxPullMessages int
+	MaxPullBytes    int
+
+	// ClientExpiry drops a client's registrations after this long without a heartbeat.
+	ClientExpiry time.Duration
+	// HousekeepingPeriod is how often expired clients and locks are swept.
+	HousekeepingPeriod time.Duration
+	// LockExpiry is how long an orderly-consumer queue lock lives without a refresh.
+	LockExpiry time.Duration
+
+	// Remoting holds the connection limits of both remoting listeners.
+	Remoting remoting.Config
+	// Logger receives request failures and lifecycle events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// topicNameRE is RocketMQ's topic character set (rmq: C/topic/TopicValidator.java).
+var topicNameRE = regexp.MustCompile(`^[%|a-zA-Z0-9_-]+$`)
+
+// Validate fills defaults and checks the configuration.
+func (c *Config) Validate() error {
+	if c.ClusterName == "" {
+		c.ClusterName = DefaultClusterName
+	}
+	if c.BrokerName == "" {
+		c.BrokerName = DefaultBrokerName
+	}
+	if !topicNameRE.MatchString(c.BrokerName) {
+		return fmt.Errorf("broker config: broker name %q may use only letters, digits, '_', '-', '%%' and '|'", c.BrokerName)
+	}
+	if c.BrokerID != 0 {
+		return fmt.Errorf("broker config: broker id %d: only masters (id 0) are supported", c.BrokerID)
+	}
+	if c.DataDir == "" && c.Store.Dir == "" {
+		return errors.New("broker config: DataDir is empty; set the directory for the broker's data")
+	}
+	if c.Store.Dir == "" {
+		c.Store.Dir = filepath.Join(c.DataDir, "store")
+	}
+	if c.NameServerListen == "" {
+		c.NameServerListen = DefaultNameServerListen
+	}
+	if c.BrokerListen == "" {
+		c.BrokerListen = DefaultBrokerListen
+	}
+	if c.HTTPListen == "" {
+		c.HTTPListen = DefaultHTTPListen
+	}
+	for name, a := range map[string]string{"NameServerListen": c.NameServerListen, "BrokerListen": c.BrokerListen} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("broker config: %s %q is not host:port: %w", name, a, err)
+		}
+	}
+	if c.HTTPListen != "-" {
+		if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+			return fmt.Errorf("broker config: HTTPListen %q is not host:port (use \"-\" to disable): %w", c.HTTPListen, err)
+		}
+	}
+	if c.AdvertisedAddr != "" {
+		ap, err := netip.ParseAddrPort(c.AdvertisedAddr)
+		if err != nil || !ap.Addr().Unmap().Is4() || ap.Port() == 0 {
+			return fmt.Errorf("broker config: AdvertisedAddr %q must be a reachable IPv4 ip:port such as 10.0.0.5:10911 (RocketMQ Go clients v2.1.2 parse only IPv4 message ids)", c.AdvertisedAddr)
+		}
+	}
+	if c.DefaultQueueNums == 0 {
+		c.DefaultQueueNums = DefaultQueueNums
+	}
+	if c.DefaultQueueNums < 1 || c.DefaultQueueNums > 1024 {
+		return fmt.Errorf("broker config: DefaultQueueNums %d must be in 1..1024", c.DefaultQueueNums)
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 15<<20 {
+		return fmt.Errorf("broker config: MaxMessageBytes %d must be in 1 KiB..15 MiB (frames are capped at 16 MiB)", c.MaxMessageBytes)
+	}
+	if c.MaxBatchMessages == 0 {
+		c.MaxBatchMessages = DefaultMaxBatchMessages
+	}
+	// A record adds at most ~64 KiB of fixed fields, topic and properties to the body.
+	if c.Store.MaxMessageBytes == 0 {
+		c.Store.MaxMessageBytes = c.MaxMessageBytes + 64<<10
+	}
+	if c.MaxSuspend == 0 {
+		c.MaxSuspend = DefaultMaxSuspend
+	}
+	if c.MaxSuspend < 0 || c.MaxSuspend >= 30*time.Second {
+		return fmt.Errorf("broker config: MaxSuspend %s must be below 30s (the Go client abandons a pull after 30s)", c.MaxSuspend)
+	}
+	if c.MaxHeldPulls == 0 {
+		c.MaxHeldPulls = DefaultMaxHeldPulls
+	}
+	if c.MaxPullMessages == 0 {
+		c.MaxPullMessages = DefaultMaxPullMessages
+	}
+	if c.MaxPullBytes == 0 {
+		c.MaxPullBytes = DefaultMaxPullBytes
+	}
+	if c.ClientExpiry == 0 {
+		c.ClientExpiry = DefaultClientExpiry
+	}
+	if c.HousekeepingPeriod == 0 {
+		c.HousekeepingPeriod = DefaultHousekeepingPeriod
+	}
+	if c.LockExpiry == 0 {
+		c.LockExpiry = DefaultLockExpiry
+	}
+	if c.MaxHeldPulls < 0 || c.MaxPullMessages < 1 || c.MaxPullBytes < 1 || c.ClientExpiry < 0 ||
+		c.HousekeepingPeriod < 0 || c.LockExpiry < 0 || c.MaxBatchMessages < 1 {
+		return errors.New("broker config: limits and periods must be positive")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if err := c.Remoting.Validate(); err != nil {
+		return fmt.Errorf("broker config: %w", err)
+	}
+	if err := c.Store.Validate(); err != nil {
+		return fmt.Errorf("broker config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,13 @@
+// Package broker is the Strata server: it wires the hot store (broker/store), the cluster
+// metadata (Metadata, implemented over etcd by package meta) and the remoting protocol
+// (broker/remoting) into the two RocketMQ roles a client talks to, plus an HTTP endpoint.
+//
+//   - The name-server role (nameserver.go) answers route queries from the metadata view, so
+//     any broker can serve as a client's name server.
+//   - The broker role (send.go, pull.go, consumers.go, offsets.go, admin.go) produces,
+//     long-polls, keeps consumer-group membership per connection and commits offsets.
+//   - HTTPHandler serves /healthz, /readyz and /metrics.
+//
+// Start reading at Broker (broker.go): New, Start, Close. PROTOCOL.md (shared docs) is the
+// wire specification every handler cites.
+package broker

@@ -1,0 +1,391 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/store"
+)
+
+// serveBroker dispatches the broker role's requests.
+func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	var resp *remoting.Command
+	switch req.Code {
+	case remoting.CodeSendMessage, remoting.CodeSendMessageV2, remoting.CodeSendReplyMessage:
+		resp = b.handleSend(ctx, conn, req)
+	case remoting.CodeSendBatchMessage:
+		resp = b.handleSendBatch(ctx, conn, req)
+	case remoting.CodePullMessage:
+		resp = b.handlePull(ctx, conn, req)
+	case remoting.CodeHeartBeat:
+		resp = b.handleHeartbeat(ctx, conn, req)
+	case remoting.CodeGetConsumerListByGroup:
+		resp = b.handleConsumerList(req)
+	case remoting.CodeQueryConsumerOffset:
+		resp = b.handleQueryOffset(req)
+	case remoting.CodeUpdateConsumerOffset:
+		resp = b.handleUpdateOffset(req)
+	case remoting.CodeGetMaxOffset, remoting.CodeGetMinOffset, remoting.CodeSearchOffsetByTimestamp, remoting.CodeGetEarliestMsgStoreTime:
+		resp = b.handleOffsetQuery(req)
+	case remoting.CodeUpdateAndCreateTopic:
+		resp = b.handleCreateTopic(ctx, req)
+	case remoting.CodeDeleteTopicInBroker:
+		resp = b.handleDeleteTopic(ctx, req, true)
+	case remoting.CodeGetAllSubscriptionGroupConfig:
+		resp = b.handleSubscriptionGroups(req)
+	case remoting.CodeConsumerSendMsgBack:
+		resp = b.handleSendBack(ctx, conn, req)
+	case remoting.CodeLockBatchMQ, remoting.CodeUnlockBatchMQ:
+		resp = b.handleLock(req)
+	case remoting.CodeUnregisterClient:
+		b.clients.removeConn(conn.ID())
+		resp = remoting.NewResponse(req, remoting.RespSuccess, "")
+	case remoting.CodeGetRouteInfoByTopic, remoting.CodeGetAllTopicListFromNameServer, remoting.CodeGetBrokerClusterInfo:
+		// Tools sometimes ask a broker address for routes; answer as the name server would.
+		return b.serveNameServer(ctx, conn, req)
+	default:
+		resp = remoting.NewResponse(req, remoting.RespRequestCodeNotSupported,
+			fmt.Sprintf("request code %d is not supported by this Strata broker", req.Code))
+	}
+	b.metrics.request("broker", req.Code, resp.Code)
+	return resp
+}
+
+// handleHeartbeat registers producers and consumers of the connection synchronously (§6.1),
+// creating each consumer group's config and retry topic.
+func (b *Broker) handleHeartbeat(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	var hb heartbeatData
+	if err := json.Unmarshal(req.Body, &hb); err != nil {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("heartbeat body is not valid JSON: %v", err))
+	}
+	for _, cd := range hb.ConsumerDataSet {
+		if cd.GroupName == "" {
+			continue
+		}
+		if _, ok := b.meta.group(cd.GroupName); !ok {
+			if _, err := b.meta.createGroupIfAbsent(ctx, defaultGroupInfo(cd.GroupName)); err != nil {
+				b.log.Warn("heartbeat: create subscription group", "group", cd.GroupName, "err", err)
+			}
+		}
+		retry := retryTopicPrefix + cd.GroupName
+		if _, ok := b.meta.topic(retry); !ok {
+			if _, err := b.ensureTopic(ctx, retry, 1); err != nil {
+				b.log.Warn("heartbeat: create retry topic", "topic", retry, "err", err)
+			}
+		}
+	}
+	b.clients.register(conn, &hb, time.Now())
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+func (b *Broker) handleConsumerList(req *remoting.Command) *remoting.Command {
+	group, err := req.ExtFields.String("consumerGroup")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	ids := b.clients.consumerIDs(group)
+	if len(ids) == 0 {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("no consumer of group %s is connected to this broker", group))
+	}
+	body, _ := json.Marshal(struct {
+		ConsumerIDList []string `json:"consumerIdList"`
+	}{ids})
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
+type queueRef struct {
+	topic   string
+	queueID int32
+}
+
+func parseQueueRef(ext remoting.ExtFields) (queueRef, error) {
+	t, err := ext.String("topic")
+	if err != nil {
+		return queueRef{}, err
+	}
+	q, err := ext.Int32("queueId")
+	if err != nil {
+		return queueRef{}, err
+	}
+	return queueRef{t, q}, nil
+}
+
+// handleQueryOffset answers the committed offset, or QUERY_NOT_FOUND (22). Like Java, a group
+// with no offset on a queue whose messages all still exist (min offset 0) gets 0, so a new
+// group on a young topic reads from the start (§6.7).
+func (b *Broker) handleQueryOffset(req *remoting.Command) *remoting.Command {
+	group, err := req.ExtFields.String("consumerGroup")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	q, err := parseQueueRef(req.ExtFields)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	off, ok := b.meta.offset(group, q.topic, q.queueID)
+	if !ok {
+		if b.store.MaxOffset(q.topic, q.queueID) > 0 && b.store.MinOffset(q.topic, q.queueID) == 0 {
+			off, ok = 0, true
+		}
+	}
+	if !ok {
+		return remoting.NewResponse(req, remoting.RespQueryNotFound, fmt.Sprintf("group %s has no committed offset for %s queue %d", group, q.topic, q.queueID))
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.ExtFields.SetInt64("offset", off)
+	return resp
+}
+
+func (b *Broker) handleUpdateOffset(req *remoting.Command) *remoting.Command {
+	group, err := req.ExtFields.String("consumerGroup")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	q, err := parseQueueRef(req.ExtFields)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	off, err := req.ExtFields.Int64("commitOffset")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if off < 0 {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("commitOffset %d is negative", off))
+	}
+	b.meta.commitOffset(group, q.topic, q.queueID, off)
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// handleOffsetQuery serves GET_MAX_OFFSET, GET_MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP and
+// GET_EARLIEST_MSG_STORETIME (§8).
+func (b *Broker) handleOffsetQuery(req *remoting.Command) *remoting.Command {
+	q, err := parseQueueRef(req.ExtFields)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	switch req.Code {
+	case remoting.CodeGetMaxOffset:
+		resp.ExtFields.SetInt64("offset", b.store.MaxOffset(q.topic, q.queueID))
+	case remoting.CodeGetMinOffset:
+		resp.ExtFields.SetInt64("offset", b.store.MinOffset(q.topic, q.queueID))
+	case remoting.CodeSearchOffsetByTimestamp:
+		ts, err := req.ExtFields.Int64("timestamp")
+		if err != nil {
+			return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+		}
+		off, err := b.store.OffsetForTime(q.topic, q.queueID, ts)
+		if err != nil {
+			return remoting.NewErrorResponse(req, remoting.RespSystemError, err)
+		}
+		resp.ExtFields.SetInt64("offset", off)
+	case remoting.CodeGetEarliestMsgStoreTime:
+		ts, err := b.store.EarliestStoreTime(q.topic, q.queueID)
+		if err != nil {
+			return remoting.NewErrorResponse(req, remoting.RespSystemError, err)
+		}
+		resp.ExtFields.SetInt64("timestamp", ts)
+	}
+	return resp
+}
+
+// handleCreateTopic serves UPDATE_AND_CREATE_TOPIC (17) on both roles: it writes the topic to
+// etcd, so its route is visible at once.
+func (b *Broker) handleCreateTopic(ctx context.Context, req *remoting.Command) *remoting.Command {
+	topic, err := req.ExtFields.String("topic")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if err := validTopicName(topic); err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if topic == autoCreateTopicKey {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, "TBW102 is reserved for topic auto-creation")
+	}
+	read, err := req.ExtFields.Int32Or("readQueueNums", int32(b.cfg.DefaultQueueNums))
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	write, err := req.ExtFields.Int32Or("writeQueueNums", read)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	perm, err := req.ExtFields.Int32Or("perm", int32(permRW))
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if read < 1 || write < 1 || read > 1024 || write > 1024 {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("queue counts read=%d write=%d must be in 1..1024", read, write))
+	}
+	if err := b.meta.putTopic(ctx, topicInfo{Name: topic, ReadQueueNums: int(read), WriteQueueNums: int(write), Perm: int(perm) & (permRW | permInherit)}); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("create topic %s: %v", topic, err))
+	}
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// handleDeleteTopic serves DELETE_TOPIC_IN_BROKER (215, also drops local data) and
+// DELETE_TOPIC_IN_NAMESRV (216).
+func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, local bool) *remoting.Command {
+	topic, err := req.ExtFields.String("topic")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if err := b.meta.deleteTopic(ctx, topic); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s: %v", topic, err))
+	}
+	if local {
+		if err := b.store.DeleteTopic(ctx, topic); err != nil {
+			return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s data: %v", topic, err))
+		}
+	}
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+func (b *Broker) handleSubscriptionGroups(req *remoting.Command) *remoting.Command {
+	type groupJSON struct {
+		GroupName                      string `json:"groupName"`
+		ConsumeEnable                  bool   `json:"consumeEnable"`
+		ConsumeFromMinEnable           bool   `json:"consumeFromMinEnable"`
+		ConsumeBroadcastEnable         bool   `json:"consumeBroadcastEnable"`
+		RetryMaxTimes                  int    `json:"retryMaxTimes"`
+		RetryQueueNums                 int    `json:"retryQueueNums"`
+		BrokerID                       int64  `json:"brokerId"`
+		WhichBrokerWhenConsumeSlowly   int64  `json:"whichBrokerWhenConsumeSlowly"`
+		NotifyConsumerIdsChangedEnable bool   `json:"notifyConsumerIdsChangedEnable"`
+	}
+	table := map[string]groupJSON{}
+	for _, g := range b.meta.groups() {
+		table[g.Name] = groupJSON{GroupName: g.Name, ConsumeEnable: g.ConsumeEnable, ConsumeFromMinEnable: true,
+			ConsumeBroadcastEnable: g.BroadcastEnable, RetryMaxTimes: g.RetryMaxTimes, RetryQueueNums: g.RetryQueueNums,
+			WhichBrokerWhenConsumeSlowly: 1, NotifyConsumerIdsChangedEnable: true}
+	}
+	body, _ := json.Marshal(map[string]any{
+		"subscriptionGroupTable": table,
+		"dataVersion":            map[string]int64{"timestamp": time.Now().UnixMilli(), "counter": 0},
+	})
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
+// handleSendBack serves CONSUMER_SEND_MSG_BACK (36): the message goes to %RETRY%<group>, or
+// to %DLQ%<group> past the retry limit (§6.8). It never answers SUCCESS without storing,
+// because v2.1.2 clients treat any answer as success.
+func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	ext := req.ExtFields
+	group, err := ext.String("group")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	pos, err := ext.Int64("offset")
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	delayLevel, err := ext.Int32Or("delayLevel", 0)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	maxTimes, err := ext.Int32Or("maxReconsumeTimes", 0)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	g, ok := b.meta.group(group)
+	if !ok {
+		if g, err = b.meta.createGroupIfAbsent(ctx, defaultGroupInfo(group)); err != nil {
+			return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("create subscription group %s: %v", group, err))
+		}
+	}
+	if maxTimes <= 0 {
+		maxTimes = int32(max(g.RetryMaxTimes, 1))
+	}
+	rec, err := b.store.ReadAt(pos, 0)
+	if err != nil {
+		code := remoting.RespSystemError
+		if errors.Is(err, store.ErrOffsetNotFound) {
+			return remoting.NewResponse(req, code, fmt.Sprintf("no message at commit-log offset %d to send back: %v", pos, err))
+		}
+		return remoting.NewResponse(req, code, fmt.Sprintf("read message at commit-log offset %d: %v", pos, err))
+	}
+	old, _, err := message.Decode(rec)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("decode message at commit-log offset %d: %v", pos, err))
+	}
+	props := old.Properties
+	if props == nil {
+		props = map[string]string{}
+	}
+	if props[message.PropertyRetryTopic] == "" {
+		props[message.PropertyRetryTopic] = old.Topic
+	}
+	if props[message.PropertyOriginMessageID] == "" {
+		origin := ext.StringOr("originMsgId", "")
+		if origin == "" {
+			origin = old.OffsetMsgID()
+		}
+		props[message.PropertyOriginMessageID] = origin
+	}
+	target := retryTopicPrefix + group
+	if old.ReconsumeTimes >= maxTimes || delayLevel < 0 {
+		target = dlqTopicPrefix + group
+		props[message.PropertyDelayLevel] = "-1"
+	} else {
+		level := delayLevel
+		if level == 0 {
+			level = 3 + old.ReconsumeTimes
+		}
+		props[message.PropertyDelayLevel] = strconv.Itoa(int(min(level, 18)))
+	}
+	qid, err := b.writableQueue(ctx, target, -1, false)
+	if err != nil {
+		return sendErrorResponse(req, err)
+	}
+	m := &message.Message{
+		Topic: target, QueueID: qid, Flag: old.Flag, SysFlag: old.SysFlag &^ (message.FlagBornHostV6 | message.FlagStoreHostV6),
+		BornTimestamp: old.BornTimestamp, BornHost: old.BornHost, StoreHost: b.storeHost,
+		ReconsumeTimes: old.ReconsumeTimes + 1, Body: old.Body, Properties: props,
+	}
+	out, err := m.AppendEncoded(nil)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("re-encode message for %s: %v", target, err))
+	}
+	if _, err := b.store.Append(ctx, out); err != nil {
+		return b.appendErrorResponse(req, target, err)
+	}
+	b.metrics.messagesIn.WithLabelValues(target).Inc()
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// lockBody is LOCK_BATCH_MQ / UNLOCK_BATCH_MQ's request body (§6.6).
+type lockBody struct {
+	ConsumerGroup string         `json:"consumerGroup"`
+	ClientID      string         `json:"clientId"`
+	MQSet         []messageQueue `json:"mqSet"`
+}
+
+func (b *Broker) handleLock(req *remoting.Command) *remoting.Command {
+	var lb lockBody
+	if err := json.Unmarshal(req.Body, &lb); err != nil {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("lock body is not valid JSON: %v", err))
+	}
+	if lb.ConsumerGroup == "" || lb.ClientID == "" {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, "lock body needs consumerGroup and clientId")
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	if req.Code == remoting.CodeUnlockBatchMQ {
+		b.locks.unlock(lb.ConsumerGroup, lb.ClientID, lb.MQSet)
+		return resp
+	}
+	got := b.locks.lock(lb.ConsumerGroup, lb.ClientID, lb.MQSet, time.Now())
+	resp.Body, _ = json.Marshal(struct {
+		LockOKMQSet []messageQueue `json:"lockOKMQSet"`
+	}{got})
+	return resp
+}

@@ -1,0 +1,262 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/store"
+)
+
+// Pull sysFlag bits (PROTOCOL.md §7.1).
+const (
+	pullCommitOffset = 1
+	pullSuspend      = 2
+	pullSubscription = 4
+)
+
+type pullHeader struct {
+	group        string
+	topic        string
+	queueID      int32
+	queueOffset  int64
+	maxMsgNums   int32
+	sysFlag      int32
+	commitOffset int64
+	suspend      time.Duration
+	subscription string
+	exprType     string
+}
+
+func parsePullHeader(ext remoting.ExtFields) (pullHeader, error) {
+	var h pullHeader
+	var err error
+	if h.group, err = ext.String("consumerGroup"); err != nil {
+		return h, err
+	}
+	if h.topic, err = ext.String("topic"); err != nil {
+		return h, err
+	}
+	if h.queueID, err = ext.Int32("queueId"); err != nil {
+		return h, err
+	}
+	if h.queueOffset, err = ext.Int64("queueOffset"); err != nil {
+		return h, err
+	}
+	if h.maxMsgNums, err = ext.Int32Or("maxMsgNums", 32); err != nil {
+		return h, err
+	}
+	if h.sysFlag, err = ext.Int32Or("sysFlag", 0); err != nil {
+		return h, err
+	}
+	if h.commitOffset, err = ext.Int64Or("commitOffset", -1); err != nil {
+		return h, err
+	}
+	ms, err := ext.Int64Or("suspendTimeoutMillis", 0)
+	if err != nil {
+		return h, err
+	}
+	h.suspend = time.Duration(ms) * time.Millisecond
+	h.subscription = ext.StringOr("subscription", "")
+	h.exprType = ext.StringOr("expressionType", "TAG")
+	return h, nil
+}
+
+// handlePull serves PULL_MESSAGE (11) with long polling (§7).
+func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	h, err := parsePullHeader(req.ExtFields)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	// §7.3 step 1: topic, permission, queue.
+	t, ok := b.meta.topic(h.topic)
+	if !ok {
+		return remoting.NewResponse(req, remoting.RespTopicNotExist, fmt.Sprintf("topic %s does not exist; create it with `strata topic create`", h.topic))
+	}
+	if t.Perm&permRead == 0 {
+		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("topic %s is not readable (perm %d)", h.topic, t.Perm))
+	}
+	share, _ := t.share(b.cfg.BrokerName)
+	if h.queueID < 0 || int(h.queueID) >= max(share.ReadQueueNums, share.WriteQueueNums) {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter,
+			fmt.Sprintf("queue %d of topic %s does not exist on broker %s (it has %d read queues); refresh the route", h.queueID, h.topic, b.cfg.BrokerName, share.ReadQueueNums))
+	}
+	// Step 2: the group.
+	if g, ok := b.meta.group(h.group); ok && !g.ConsumeEnable {
+		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("consumer group %s has consumption disabled", h.group))
+	}
+	// Step 3: the subscription.
+	var filter tagFilter
+	switch {
+	case strings.HasPrefix(h.topic, retryTopicPrefix):
+		filter = tagFilter{all: true} // retries are not re-filtered (§9.3)
+	case h.sysFlag&pullSubscription != 0:
+		if !strings.EqualFold(h.exprType, "TAG") && h.exprType != "" {
+			return remoting.NewResponse(req, remoting.RespSystemError,
+				fmt.Sprintf("expression type %s is not supported by this broker; subscribe with a TAG expression", h.exprType))
+		}
+		filter = parseTagExpression(h.subscription)
+	default:
+		sub, ok := b.clients.subscription(h.group, h.topic, conn)
+		if !ok {
+			return remoting.NewResponse(req, remoting.RespSubscriptionNotExist,
+				fmt.Sprintf("consumer group %s has no subscription to %s registered by heartbeat", h.group, h.topic))
+		}
+		if sub.exprType != "" && !strings.EqualFold(sub.exprType, "TAG") {
+			return remoting.NewResponse(req, remoting.RespSystemError,
+				fmt.Sprintf("expression type %s is not supported by this broker; subscribe with a TAG expression", sub.exprType))
+		}
+		filter = sub.filter
+	}
+	// Commit-in-pull, on the first execution only (§6.7).
+	if h.sysFlag&pullCommitOffset != 0 && h.commitOffset >= 0 {
+		b.meta.commitOffset(h.group, h.topic, h.queueID, h.commitOffset)
+	}
+
+	maxMsgs := int(h.maxMsgNums)
+	if maxMsgs <= 0 || maxMsgs > b.cfg.MaxPullMessages {
+		maxMsgs = b.cfg.MaxPullMessages
+	}
+	read := func(offset int64) (*remoting.Command, error) {
+		res, err := b.readFiltered(ctx, h.topic, h.queueID, offset, maxMsgs, filter)
+		if err != nil {
+			return nil, err
+		}
+		code := pullCode(res.Status, offset)
+		resp := remoting.NewResponse(req, code, "")
+		resp.ExtFields.SetInt64("nextBeginOffset", res.NextOffset)
+		resp.ExtFields.SetInt64("minOffset", res.MinOffset)
+		resp.ExtFields.SetInt64("maxOffset", res.MaxOffset)
+		resp.ExtFields["suggestWhichBrokerId"] = "0"
+		if code == remoting.RespSuccess {
+			resp.Body = res.Records
+			b.metrics.messagesOut.WithLabelValues(h.topic).Add(float64(len(res.Entries)))
+			b.metrics.bytesOut.WithLabelValues(h.topic).Add(float64(len(res.Records)))
+		}
+		return resp, nil
+	}
+	resp, err := read(h.queueOffset)
+	if err != nil {
+		return b.pullError(req, h, err)
+	}
+	if resp.Code != remoting.RespPullNotFound || h.sysFlag&pullSuspend == 0 || h.suspend <= 0 {
+		return resp
+	}
+	if b.held.Add(1) > int64(b.cfg.MaxHeldPulls) {
+		b.held.Add(-1)
+		return resp
+	}
+	b.metrics.heldPulls.Inc()
+	defer func() {
+		b.held.Add(-1)
+		b.metrics.heldPulls.Dec()
+	}()
+	// Hold until an append lands past the offset, then re-run. New messages that the filter
+	// drops move the offset on and keep the pull held until the suspend time is up (§7.6).
+	deadline := time.Now().Add(min(h.suspend, b.cfg.MaxSuspend))
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+	wait := h.queueOffset
+	for {
+		if _, err := b.store.WaitForAppend(hctx, h.topic, h.queueID, wait); err != nil {
+			// Timed out, connection closed or shutting down: the empty answer.
+			resp.ExtFields.SetInt64("nextBeginOffset", wait)
+			resp.ExtFields.SetInt64("maxOffset", max(wait, b.store.MaxOffset(h.topic, h.queueID)))
+			return resp
+		}
+		again, err := read(wait)
+		if err != nil {
+			return b.pullError(req, h, err)
+		}
+		switch again.Code {
+		case remoting.RespPullNotFound:
+			continue
+		case remoting.RespPullRetryImmediately:
+			n, _ := again.ExtFields.Int64("nextBeginOffset")
+			if n <= wait {
+				return again
+			}
+			wait = n
+			continue
+		}
+		return again
+	}
+}
+
+// readFiltered reads with the consume-queue hash filter, then drops records whose TAGS do
+// not match exactly (hash collisions, §9.2), rebuilding the body only when something drops.
+func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f tagFilter) (store.ReadResult, error) {
+	rr := store.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxMessages: maxMsgs, MaxBytes: b.cfg.MaxPullBytes}
+	if !f.all {
+		for c := range f.codes {
+			rr.TagCodes = append(rr.TagCodes, c)
+		}
+	}
+	res, err := b.store.Read(ctx, rr)
+	if err != nil || f.all || res.Status != store.ReadFound {
+		return res, err
+	}
+	keep := make([]bool, len(res.Entries))
+	kept := 0
+	pos := 0
+	for i, e := range res.Entries {
+		hdr, err := message.ParseRecordHeader(res.Records[pos : pos+int(e.Size)])
+		if err == nil && f.matchTag(hdr.Tags) {
+			keep[i] = true
+			kept++
+		}
+		pos += int(e.Size)
+	}
+	if kept == len(res.Entries) {
+		return res, nil
+	}
+	body := make([]byte, 0, len(res.Records))
+	entries := make([]store.ReadEntry, 0, kept)
+	pos = 0
+	for i, e := range res.Entries {
+		if keep[i] {
+			body = append(body, res.Records[pos:pos+int(e.Size)]...)
+			entries = append(entries, e)
+		}
+		pos += int(e.Size)
+	}
+	res.Records, res.Entries = body, entries
+	if kept == 0 {
+		res.Status = store.ReadNoMatch
+		res.Records = nil
+	}
+	return res, nil
+}
+
+// pullCode maps a store outcome to the response code (§7.4).
+func pullCode(s store.ReadStatus, requested int64) int16 {
+	switch s {
+	case store.ReadFound:
+		return remoting.RespSuccess
+	case store.ReadNoMatch:
+		return remoting.RespPullRetryImmediately
+	case store.ReadNoNewMessage:
+		return remoting.RespPullNotFound
+	case store.ReadNoMessageInQueue:
+		if requested == 0 {
+			return remoting.RespPullNotFound
+		}
+		return remoting.RespPullOffsetMoved
+	default: // too small, overflow
+		return remoting.RespPullOffsetMoved
+	}
+}
+
+func (b *Broker) pullError(req *remoting.Command, h pullHeader, err error) *remoting.Command {
+	if errors.Is(err, context.Canceled) || errors.Is(err, store.ErrClosed) {
+		return remoting.NewResponse(req, remoting.RespServiceNotAvailable, "broker is shutting down")
+	}
+	b.log.Error("pull failed", "topic", h.topic, "queue", h.queueID, "offset", h.queueOffset, "err", err)
+	return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("read %s queue %d at %d: %v", h.topic, h.queueID, h.queueOffset, err))
+}

@@ -1,0 +1,343 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/store"
+)
+
+// Topic prefixes of RocketMQ's per-group system topics.
+const (
+	retryTopicPrefix = "%RETRY%"
+	dlqTopicPrefix   = "%DLQ%"
+)
+
+// sendHeader is a SEND_MESSAGE request header, V1 keys (§5.1) or V2 one-letter keys (§5.2).
+type sendHeader struct {
+	producerGroup     string
+	topic             string
+	queueID           int32
+	sysFlag           int32
+	bornTimestamp     int64
+	flag              int32
+	properties        string
+	reconsumeTimes    int32
+	maxReconsumeTimes int32
+	batch             bool
+}
+
+func parseSendHeader(ext remoting.ExtFields, v2 bool) (sendHeader, error) {
+	k := func(v1, short string) string {
+		if v2 {
+			return short
+		}
+		return v1
+	}
+	var h sendHeader
+	var err error
+	h.producerGroup = ext.StringOr(k("producerGroup", "a"), "")
+	if h.topic, err = ext.String(k("topic", "b")); err != nil {
+		return h, err
+	}
+	if h.queueID, err = ext.Int32Or(k("queueId", "e"), -1); err != nil {
+		return h, err
+	}
+	if h.sysFlag, err = ext.Int32Or(k("sysFlag", "f"), 0); err != nil {
+		return h, err
+	}
+	if h.bornTimestamp, err = ext.Int64Or(k("bornTimestamp", "g"), time.Now().UnixMilli()); err != nil {
+		return h, err
+	}
+	if h.flag, err = ext.Int32Or(k("flag", "h"), 0); err != nil {
+		return h, err
+	}
+	h.properties = ext.StringOr(k("properties", "i"), "")
+	if h.reconsumeTimes, err = ext.Int32Or(k("reconsumeTimes", "j"), 0); err != nil {
+		return h, err
+	}
+	if h.maxReconsumeTimes, err = ext.Int32Or(k("maxReconsumeTimes", "l"), 0); err != nil {
+		return h, err
+	}
+	if h.batch, err = ext.BoolOr(k("batch", "m"), false); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// validTopicName applies RocketMQ's topic rules (§5.3 step 1).
+func validTopicName(t string) error {
+	limit := message.MaxTopicBytes
+	if len(t) > limit {
+		return fmt.Errorf("topic name %.40q... is %d bytes; the limit is %d", t, len(t), limit)
+	}
+	if !topicNameRE.MatchString(t) {
+		return fmt.Errorf("topic name %q may use only letters, digits, '_', '-', '%%' and '|'", t)
+	}
+	return nil
+}
+
+// sendError is a failed send: the response code and a remark the user can act on.
+type sendError struct {
+	code   int16
+	remark string
+}
+
+func (e *sendError) Error() string { return e.remark }
+
+func sendErrorf(code int16, format string, args ...any) error {
+	return &sendError{code: code, remark: fmt.Sprintf(format, args...)}
+}
+
+// writableQueue finds (or auto-creates) topic and resolves the queue this broker appends to.
+// queueID < 0 picks one at random.
+func (b *Broker) writableQueue(ctx context.Context, topic string, queueID int32, autoCreate bool) (int32, error) {
+	if err := validTopicName(topic); err != nil {
+		return 0, sendErrorf(remoting.RespInvalidParameter, "%v", err)
+	}
+	t, ok := b.meta.topic(topic)
+	if !ok {
+		switch {
+		case strings.HasPrefix(topic, retryTopicPrefix) || strings.HasPrefix(topic, dlqTopicPrefix):
+			var err error
+			if t, err = b.ensureTopic(ctx, topic, 1); err != nil {
+				return 0, sendErrorf(remoting.RespSystemError, "create %s: %v", topic, err)
+			}
+		case autoCreate && b.cfg.AutoCreateTopics:
+			var err error
+			if t, err = b.ensureTopic(ctx, topic, b.cfg.DefaultQueueNums); err != nil {
+				return 0, sendErrorf(remoting.RespSystemError, "auto-create topic %s: %v", topic, err)
+			}
+		default:
+			return 0, sendErrorf(remoting.RespTopicNotExist, "topic %s does not exist; create it with `strata topic create`", topic)
+		}
+	}
+	if t.Perm&permWrite == 0 {
+		return 0, sendErrorf(remoting.RespNoPermission, "topic %s is not writable (perm %d)", topic, t.Perm)
+	}
+	share, ok := t.share(b.cfg.BrokerName)
+	if !ok || share.WriteQueueNums == 0 {
+		return 0, sendErrorf(remoting.RespTopicNotExist, "topic %s has no writable queue on broker %s; refresh the route", topic, b.cfg.BrokerName)
+	}
+	if queueID < 0 {
+		queueID = rand.Int32N(int32(share.WriteQueueNums))
+	}
+	if int(queueID) >= max(share.WriteQueueNums, share.ReadQueueNums) {
+		return 0, sendErrorf(remoting.RespInvalidParameter, "queue %d of topic %s does not exist on broker %s (it has %d)", queueID, topic, b.cfg.BrokerName, share.WriteQueueNums)
+	}
+	return queueID, nil
+}
+
+// ensureTopic creates topic with n queues unless it exists, and returns it.
+func (b *Broker) ensureTopic(ctx context.Context, topic string, n int) (topicInfo, error) {
+	t, err := b.meta.createTopicIfAbsent(ctx, topicInfo{Name: topic, ReadQueueNums: n, WriteQueueNums: n, Perm: permRW})
+	if err != nil {
+		return t, err
+	}
+	if _, ok := t.share(b.cfg.BrokerName); !ok {
+		return t, fmt.Errorf("topic %s is not routed to broker %s", topic, b.cfg.BrokerName)
+	}
+	return t, nil
+}
+
+// handleSend serves SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_REPLY_MESSAGE (324).
+func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	h, err := parseSendHeader(req.ExtFields, req.Code == remoting.CodeSendMessageV2)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if len(req.Body) > b.cfg.MaxMessageBytes {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal,
+			fmt.Sprintf("message body is %d bytes, over this broker's limit of %d bytes (MaxMessageBytes); send smaller messages or raise the limit", len(req.Body), b.cfg.MaxMessageBytes))
+	}
+	props := message.DecodeProperties(h.properties)
+	if props[message.PropertyTransactionPrep] == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared {
+		return remoting.NewResponse(req, remoting.RespNoPermission,
+			"transactional (half) messages are not supported by this Strata broker yet; send the message without a transaction")
+	}
+	topic := h.topic
+	if strings.HasPrefix(topic, retryTopicPrefix) {
+		// Fallback retries (§5.3 step 4): past the max, or while the group holds orderly
+		// locks, the message goes to the dead-letter queue.
+		group := strings.TrimPrefix(topic, retryTopicPrefix)
+		maxTimes := int32(16)
+		if g, ok := b.meta.group(group); ok && g.RetryMaxTimes > 0 {
+			maxTimes = int32(g.RetryMaxTimes)
+		}
+		if h.maxReconsumeTimes > 0 {
+			maxTimes = h.maxReconsumeTimes
+		}
+		if h.reconsumeTimes > maxTimes || b.locks.holdsUnexpired(group, time.Now()) {
+			topic = dlqTopicPrefix + group
+			h.queueID = 0
+			props[message.PropertyDelayLevel] = "-1"
+		}
+	}
+	if topic != h.topic {
+		h.queueID = -1
+	}
+	qid, err := b.writableQueue(ctx, topic, h.queueID, true)
+	if err != nil {
+		return sendErrorResponse(req, err)
+	}
+	if props[message.PropertyUniqKey] == "" {
+		props[message.PropertyUniqKey] = b.newUniqKey()
+	}
+	m := &message.Message{
+		Topic: topic, QueueID: qid, Flag: h.flag, SysFlag: h.sysFlag, BornTimestamp: h.bornTimestamp,
+		BornHost: peerAddr(conn), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
+		Body: req.Body, Properties: props,
+	}
+	rec, err := m.AppendEncoded(nil)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
+	}
+	res, err := b.store.Append(ctx, rec)
+	if err != nil {
+		return b.appendErrorResponse(req, topic, err)
+	}
+	b.metrics.messagesIn.WithLabelValues(topic).Inc()
+	b.metrics.bytesIn.WithLabelValues(topic).Add(float64(len(rec)))
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.ExtFields["msgId"] = message.OffsetMsgID(b.storeHost, res[0].CommitLogOffset)
+	resp.ExtFields["queueId"] = strconv.Itoa(int(qid))
+	resp.ExtFields.SetInt64("queueOffset", res[0].QueueOffset)
+	resp.ExtFields["transactionId"] = props[message.PropertyUniqKey]
+	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
+	resp.ExtFields["TRACE_ON"] = "true"
+	return resp
+}
+
+// handleSendBatch serves SEND_BATCH_MESSAGE (320): each inner message becomes its own record
+// with consecutive queue offsets, appended as one unit (§5.2).
+func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	h, err := parseSendHeader(req.ExtFields, true)
+	if err != nil {
+		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if strings.HasPrefix(h.topic, retryTopicPrefix) {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be sent to a %RETRY% topic; send them one by one")
+	}
+	if h.sysFlag&message.FlagTransactionMask != 0 {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be transactional")
+	}
+	entries, err := message.DecodeBatch(req.Body, b.cfg.MaxBatchMessages)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("bad batch body: %v", err))
+	}
+	if len(entries) == 0 {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, "empty batch")
+	}
+	qid, err := b.writableQueue(ctx, h.topic, h.queueID, true)
+	if err != nil {
+		return sendErrorResponse(req, err)
+	}
+	born := peerAddr(conn)
+	recs := make([][]byte, 0, len(entries))
+	uniq := make([]string, 0, len(entries))
+	total := 0
+	for i, e := range entries {
+		if len(e.Body) > b.cfg.MaxMessageBytes {
+			return remoting.NewResponse(req, remoting.RespMessageIllegal,
+				fmt.Sprintf("message %d of the batch has a %d-byte body, over this broker's limit of %d bytes (MaxMessageBytes)", i, len(e.Body), b.cfg.MaxMessageBytes))
+		}
+		if e.Properties[message.PropertyUniqKey] == "" {
+			e.Properties[message.PropertyUniqKey] = b.newUniqKey()
+		}
+		m := &message.Message{
+			Topic: h.topic, QueueID: qid, Flag: e.Flag, SysFlag: h.sysFlag, BornTimestamp: h.bornTimestamp,
+			BornHost: born, StoreHost: b.storeHost, Body: e.Body, Properties: e.Properties,
+		}
+		rec, err := m.AppendEncoded(nil)
+		if err != nil {
+			return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message %d of the batch cannot be stored: %v", i, err))
+		}
+		total += len(rec)
+		recs = append(recs, rec)
+		uniq = append(uniq, e.Properties[message.PropertyUniqKey])
+	}
+	if total > b.cfg.MaxMessageBytes+len(recs)*(64<<10) {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal,
+			fmt.Sprintf("batch of %d bytes is too large; split it into batches under %d bytes", total, b.cfg.MaxMessageBytes))
+	}
+	res, err := b.store.Append(ctx, recs...)
+	if err != nil {
+		return b.appendErrorResponse(req, h.topic, err)
+	}
+	b.metrics.messagesIn.WithLabelValues(h.topic).Add(float64(len(recs)))
+	b.metrics.bytesIn.WithLabelValues(h.topic).Add(float64(total))
+	ids := make([]string, len(res))
+	for i, r := range res {
+		ids[i] = message.OffsetMsgID(b.storeHost, r.CommitLogOffset)
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.ExtFields["msgId"] = strings.Join(ids, ",")
+	resp.ExtFields["queueId"] = strconv.Itoa(int(qid))
+	resp.ExtFields.SetInt64("queueOffset", res[0].QueueOffset)
+	resp.ExtFields["transactionId"] = strings.Join(uniq, ",")
+	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
+	resp.ExtFields["TRACE_ON"] = "true"
+	return resp
+}
+
+func sendErrorResponse(req *remoting.Command, err error) *remoting.Command {
+	var se *sendError
+	if errors.As(err, &se) {
+		return remoting.NewResponse(req, se.code, se.remark)
+	}
+	return remoting.NewErrorResponse(req, remoting.RespSystemError, err)
+}
+
+func (b *Broker) appendErrorResponse(req *remoting.Command, topic string, err error) *remoting.Command {
+	switch {
+	case errors.Is(err, store.ErrMessageTooLarge):
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message too large for the store: %v; send smaller messages", err))
+	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
+		return remoting.NewResponse(req, remoting.RespServiceNotAvailable, "broker is shutting down; retry on another broker")
+	}
+	b.log.Error("append failed", "topic", topic, "err", err)
+	return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("store append failed: %v", err))
+}
+
+// peerAddr is the connection's remote address as a netip.AddrPort (IPv4-mapped unmapped).
+func peerAddr(conn *remoting.Conn) netip.AddrPort {
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+var (
+	uniqCounter atomic.Uint32
+	uniqPID     = uint16(os.Getpid())
+	uniqSalt    = rand.Uint32()
+)
+
+// newUniqKey makes a UNIQ_KEY for a message that has none, in the Java layout (§4.8): IPv4,
+// pid, a per-process salt, milliseconds since the start of the month, counter; upper-case hex.
+func (b *Broker) newUniqKey() string {
+	var buf [16]byte
+	ip := b.storeHost.Addr().Unmap().As4()
+	copy(buf[:4], ip[:])
+	binary.BigEndian.PutUint16(buf[4:], uniqPID)
+	binary.BigEndian.PutUint32(buf[6:], uniqSalt)
+	now := time.Now()
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, now.Location())
+	binary.BigEndian.PutUint32(buf[10:], uint32(now.Sub(month).Milliseconds()))
+	binary.BigEndian.PutUint16(buf[14:], uint16(uniqCounter.Add(1)))
+	return strings.ToUpper(hex.EncodeToString(buf[:]))
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+
+	"github.com/stratamq/strata/broker/client"
+)
+
+// runBench drives a running Strata with the official client: produce throughput from
+// concurrent producers over one or many topics, and publish-to-consume latency of a tailing
+// consumer. Figures go to stdout; compare them with a baseline measured in the same run.
+func runBench(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
+	mode := fs.String("mode", "produce", "produce (throughput) or latency (publish-to-consume)")
+	producers := fs.Int("producers", 16, "concurrent producers")
+	topics := fs.Int("topics", 1, "topics to spread messages over")
+	size := fs.Int("size", 1024, "message body bytes")
+	duration := fs.Duration("duration", 10*time.Second, "how long to run")
+	window := fs.Int("window", 64, "async sends in flight per producer")
+	rate := fs.Int("rate", 1000, "messages per second (latency mode)")
+	prefix := fs.String("topic-prefix", fmt.Sprintf("bench-%d", time.Now().Unix()), "topic name prefix")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rlog.SetLogLevel("error")
+	names := make([]string, *topics)
+	c, err := client.Dial(ctx, *namesrv)
+	if err != nil {
+		return err
+	}
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", *prefix, i)
+		if err := c.CreateTopic(ctx, names[i], 4); err != nil {
+			c.Close()
+			return fmt.Errorf("create %s: %w", names[i], err)
+		}
+	}
+	c.Close()
+	switch *mode {
+	case "produce":
+		return benchProduce(ctx, stdout, *namesrv, names, *producers, *size, *window, *duration)
+	case "latency":
+		return benchLatency(ctx, stdout, *namesrv, names[0], *size, *rate, *duration)
+	}
+	return fmt.Errorf("--mode %q: want produce or latency", *mode)
+}
+
+func newBenchProducer(namesrv string, i int) (interface {
+	SendAsync(context.Context, func(context.Context, *primitive.SendResult, error), ...*primitive.Message) error
+	SendSync(context.Context, ...*primitive.Message) (*primitive.SendResult, error)
+	Shutdown() error
+}, error) {
+	p, err := producer.NewDefaultProducer(
+		producer.WithNameServer(primitive.NamesrvAddr{namesrv}),
+		producer.WithGroupName(fmt.Sprintf("strata-bench-%d", i)),
+		producer.WithInstanceName(fmt.Sprintf("bench-%d", i)),
+		producer.WithCompressMsgBodyOverHowmuch(1<<30),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.Start()
+}
+
+func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []string, producers, size, window int, d time.Duration) error {
+	body := make([]byte, size)
+	var sent, failed atomic.Int64
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < producers; i++ {
+		p, err := newBenchProducer(namesrv, i)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = p.Shutdown() }()
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem := make(chan struct{}, window)
+			var inflight sync.WaitGroup
+			for n := i; ctx.Err() == nil; n += producers {
+				sem <- struct{}{}
+				inflight.Add(1)
+				msg := primitive.NewMessage(topics[n%len(topics)], body)
+				err := p.SendAsync(context.Background(), func(_ context.Context, _ *primitive.SendResult, err error) {
+					if err != nil {
+						failed.Add(1)
+					} else {
+						sent.Add(1)
+					}
+					<-sem
+					inflight.Done()
+				}, msg)
+				if err != nil {
+					failed.Add(1)
+					<-sem
+					inflight.Done()
+				}
+			}
+			inflight.Wait()
+		}(i)
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	n := sent.Load()
+	fmt.Fprintf(w, "produce: %d producers, %d topics, %d-byte messages: %d acked in %.1fs = %.0f msg/s, %.1f MB/s (%d failed)\n",
+		producers, len(topics), size, n, el, float64(n)/el, float64(n)*float64(size)/el/1e6, failed.Load())
+	return nil
+}
+
+func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size, rate int, d time.Duration) error {
+	var mu sync.Mutex
+	var lat []time.Duration
+	c, err := consumer.NewPushConsumer(
+		consumer.WithNameServer(primitive.NamesrvAddr{namesrv}),
+		consumer.WithGroupName("strata-bench-latency"),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset),
+	)
+	if err != nil {
+		return err
+	}
+	err = c.Subscribe(topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			now := time.Now().UnixNano()
+			mu.Lock()
+			for _, m := range msgs {
+				if len(m.Body) >= 8 {
+					lat = append(lat, time.Duration(now-int64(binary.BigEndian.Uint64(m.Body))))
+				}
+			}
+			mu.Unlock()
+			return consumer.ConsumeSuccess, nil
+		})
+	if err != nil {
+		return err
+	}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = c.Shutdown() }()
+	p, err := newBenchProducer(namesrv, 0)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = p.Shutdown() }()
+	// Measure only once the consumer holds its queues.
+	for waited := time.Duration(0); len(c.GetConsumerRunningInfo(false).MQTable) == 0; waited += 50 * time.Millisecond {
+		if waited > 30*time.Second {
+			return fmt.Errorf("consumer got no queue of %s within 30s", topic)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	body := make([]byte, max(size, 8))
+	sentN := 0
+	for time.Now().Before(end) && ctx.Err() == nil {
+		<-tick.C
+		binary.BigEndian.PutUint64(body, uint64(time.Now().UnixNano()))
+		if _, err := p.SendSync(ctx, primitive.NewMessage(topic, append([]byte(nil), body...))); err == nil {
+			sentN++
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(lat)
+		mu.Unlock()
+		if n >= sentN {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lat) == 0 {
+		return fmt.Errorf("no message came back within 10s of the last send")
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	fmt.Fprintf(w, "latency: %d of %d messages, publish-to-consume p50 %v p99 %v max %v\n",
+		len(lat), sentN, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+	return nil
+}

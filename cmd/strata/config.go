@@ -1,0 +1,205 @@
+package main
+
+import (
+	"encoding"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/stratamq/strata/broker"
+	"github.com/stratamq/strata/broker/store"
+)
+
+// NodeConfig is the YAML file of `strata broker`. Every key can be overridden by an
+// environment variable named STRATA_ plus the key path in upper case joined by '_'
+// (store.segment_size → STRATA_STORE_SEGMENT_SIZE; lists are comma-separated).
+// deployments/broker.yaml documents every key with its default.
+type NodeConfig struct {
+	// Cluster names the cluster: the etcd key prefix and the cluster in routes.
+	Cluster string `yaml:"cluster"`
+	// BrokerName is the broker group this node serves.
+	BrokerName string `yaml:"broker_name"`
+	// DataDir holds the hot store.
+	DataDir string `yaml:"data_dir"`
+	// EtcdEndpoints are the etcd client URLs.
+	EtcdEndpoints []string `yaml:"etcd_endpoints"`
+	// NamesrvAddr, BrokerAddr and HTTPAddr are the listen addresses of the three roles.
+	NamesrvAddr string `yaml:"namesrv_addr"`
+	BrokerAddr  string `yaml:"broker_addr"`
+	HTTPAddr    string `yaml:"http_addr"`
+	// AdvertisedAddr is the broker address put in routes and message ids (reachable IPv4).
+	AdvertisedAddr string `yaml:"advertised_addr"`
+	// AutoCreateTopics creates a topic on its first send.
+	AutoCreateTopics bool `yaml:"auto_create_topics"`
+	// DefaultQueueNums is the queue count of auto-created topics.
+	DefaultQueueNums int `yaml:"default_queue_nums"`
+	// MaxMessageBytes bounds one message.
+	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+	// MaxConnections bounds client connections per listener.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a connection that has sent nothing for this long.
+	IdleTimeout Duration  `yaml:"idle_timeout"`
+	Store       StoreYAML `yaml:"store"`
+}
+
+// StoreYAML configures the hot tier.
+type StoreYAML struct {
+	// SegmentSize is the commit-log segment size.
+	SegmentSize ByteSize `yaml:"segment_size"`
+	// Flush is "async" (fsync every flush_interval) or "sync" (ack after fsync).
+	Flush string `yaml:"flush"`
+	// FlushInterval is the fsync period under async flush.
+	FlushInterval Duration `yaml:"flush_interval"`
+	// SealAfter seals a segment once it is this old, so slow topics reach the tier.
+	SealAfter Duration `yaml:"seal_after"`
+}
+
+func defaultNodeConfig() NodeConfig {
+	return NodeConfig{
+		Cluster:          broker.DefaultClusterName,
+		BrokerName:       broker.DefaultBrokerName,
+		DataDir:          "./data",
+		EtcdEndpoints:    []string{"http://127.0.0.1:2379"},
+		NamesrvAddr:      "0.0.0.0:9876",
+		BrokerAddr:       "0.0.0.0:10911",
+		HTTPAddr:         "0.0.0.0:8080",
+		DefaultQueueNums: broker.DefaultQueueNums,
+		MaxMessageBytes:  broker.DefaultMaxMessageBytes,
+		Store: StoreYAML{
+			SegmentSize:   store.DefaultSegmentBytes,
+			Flush:         "async",
+			FlushInterval: Duration(store.DefaultFlushInterval),
+		},
+	}
+}
+
+// loadNodeConfig reads path (if not empty) over the defaults, then applies the environment.
+func loadNodeConfig(path string, environ []string) (NodeConfig, error) {
+	cfg := defaultNodeConfig()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "STRATA_") {
+			env[k] = v
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "STRATA", env); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+
+// applyEnv sets each yaml-tagged field from env[prefix_KEY] when present.
+func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(textUnmarshaler) {
+			if err := applyEnv(fv, name, env); err != nil {
+				return err
+			}
+			continue
+		}
+		val, ok := env[name]
+		if !ok {
+			continue
+		}
+		if err := setField(fv, val); err != nil {
+			return fmt.Errorf("environment %s=%q: %w", name, val, err)
+		}
+	}
+	return nil
+}
+
+func setField(fv reflect.Value, val string) error {
+	if u, ok := fv.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(val))
+	}
+	switch fv.Kind() {
+	case reflect.String:
+		fv.SetString(val)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		fv.SetBool(b)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer")
+		}
+		fv.SetInt(n)
+	case reflect.Slice:
+		var parts []string
+		for _, p := range strings.Split(val, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		fv.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported field kind %s", fv.Kind())
+	}
+	return nil
+}
+
+// brokerConfig turns the node config into the broker's own configuration.
+func (c NodeConfig) brokerConfig() (broker.Config, error) {
+	bc := broker.Config{
+		ClusterName:      c.Cluster,
+		BrokerName:       c.BrokerName,
+		DataDir:          c.DataDir,
+		NameServerListen: c.NamesrvAddr,
+		BrokerListen:     c.BrokerAddr,
+		HTTPListen:       c.HTTPAddr,
+		AdvertisedAddr:   c.AdvertisedAddr,
+		AutoCreateTopics: c.AutoCreateTopics,
+		DefaultQueueNums: c.DefaultQueueNums,
+		MaxMessageBytes:  int(c.MaxMessageBytes),
+		Store: store.Config{
+			SegmentBytes:  int64(c.Store.SegmentSize),
+			FlushInterval: Duration(c.Store.FlushInterval).duration(),
+			SealAfter:     Duration(c.Store.SealAfter).duration(),
+		},
+	}
+	bc.Remoting.MaxConnections = c.MaxConnections
+	bc.Remoting.IdleTimeout = c.IdleTimeout.duration()
+	switch c.Store.Flush {
+	case "", "async":
+		bc.Store.FlushMode = store.FlushAsync
+	case "sync":
+		bc.Store.FlushMode = store.FlushSync
+	default:
+		return bc, fmt.Errorf("store.flush %q: want async or sync", c.Store.Flush)
+	}
+	if err := bc.Validate(); err != nil {
+		return bc, err
+	}
+	return bc, nil
+}
+
+func (d Duration) duration() time.Duration { return time.Duration(d) }

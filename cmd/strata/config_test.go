@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratamq/strata/broker/store"
+)
+
+func TestSampleConfigLoadsAndEnvironmentOverrides(t *testing.T) {
+	cfg, err := loadNodeConfig("../../deployments/broker.yaml", []string{
+		"STRATA_BROKER_NAME=broker-b",
+		"STRATA_ETCD_ENDPOINTS=http://10.0.0.1:2379, http://10.0.0.2:2379",
+		"STRATA_STORE_SEGMENT_SIZE=64MiB",
+		"STRATA_STORE_FLUSH=sync",
+		"STRATA_STORE_SEAL_AFTER=30s",
+		"STRATA_AUTO_CREATE_TOPICS=true",
+		"OTHER=ignored",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BrokerName != "broker-b" || cfg.Store.SegmentSize != 64<<20 || !cfg.AutoCreateTopics ||
+		cfg.Store.SealAfter.duration() != 30*time.Second ||
+		!reflect.DeepEqual(cfg.EtcdEndpoints, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}) {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	bc, err := cfg.brokerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bc.Store.FlushMode != store.FlushSync || bc.Store.SegmentBytes != 64<<20 || bc.MaxMessageBytes != 4<<20 {
+		t.Fatalf("broker config %+v", bc.Store)
+	}
+}
+
+func TestConfigErrorsNameTheProblem(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("segment_sise: 1GiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadNodeConfig(bad, nil); err == nil || !strings.Contains(err.Error(), "segment_sise") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := loadNodeConfig("", []string{"STRATA_STORE_SEGMENT_SIZE=lots"}); err == nil || !strings.Contains(err.Error(), "STRATA_STORE_SEGMENT_SIZE") {
+		t.Fatalf("bad size: %v", err)
+	}
+	cfg := defaultNodeConfig()
+	cfg.Store.Flush = "sometimes"
+	if _, err := cfg.brokerConfig(); err == nil || !strings.Contains(err.Error(), "async or sync") {
+		t.Fatalf("bad flush: %v", err)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"1GiB": 1 << 30, "512MiB": 512 << 20, "4MB": 4e6, "1024": 1024, "1.5KiB": 1536} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "abc", "-1MiB", "1XB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+)
+
+// strataBin is the strata binary built once for the whole test run by TestMain.
+var strataBin string
+
+func TestMain(m *testing.M) {
+	rlog.SetLogLevel("error")
+	dir, err := os.MkdirTemp("", "strata-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	strataBin = filepath.Join(dir, "strata")
+	build := exec.Command("go", "build", "-o", strataBin, "../cmd/strata")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building strata:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// strataProc is one strata process (dev or broker) started by a test.
+type strataProc struct {
+	t        testing.TB
+	args     []string
+	Namesrv  string
+	Broker   string
+	HTTP     string
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	output   *lockedBuffer
+	exitErr  error
+	stopping bool
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startDev runs `strata dev` on free loopback ports with a data directory of its own and waits
+// until /readyz answers 200.
+func startDev(t testing.TB, dataDir string, extra ...string) *strataProc {
+	t.Helper()
+	p := &strataProc{t: t, Namesrv: freeAddr(t), Broker: freeAddr(t), HTTP: freeAddr(t)}
+	p.args = append([]string{"dev", "--data", dataDir,
+		"--namesrv-addr", p.Namesrv, "--broker-addr", p.Broker, "--http-addr", p.HTTP}, extra...)
+	p.start()
+	t.Cleanup(p.stopAndReport)
+	return p
+}
+
+// stopAndReport stops the process and, when the test failed, shows what it logged.
+func (p *strataProc) stopAndReport() {
+	p.Stop()
+	if p.t.Failed() {
+		p.t.Logf("strata %v output:\n%s", p.args, p.output)
+	}
+}
+
+// startProc runs strata with the given arguments; addresses must match what the arguments set.
+func startProc(t testing.TB, namesrv, broker, httpAddr string, args ...string) *strataProc {
+	t.Helper()
+	p := &strataProc{t: t, Namesrv: namesrv, Broker: broker, HTTP: httpAddr, args: args}
+	p.start()
+	t.Cleanup(p.stopAndReport)
+	return p
+}
+
+func (p *strataProc) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	p.output = &lockedBuffer{}
+	p.cmd = exec.Command(strataBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	p.done = make(chan struct{})
+	p.stopping = false
+	if err := p.cmd.Start(); err != nil {
+		p.mu.Unlock()
+		p.t.Fatalf("start strata %v: %v", p.args, err)
+	}
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.exitErr = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	p.waitReady(60 * time.Second)
+}
+
+// waitReady polls /readyz until it answers 200, failing fast if the process exits.
+func (p *strataProc) waitReady(timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	url := "http://" + p.HTTP + "/readyz"
+	for {
+		select {
+		case <-p.done:
+			p.t.Fatalf("strata %v exited before it was ready: %v\n%s", p.args, p.exitErr, p.output)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("strata %v not ready after %v (last: %v)\n%s", p.args, timeout, err, p.output)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for a clean exit; a non-zero exit fails the test.
+func (p *strataProc) Stop() {
+	p.signal(syscall.SIGTERM, true)
+}
+
+// Kill stops the process with SIGKILL, as a crash would.
+func (p *strataProc) Kill() {
+	p.signal(syscall.SIGKILL, false)
+}
+
+func (p *strataProc) signal(sig syscall.Signal, wantClean bool) {
+	p.t.Helper()
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	if cmd == nil || p.stopping {
+		p.mu.Unlock()
+		if done != nil {
+			<-done
+		}
+		return
+	}
+	p.stopping = true
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		p.t.Errorf("strata did not exit within 30s of %v\n%s", sig, p.output)
+		return
+	}
+	p.mu.Lock()
+	err := p.exitErr
+	p.mu.Unlock()
+	if wantClean && err != nil {
+		p.t.Errorf("strata exited uncleanly after %v: %v\n%s", sig, err, p.output)
+	}
+}
+
+// Restart starts the same process again after Stop or Kill.
+func (p *strataProc) Restart() {
+	p.t.Helper()
+	p.Stop()
+	p.start()
+}
+
+// runCLI runs a strata client command and returns its standard output.
+func runCLI(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, strataBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("strata %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	return out.String()
+}
