@@ -199,13 +199,13 @@ func (r *recordReader) u64(field string) uint64 {
 	return 0
 }
 
-func (r *recordReader) host(v6 bool, field string) netip.AddrPort {
+func (r *recordReader) host(v6 bool, field, portField string) netip.AddrPort {
 	n := 4
 	if v6 {
 		n = 16
 	}
 	ip := r.take(n, field)
-	port := r.u32(field + " port")
+	port := r.u32(portField)
 	if r.err != nil {
 		return netip.AddrPort{}
 	}
@@ -307,9 +307,9 @@ func decode(rec []byte, withProps bool) (*Message, string, int, error) {
 	m.CommitLogOffset = int64(r.u64("commit-log offset"))
 	m.SysFlag = int32(r.u32("sys flag"))
 	m.BornTimestamp = int64(r.u64("born timestamp"))
-	m.BornHost = r.host(m.SysFlag&FlagBornHostV6 != 0, "born host")
+	m.BornHost = r.host(m.SysFlag&FlagBornHostV6 != 0, "born host", "born host port")
 	m.StoreTimestamp = int64(r.u64("store timestamp"))
-	m.StoreHost = r.host(m.SysFlag&FlagStoreHostV6 != 0, "store host")
+	m.StoreHost = r.host(m.SysFlag&FlagStoreHostV6 != 0, "store host", "store host port")
 	m.ReconsumeTimes = int32(r.u32("reconsume times"))
 	m.PreparedTransactionOffset = int64(r.u64("prepared transaction offset"))
 	bodyLen := int(int32(r.u32("body length")))

@@ -175,35 +175,14 @@ func decodeFrameBody(b []byte) (*Command, error) {
 	return cmd, nil
 }
 
-// jsonHeaderOut is the JSON header as we write it, keys in the Go client's order.
-type jsonHeaderOut struct {
-	Code        int16             `json:"code"`
-	Language    string            `json:"language"`
-	Version     int16             `json:"version"`
-	Opaque      int32             `json:"opaque"`
-	Flag        int32             `json:"flag"`
-	Remark      string            `json:"remark"`
-	ExtFields   map[string]string `json:"extFields"`
-	CurrentType string            `json:"serializeTypeCurrentRPC"`
-}
-
+// appendJSONHeader writes the header as the Go client does (jsonfast.go); extFields is always
+// an object of strings, never null.
 func appendJSONHeader(dst []byte, cmd *Command) ([]byte, error) {
-	ext := map[string]string(cmd.ExtFields)
-	if ext == nil {
-		ext = map[string]string{} // the Go client must see {}, never null
-	}
 	lang := cmd.Language
 	if lang == "" {
 		lang = DefaultLanguage
 	}
-	b, err := json.Marshal(jsonHeaderOut{
-		Code: cmd.Code, Language: lang, Version: cmd.Version, Opaque: cmd.Opaque,
-		Flag: cmd.Flag, Remark: cmd.Remark, ExtFields: ext, CurrentType: "JSON",
-	})
-	if err != nil {
-		return dst, fmt.Errorf("marshal JSON header: %w", err)
-	}
-	return append(dst, b...), nil
+	return appendJSONHeaderFast(dst, cmd, lang), nil
 }
 
 // jsonHeaderIn is the JSON header as we read it: every field raw, so that
@@ -223,6 +202,14 @@ func decodeJSONHeader(h []byte) (*Command, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, malformedf("JSON header is not an object: %.40q", h)
 	}
+	if cmd, ok := decodeJSONHeaderFast(h); ok {
+		return cmd, nil
+	}
+	return decodeJSONHeaderGeneral(h)
+}
+
+// decodeJSONHeaderGeneral accepts every quirk senders are known for.
+func decodeJSONHeaderGeneral(h []byte) (*Command, error) {
 	var in jsonHeaderIn
 	if err := json.Unmarshal(h, &in); err != nil {
 		return nil, malformedf("JSON header: %v", err)

@@ -63,7 +63,14 @@ type Conn struct {
 	ctx    context.Context // cancelled when the connection closes
 	cancel context.CancelFunc
 
-	writeMu sync.Mutex
+	// Frames waiting to be written. The first writer to find no flush under way becomes the
+	// flusher and writes everything queued, so concurrent responses share one syscall.
+	writeMu    sync.Mutex
+	writeCond  *sync.Cond // signalled when a flush drains the queue
+	writeBuf   []byte
+	writeSpare []byte
+	flushing   bool
+	writeErr   error
 
 	nextOpaque atomic.Int32
 	pendingMu  sync.Mutex
@@ -84,7 +91,7 @@ type Conn struct {
 
 func newConn(nc net.Conn, cfg *connConfig) *Conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Conn{
+	c := &Conn{
 		nc:       nc,
 		id:       connIDs.Add(1),
 		cfg:      cfg,
@@ -95,6 +102,8 @@ func newConn(nc net.Conn, cfg *connConfig) *Conn {
 		closed:   make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	c.writeCond = sync.NewCond(&c.writeMu)
+	return c
 }
 
 // ID is a process-wide unique, stable identifier of the connection.
@@ -222,8 +231,13 @@ func (c *Conn) write(ctx context.Context, cmd *Command) error {
 	return c.writeFrame(ctx, frame)
 }
 
-// writeFrame sends one encoded frame; writes on a connection are serialised.
-// A failed write leaves the stream unusable and closes the connection.
+// maxQueuedWriteBytes bounds the frames queued behind a flush; writers beyond it wait, so a
+// slow peer pushes back on the handlers answering it.
+const maxQueuedWriteBytes = 4 << 20
+
+// writeFrame queues one encoded frame and, unless another goroutine is already flushing,
+// writes the queue. Frames are written in the order they were queued. A failed write leaves
+// the stream unusable and closes the connection.
 func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 	select {
 	case <-c.closed:
@@ -233,18 +247,50 @@ func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	c.writeMu.Lock()
+	for c.flushing && len(c.writeBuf) >= maxQueuedWriteBytes && c.writeErr == nil {
+		c.writeCond.Wait()
+	}
+	if c.writeErr != nil {
+		err := c.writeErr
+		c.writeMu.Unlock()
+		return err
+	}
+	c.writeBuf = append(c.writeBuf, frame...)
+	if c.flushing {
+		c.writeMu.Unlock()
+		return nil
+	}
+	c.flushing = true
 	deadline := time.Now().Add(c.cfg.writeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_ = c.nc.SetWriteDeadline(deadline)
-	if _, err := c.nc.Write(frame); err != nil {
-		_ = c.Close()
-		return fmt.Errorf("write frame: %w (%w)", err, ErrConnClosed)
+	var err error
+	for len(c.writeBuf) > 0 {
+		buf := c.writeBuf
+		c.writeBuf = c.writeSpare[:0]
+		c.writeMu.Unlock()
+		_ = c.nc.SetWriteDeadline(deadline)
+		_, err = c.nc.Write(buf)
+		c.writeMu.Lock()
+		if cap(buf) <= maxQueuedWriteBytes {
+			c.writeSpare = buf[:0]
+		}
+		c.writeCond.Broadcast()
+		if err != nil {
+			err = fmt.Errorf("write frame: %w (%w)", err, ErrConnClosed)
+			c.writeErr = err
+			c.writeBuf = nil
+			break
+		}
 	}
-	return nil
+	c.flushing = false
+	c.writeMu.Unlock()
+	if err != nil {
+		_ = c.Close()
+	}
+	return err
 }
 
 // serve reads frames until the connection ends, then cleans up. It returns

@@ -70,3 +70,26 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONHeaderFastPath checks that whenever the hand-written header decoder accepts a
+// header, encoding/json's general path decodes it to the same command.
+func FuzzJSONHeaderFastPath(f *testing.F) {
+	f.Add([]byte(`{"code":10,"language":"GO","version":317,"opaque":42,"flag":0,"remark":"","extFields":{"topic":"T","queueId":"1"}}`))
+	f.Add([]byte(`{"code":0,"extFields":{},"flag":1,"opaque":-5,"serializeTypeCurrentRPC":"JSON"}`))
+	f.Add([]byte(` { "code" : 1 , "remark" : "x" } `))
+	f.Fuzz(func(t *testing.T, h []byte) {
+		fast, ok := decodeJSONHeaderFast(h)
+		if !ok {
+			return
+		}
+		slow, err := decodeJSONHeaderGeneral(h)
+		if err != nil {
+			t.Fatalf("general decoder failed: %v", err)
+		}
+		if fast.Code != slow.Code || fast.Version != slow.Version || fast.Opaque != slow.Opaque ||
+			fast.Flag != slow.Flag || fast.Remark != slow.Remark || fast.Language != slow.Language ||
+			!reflect.DeepEqual(fast.ExtFields, slow.ExtFields) {
+			t.Fatalf("fast %+v\nslow %+v", fast, slow)
+		}
+	})
+}

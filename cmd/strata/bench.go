@@ -33,8 +33,23 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	window := fs.Int("window", 64, "async sends in flight per producer")
 	rate := fs.Int("rate", 1000, "messages per second (latency mode)")
 	prefix := fs.String("topic-prefix", fmt.Sprintf("bench-%d", time.Now().Unix()), "topic name prefix")
+	target := fs.String("target", "strata", "system under test: strata, or nats (JetStream, file storage) as a same-run baseline")
+	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL for --target nats")
+	clientKind := fs.String("client", "official", "producer client for --target strata: official (rocketmq-client-go) or raw (Strata's lean protocol client, pipelined)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *target == "nats" {
+		switch *mode {
+		case "produce":
+			return benchNATSProduce(ctx, stdout, *natsURL, *prefix, *topics, *producers, *size, *window, *duration)
+		case "latency":
+			return benchNATSLatency(ctx, stdout, *natsURL, *prefix, *size, *rate, *duration)
+		}
+		return fmt.Errorf("--mode %q: want produce or latency", *mode)
+	}
+	if *target != "strata" {
+		return fmt.Errorf("--target %q: want strata or nats", *target)
 	}
 	rlog.SetLogLevel("error")
 	names := make([]string, *topics)
@@ -52,6 +67,9 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	c.Close()
 	switch *mode {
 	case "produce":
+		if *clientKind == "raw" {
+			return benchProduceRaw(ctx, stdout, *namesrv, names, *producers, *size, *window, *duration)
+		}
 		return benchProduce(ctx, stdout, *namesrv, names, *producers, *size, *window, *duration)
 	case "latency":
 		return benchLatency(ctx, stdout, *namesrv, names[0], *size, *rate, *duration)
@@ -121,6 +139,57 @@ func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []str
 	n := sent.Load()
 	fmt.Fprintf(w, "produce: %d producers, %d topics, %d-byte messages: %d acked in %.1fs = %.0f msg/s, %.1f MB/s (%d failed)\n",
 		producers, len(topics), size, n, el, float64(n)/el, float64(n)*float64(size)/el/1e6, failed.Load())
+	return nil
+}
+
+// benchProduceRaw sends with broker/client: one connection per producer, window requests in
+// flight each, queues chosen round-robin over every topic's queues.
+func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []string, producers, size, window int, d time.Duration) error {
+	var queues []client.Queue
+	probe, err := client.Dial(ctx, namesrv)
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		r, err := probe.Route(ctx, t)
+		if err != nil {
+			probe.Close()
+			return err
+		}
+		queues = append(queues, r.Queues(t)...)
+	}
+	probe.Close()
+	body := make([]byte, size)
+	var sent, failed atomic.Int64
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < producers; i++ {
+		c, err := client.Dial(ctx, namesrv)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for j := 0; j < window; j++ {
+			wg.Add(1)
+			go func(n int) {
+				defer wg.Done()
+				for ; ctx.Err() == nil; n += producers * window {
+					if _, err := c.Send(context.Background(), "strata-bench", queues[n%len(queues)], body, nil); err != nil {
+						failed.Add(1)
+					} else {
+						sent.Add(1)
+					}
+				}
+			}(i*window + j)
+		}
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	n := sent.Load()
+	fmt.Fprintf(w, "produce (raw client): %d producers x %d in flight, %d topics, %d-byte messages: %d acked in %.1fs = %.0f msg/s, %.1f MB/s (%d failed)\n",
+		producers, window, len(topics), size, n, el, float64(n)/el, float64(n)*float64(size)/el/1e6, failed.Load())
 	return nil
 }
 
