@@ -53,6 +53,11 @@ type Config struct {
 	SealAfter time.Duration
 	// MaxMessageBytes bounds one encoded record (its TOTALSIZE).
 	MaxMessageBytes int
+	// BaseOffset is the commit-log position at which an empty store's first segment starts
+	// (0 for a new broker). A broker whose disk was wiped passes its cold tier's offload
+	// watermark, so new records continue the commit log instead of reusing positions the tier
+	// already holds. Ignored when the commit log has segments.
+	BaseOffset int64
 }
 
 // Validate fills defaults and checks limits.
@@ -77,6 +82,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FlushInterval < 0 || c.CheckpointInterval < 0 || c.SealAfter < 0 {
 		return errors.New("store config: FlushInterval, CheckpointInterval and SealAfter must not be negative")
+	}
+	if c.BaseOffset < 0 {
+		return fmt.Errorf("store config: BaseOffset %d is negative", c.BaseOffset)
 	}
 	if c.MaxMessageBytes < 128 {
 		return fmt.Errorf("store config: MaxMessageBytes %d is below 128", c.MaxMessageBytes)

@@ -116,11 +116,12 @@ func (s *Store) recover() error {
 		return err
 	}
 	if len(bases) == 0 {
-		g, err := s.createSegment(0)
+		g, err := s.createSegment(s.cfg.BaseOffset)
 		if err != nil {
 			return err
 		}
 		s.segments = []*segment{g}
+		s.minPos.Store(g.base)
 		s.logEnd.Store(g.base + segmentHeaderBytes)
 		return nil
 	}

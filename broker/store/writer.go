@@ -21,6 +21,7 @@ type opKind int
 const (
 	opAppend opKind = iota
 	opDeleteTopic
+	opQueueBase
 )
 
 type writeOp struct {
@@ -29,6 +30,8 @@ type writeOp struct {
 	hdrs  []message.RecordHeader
 	bytes int64 // framed size of recs
 	topic string
+	queue int32 // opQueueBase
+	next  int64 // opQueueBase
 
 	res  []AppendResult
 	err  error
@@ -186,12 +189,16 @@ func (s *Store) commit(batch []*writeOp) {
 		return nil
 	}
 	for bi, op := range batch {
-		if op.kind == opDeleteTopic {
+		if op.kind != opAppend {
 			if failErr = flush(); failErr != nil {
 				batch = batch[bi:]
 				break
 			}
-			op.err = s.deleteTopic(op.topic)
+			if op.kind == opDeleteTopic {
+				op.err = s.deleteTopic(op.topic)
+			} else {
+				op.err = s.raiseQueueBase(op.topic, op.queue, op.next)
+			}
 			close(op.done)
 			continue
 		}
