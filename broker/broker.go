@@ -15,6 +15,8 @@ import (
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
+	"github.com/stratamq/strata/tier"
+	"github.com/stratamq/strata/tier/objstore"
 )
 
 // Broker is one Strata broker process: the name-server role, the broker role and the HTTP
@@ -29,6 +31,11 @@ type Broker struct {
 	nsServer   *remoting.Server
 	brkServer  *remoting.Server
 	httpServer *http.Server
+
+	// tier is the cold tier (tiering.go), nil when no bucket is configured.
+	tier         *tier.Tier
+	tierBucket   *objstore.MetricsBucket
+	tierPointers tier.MetaPointers
 
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort
@@ -93,6 +100,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		}
 	}()
 
+	if err := b.prepareTier(ctx); err != nil {
+		return err
+	}
 	st, err := store.Open(b.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("broker: open store: %w", err)
@@ -135,6 +145,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: %w", err)
 	}
 
+	if err := b.startTier(ctx); err != nil {
+		return err
+	}
 	b.serve(b.nsServer, b.nsLn)
 	b.serve(b.brkServer, b.brkLn)
 	if b.httpLn != nil {
@@ -288,6 +301,9 @@ func (b *Broker) Close(ctx context.Context) error {
 		if err := b.meta.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("broker: cluster metadata: %w", err))
 		}
+	}
+	if err := b.closeTier(); err != nil {
+		errs = append(errs, fmt.Errorf("broker: close cold tier: %w", err))
 	}
 	if b.store != nil {
 		if err := b.store.Close(); err != nil {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/tier"
+	"github.com/stratamq/strata/tier/objstore"
 )
 
 // Defaults applied by Validate to zero fields.
@@ -70,6 +72,26 @@ type Config struct {
 	// Store configures the hot tier. Dir defaults to DataDir/store; MaxMessageBytes is set
 	// from the record size MaxMessageBytes implies.
 	Store store.Config
+
+	// BucketURL enables the cold tier (tiering.go): sealed segments are offloaded to this
+	// bucket (file:///dir, s3://bucket/prefix) and reads below the local min offset are
+	// served from it. Empty: no cold tier, local segments are kept.
+	BucketURL string
+	// Bucket, when set, is used instead of opening BucketURL (tests, embedding).
+	Bucket objstore.Bucket
+	// S3 holds endpoint, region, path-style addressing and static credentials of an s3://
+	// BucketURL; empty credentials use the default AWS chain.
+	S3 objstore.S3Options
+	// LocalRetention keeps an offloaded segment on local disk this long after its newest
+	// record (0: delete it as soon as it is offloaded).
+	LocalRetention time.Duration
+	// MaxLocalBytes is the local disk's high watermark: while the commit-log bytes not yet
+	// offloaded exceed it, sends are refused (offload is failing). 0: no limit.
+	MaxLocalBytes int64
+	// Tier tunes the cold tier (block size, offload concurrency, caches, bucket GET
+	// concurrency, retry backoff). Bucket, Pointers, Prefix, StartOffset, LocalRetention,
+	// Retention, Registerer and Logger are set by the broker.
+	Tier tier.Config
 
 	// MaxSuspend caps how long a pull is held (clients ask for 20 s and give up at 30 s).
 	MaxSuspend time.Duration
@@ -188,6 +210,9 @@ func (c *Config) Validate() error {
 		c.HousekeepingPeriod < 0 || c.LockExpiry < 0 || c.MaxBatchMessages < 1 {
 		return errors.New("broker config: limits and periods must be positive")
 	}
+	if c.LocalRetention < 0 || c.MaxLocalBytes < 0 {
+		return errors.New("broker config: LocalRetention and MaxLocalBytes must not be negative")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -196,6 +221,10 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Store.Validate(); err != nil {
 		return fmt.Errorf("broker config: %w", err)
+	}
+	if c.MaxLocalBytes > 0 && c.MaxLocalBytes < c.Store.SegmentBytes {
+		return fmt.Errorf("broker config: MaxLocalBytes %d is below one segment (%d bytes): the tier offloads whole sealed segments, so writes would stop; raise it to a few segments",
+			c.MaxLocalBytes, c.Store.SegmentBytes)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +58,8 @@ func (m *metrics) request(role string, code, result int16) {
 func (b *Broker) Registry() *prometheus.Registry { return b.metrics.reg }
 
 // HTTPHandler serves /healthz (the process is up), /readyz (503 with the reason while the
-// broker cannot serve, e.g. etcd unreachable) and /metrics (Prometheus).
+// broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus) and /tier/status (the
+// cold tier's state as JSON, TierStatus).
 func (b *Broker) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -74,5 +76,10 @@ func (b *Broker) HTTPHandler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/tier/status", b.serveTierStatus)
+	// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }

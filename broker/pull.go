@@ -199,6 +199,15 @@ func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, 
 		}
 	}
 	res, err := b.store.Read(ctx, rr)
+	if err == nil && b.tier != nil {
+		// Offsets no longer on local disk come from the cold tier; otherwise res stands,
+		// with the tier's first offset as the queue's min offset.
+		cold, ok, cerr := b.readCold(ctx, topic, queueID, offset, maxMsgs, f, res)
+		if ok || cerr != nil {
+			return cold, cerr
+		}
+		res = cold
+	}
 	if err != nil || f.all || res.Status != store.ReadFound {
 		return res, err
 	}

@@ -205,6 +205,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
 	}
+	if busy := b.tierBackpressure(req); busy != nil {
+		return busy
+	}
 	res, err := b.store.Append(ctx, rec)
 	if err != nil {
 		return b.appendErrorResponse(req, topic, err)
@@ -272,6 +275,9 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	if total > b.cfg.MaxMessageBytes+len(recs)*(64<<10) {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("batch of %d bytes is too large; split it into batches under %d bytes", total, b.cfg.MaxMessageBytes))
+	}
+	if busy := b.tierBackpressure(req); busy != nil {
+		return busy
 	}
 	res, err := b.store.Append(ctx, recs...)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/tier/objstore"
 )
 
 // NodeConfig is the YAML file of `strata broker`. Every key can be overridden by an
@@ -45,6 +46,29 @@ type NodeConfig struct {
 	// IdleTimeout closes a connection that has sent nothing for this long.
 	IdleTimeout Duration  `yaml:"idle_timeout"`
 	Store       StoreYAML `yaml:"store"`
+	Tier        TierYAML  `yaml:"tier"`
+}
+
+// TierYAML configures the cold tier.
+type TierYAML struct {
+	// Bucket is the bucket URL (file:///dir or s3://bucket/prefix); empty: no cold tier.
+	Bucket string `yaml:"bucket"`
+	// LocalRetention keeps offloaded segments on local disk this long (0s: drop at once).
+	LocalRetention Duration `yaml:"local_retention"`
+	// MaxLocalBytes is the disk high watermark: sends are refused while more commit-log
+	// bytes than this are not yet offloaded (0: no limit).
+	MaxLocalBytes ByteSize `yaml:"max_local_bytes"`
+	S3            S3YAML   `yaml:"s3"`
+}
+
+// S3YAML holds the endpoint and credentials of an s3:// bucket; empty credentials use the
+// default AWS chain (environment, shared files, instance or task role).
+type S3YAML struct {
+	Endpoint  string `yaml:"endpoint"`
+	Region    string `yaml:"region"`
+	PathStyle bool   `yaml:"path_style"`
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
 }
 
 // StoreYAML configures the hot tier.
@@ -186,6 +210,12 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 			SealAfter:     Duration(c.Store.SealAfter).duration(),
 		},
 	}
+	bc.BucketURL = c.Tier.Bucket
+	bc.LocalRetention = c.Tier.LocalRetention.duration()
+	bc.MaxLocalBytes = int64(c.Tier.MaxLocalBytes)
+	bc.S3 = objstore.S3Options{Endpoint: c.Tier.S3.Endpoint, Region: c.Tier.S3.Region, UsePathStyle: c.Tier.S3.PathStyle,
+		AccessKeyID: c.Tier.S3.AccessKey, SecretAccessKey: c.Tier.S3.SecretKey}
+	fitMessagesToSegments(&bc)
 	bc.Remoting.MaxConnections = c.MaxConnections
 	bc.Remoting.IdleTimeout = c.IdleTimeout.duration()
 	switch c.Store.Flush {
@@ -203,3 +233,23 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 }
 
 func (d Duration) duration() time.Duration { return time.Duration(d) }
+
+// fitMessagesToSegments lowers the message size limit when segments are too small for the
+// default (demo segments of 64KiB–1MiB): a record must fit in one segment.
+func fitMessagesToSegments(bc *broker.Config) {
+	seg := bc.Store.SegmentBytes
+	if seg <= 0 {
+		return
+	}
+	maxBody := bc.MaxMessageBytes
+	if maxBody == 0 {
+		maxBody = broker.DefaultMaxMessageBytes
+	}
+	const overhead = 64 << 10 // fixed fields, topic and properties of one record
+	if int64(maxBody+overhead) < seg-1024 {
+		return
+	}
+	rec := seg - 1024 // leave room for the segment header and the frame trailer
+	bc.Store.MaxMessageBytes = int(rec)
+	bc.MaxMessageBytes = int(max(rec/2, 1024))
+}

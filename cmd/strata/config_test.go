@@ -70,3 +70,28 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestTierConfigKeysAndSmallSegments(t *testing.T) {
+	cfg, err := loadNodeConfig("../../deployments/broker.yaml", []string{
+		"STRATA_TIER_BUCKET=s3://b/p",
+		"STRATA_TIER_LOCAL_RETENTION=5s",
+		"STRATA_TIER_MAX_LOCAL_BYTES=8MiB",
+		"STRATA_TIER_S3_ENDPOINT=http://127.0.0.1:9000",
+		"STRATA_TIER_S3_PATH_STYLE=true",
+		"STRATA_STORE_SEGMENT_SIZE=64KiB",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := cfg.brokerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bc.BucketURL != "s3://b/p" || bc.LocalRetention != 5*time.Second || bc.MaxLocalBytes != 8<<20 ||
+		bc.S3.Endpoint != "http://127.0.0.1:9000" || !bc.S3.UsePathStyle {
+		t.Fatalf("tier settings not applied: %+v", bc)
+	}
+	if bc.Store.MaxMessageBytes > 64<<10 || bc.MaxMessageBytes >= bc.Store.MaxMessageBytes {
+		t.Fatalf("message limits %d/%d do not fit 64KiB segments", bc.MaxMessageBytes, bc.Store.MaxMessageBytes)
+	}
+}

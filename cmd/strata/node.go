@@ -55,6 +55,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	var sealAfter Duration
 	fs.Var(&sealAfter, "seal-after", "seal a segment once it is this old, e.g. 1s (0: only when full)")
 	flush := fs.String("flush", "async", "flush policy: async or sync")
+	tf := addTierFlags(fs)
 	verbose := fs.Bool("v", false, "log at debug level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -80,6 +81,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	nc.Store.SegmentSize = segment
 	nc.Store.SealAfter = sealAfter
 	nc.Store.Flush = *flush
+	if err := tf.apply(&nc, dir); err != nil {
+		return err
+	}
 	bc, err := nc.brokerConfig()
 	if err != nil {
 		return err

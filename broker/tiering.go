@@ -1,0 +1,305 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/tier"
+	"github.com/stratamq/strata/tier/objstore"
+)
+
+// The cold tier, wired into the broker:
+//
+//   - prepareTier (Start, before the store opens) opens the bucket and reads the group's
+//     tier pointer from etcd; an empty commit log starts at the offload watermark, so a
+//     broker whose disk was wiped continues the commit log after what the bucket holds.
+//   - startTier (Start, before serving) opens the tier, continues every cold queue's
+//     offsets after the tier's last offset, submits sealed segments (those on disk now and
+//     every later seal) for offload and lets the store delete a local segment only once it
+//     is offloaded and older than LocalRetention.
+//   - readCold (pull.go) serves offsets below the local min offset from the bucket.
+//   - tierBackpressure (send.go) refuses sends while the bytes not yet offloaded exceed
+//     MaxLocalBytes, instead of filling the disk.
+//   - /tier/status (HTTP) reports the watermark, objects, bytes and offload lag.
+
+// tierSegment adapts a sealed hot-store segment to tier.Segment.
+type tierSegment struct {
+	st  *store.Store
+	seg store.SealedSegment
+}
+
+func (s tierSegment) Base() int64 { return s.seg.BaseOffset }
+func (s tierSegment) End() int64  { return s.seg.EndOffset }
+
+// Records reads the segment from local disk in commit-log order.
+func (s tierSegment) Records(ctx context.Context, fn func(rec []byte) error) error {
+	it, err := s.st.OpenSegment(s.seg.BaseOffset)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		_, rec, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+}
+
+// tierEnabled reports whether the configuration asks for a cold tier.
+func (c *Config) tierEnabled() bool { return c.BucketURL != "" || c.Bucket != nil }
+
+// tierPrefix names this broker group in the bucket.
+func (b *Broker) tierPrefix() string { return b.cfg.ClusterName + "/" + b.cfg.BrokerName }
+
+// prepareTier opens the bucket and loads the tier pointer; it sets the store's BaseOffset to
+// the offload watermark, which only matters for an empty commit log.
+func (b *Broker) prepareTier(ctx context.Context) error {
+	if !b.cfg.tierEnabled() {
+		return nil
+	}
+	bucket := b.cfg.Bucket
+	if bucket == nil {
+		var err error
+		if bucket, err = objstore.Open(ctx, b.cfg.BucketURL, b.cfg.S3); err != nil {
+			return fmt.Errorf("broker: cold tier: %w", err)
+		}
+	}
+	b.tierBucket = objstore.WithMetrics(bucket, b.metrics.reg)
+	b.tierPointers = tier.MetaPointers{Client: b.mc, Group: b.cfg.BrokerName}
+	ptr, err := b.tierPointers.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("broker: cold tier: load the tier pointer of %s from etcd: %w", b.cfg.BrokerName, err)
+	}
+	b.cfg.Store.BaseOffset = ptr.OffloadWatermark
+	return nil
+}
+
+// startTier opens the tier over the opened store and hooks offload and local retention.
+func (b *Broker) startTier(ctx context.Context) error {
+	if b.tierBucket == nil {
+		return nil
+	}
+	st := b.store
+	tc := b.cfg.Tier
+	tc.Bucket = b.tierBucket
+	tc.Pointers = b.tierPointers
+	tc.Prefix = b.tierPrefix()
+	tc.StartOffset = st.MinCommitLogOffset()
+	tc.LocalRetention = b.cfg.LocalRetention
+	tc.Registerer = b.metrics.reg
+	tc.Logger = b.log
+	if tc.Retention == nil {
+		tc.Retention = b.topicRetention
+	}
+	t, err := tier.Open(ctx, tc)
+	if err != nil {
+		return fmt.Errorf("broker: cold tier: %w", err)
+	}
+	b.tier = t
+	if wm, end := t.OffloadWatermark(), st.MaxCommitLogOffset(); end < wm {
+		return fmt.Errorf("broker: the local commit log in %s ends at %d, below the cold tier's offload watermark %d: the data directory is older than the bucket; move it aside and restart (the broker then serves everything offloaded from the bucket)",
+			b.cfg.Store.Dir, end, wm)
+	}
+	next := map[store.QueueID]int64{}
+	for _, s := range t.Manifest().Segments {
+		for _, q := range s.Queues {
+			k := store.QueueID{Topic: q.Topic, QueueID: q.QueueID}
+			next[k] = max(next[k], q.LastOffset+1)
+		}
+	}
+	for k, n := range next {
+		if err := st.EnsureQueueOffset(ctx, k.Topic, k.QueueID, n); err != nil {
+			return fmt.Errorf("broker: cold tier: %w", err)
+		}
+	}
+	st.OnSeal(func(s store.SealedSegment) { t.Submit(tierSegment{st, s}) })
+	for _, s := range st.SealedSegments() {
+		t.Submit(tierSegment{st, s})
+	}
+	st.SetRetention(func(s store.SealedSegment) bool { return t.CanDeleteLocal(s.EndOffset, s.LastStoreTime) })
+	b.log.Info("cold tier open", "prefix", tc.Prefix, "watermark", t.OffloadWatermark(),
+		"segments", len(t.Manifest().Segments), "local_retention", b.cfg.LocalRetention)
+	return nil
+}
+
+// topicRetention is a topic's tier retention from its config (0: keep forever).
+func (b *Broker) topicRetention(topic string) time.Duration {
+	if b.meta == nil {
+		return 0
+	}
+	if t, ok := b.meta.view.Snapshot().Topics[topic]; ok {
+		return time.Duration(t.RetentionMs) * time.Millisecond
+	}
+	return 0
+}
+
+// closeTier stops offload and cold reads; the store is closed after it.
+func (b *Broker) closeTier() error {
+	if b.tier == nil {
+		return nil
+	}
+	return b.tier.Close()
+}
+
+// Tier is the broker's cold tier, nil when no bucket is configured; valid after Start.
+func (b *Broker) Tier() *tier.Tier { return b.tier }
+
+// tierBackpressure refuses a send while the local bytes not yet offloaded exceed
+// MaxLocalBytes: deleting them is not allowed, so the disk would fill.
+func (b *Broker) tierBackpressure(req *remoting.Command) *remoting.Command {
+	if b.tier == nil || b.cfg.MaxLocalBytes <= 0 {
+		return nil
+	}
+	pending := b.store.MaxCommitLogOffset() - b.tier.OffloadWatermark()
+	if pending <= b.cfg.MaxLocalBytes {
+		return nil
+	}
+	return remoting.NewResponse(req, remoting.RespServiceNotAvailable, fmt.Sprintf(
+		"local disk above its high watermark (%d bytes not offloaded, limit %d) and the tier has not caught up: offload is failing (check the bucket); writes resume once offload catches up",
+		pending, b.cfg.MaxLocalBytes))
+}
+
+// readCold serves a pull from the tier when the store no longer holds the offset (below
+// its min offset, or the queue gone from local disk). It applies the same filter as the hot
+// path: the tag hash code first, then the exact tag. ok is false when the store's answer
+// stands (no tier, or the tier holds nothing at or after offset).
+func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f tagFilter, hot store.ReadResult) (store.ReadResult, bool, error) {
+	if b.tier == nil {
+		return hot, false, nil
+	}
+	first, last, ok := b.tier.QueueRange(topic, queueID)
+	if !ok {
+		return hot, false, nil
+	}
+	hot.MinOffset = min(hot.MinOffset, first)
+	if hot.Status == store.ReadNoMessageInQueue {
+		hot.MinOffset = first
+		hot.MaxOffset = max(hot.MaxOffset, last+1)
+	}
+	if (hot.Status != store.ReadOffsetTooSmall && hot.Status != store.ReadNoMessageInQueue) || offset > last {
+		return hot, false, nil
+	}
+	req := tier.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxCount: maxMsgs, MaxBytes: b.cfg.MaxPullBytes}
+	if !f.all {
+		req.TagFilter = func(code int64) bool { return f.codes[code] }
+	}
+	cr, err := b.tier.Read(ctx, req)
+	if errors.Is(err, tier.ErrNotInTier) {
+		return hot, false, nil
+	}
+	if err != nil {
+		return store.ReadResult{}, true, fmt.Errorf("cold read: %w", err)
+	}
+	res := store.ReadResult{Status: store.ReadNoMatch, NextOffset: cr.NextOffset, MinOffset: hot.MinOffset, MaxOffset: hot.MaxOffset}
+	for _, rec := range cr.Records {
+		h, err := message.ParseRecordHeader(rec)
+		if err != nil {
+			return store.ReadResult{}, true, fmt.Errorf("cold read %s/%d at %d: %w", topic, queueID, offset, err)
+		}
+		if !f.matchTag(h.Tags) {
+			continue
+		}
+		res.Records = append(res.Records, rec...)
+		res.Entries = append(res.Entries, store.ReadEntry{QueueOffset: h.QueueOffset, CommitLogOffset: h.CommitLogOffset,
+			Size: h.TotalSize, TagCode: message.TagHashCode(h.Tags), StoreTimestamp: h.StoreTimestamp})
+	}
+	if len(res.Entries) > 0 {
+		res.Status = store.ReadFound
+	}
+	return res, true, nil
+}
+
+// TierStatus is the JSON of GET /tier/status and `strata tier status`.
+type TierStatus struct {
+	Enabled bool   `json:"enabled"`
+	Cluster string `json:"cluster"`
+	Group   string `json:"group"`
+	Prefix  string `json:"prefix,omitempty"`
+	// OffloadWatermark: every commit-log byte below it is in the bucket.
+	OffloadWatermark int64  `json:"offload_watermark"`
+	Manifest         string `json:"manifest,omitempty"`
+	ManifestSeq      int64  `json:"manifest_seq"`
+	// Segments, Objects and Bytes count what the manifest references (segment objects plus
+	// queue runs with objects of their own; Bytes counts segment objects).
+	Segments int   `json:"segments"`
+	Objects  int   `json:"objects"`
+	Bytes    int64 `json:"bytes"`
+	// LocalMinOffset and LocalMaxOffset bound the commit log on local disk.
+	LocalMinOffset int64 `json:"local_min_offset"`
+	LocalMaxOffset int64 `json:"local_max_offset"`
+	// OffloadLagBytes is LocalMaxOffset - OffloadWatermark: commit-log bytes not yet in the
+	// bucket (the active segment included).
+	OffloadLagBytes int64 `json:"offload_lag_bytes"`
+	SealedLocal     int   `json:"sealed_local_segments"`
+	Puts            int64 `json:"bucket_puts"`
+	Gets            int64 `json:"bucket_gets"`
+}
+
+// TierStatus reports the cold tier's state; Enabled is false without a bucket.
+func (b *Broker) TierStatus() TierStatus {
+	st := TierStatus{Cluster: b.cfg.ClusterName, Group: b.cfg.BrokerName}
+	if b.store != nil {
+		st.LocalMinOffset, st.LocalMaxOffset = b.store.MinCommitLogOffset(), b.store.MaxCommitLogOffset()
+		st.SealedLocal = len(b.store.SealedSegments())
+	}
+	if b.tier == nil {
+		return st
+	}
+	st.Enabled, st.Prefix = true, b.tierPrefix()
+	m := b.tier.Manifest()
+	st.OffloadWatermark, st.ManifestSeq = b.tier.OffloadWatermark(), m.Seq
+	if m.Seq > 0 {
+		st.Manifest = tier.ManifestObjectName(st.Prefix, m.Seq)
+	}
+	st.Segments = len(m.Segments)
+	for _, s := range m.Segments {
+		st.Objects++
+		st.Bytes += s.Size
+		for _, q := range s.Queues {
+			if q.Object != "" && !q.Dropped {
+				st.Objects++
+			}
+		}
+	}
+	st.OffloadLagBytes = max(0, st.LocalMaxOffset-st.OffloadWatermark)
+	st.Puts, st.Gets = b.tier.BucketRequests()
+	return st
+}
+
+func (b *Broker) serveTierStatus(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(b.TierStatus())
+}
+
+// queueMinOffset is a queue's min offset across both tiers.
+func (b *Broker) queueMinOffset(topic string, queueID int32) int64 {
+	lo := b.store.MinOffset(topic, queueID)
+	if b.tier != nil {
+		if first, _, ok := b.tier.QueueRange(topic, queueID); ok {
+			lo = min(lo, first)
+		}
+	}
+	return lo
+}
