@@ -80,6 +80,7 @@ type clusterMeta struct {
 	brokerGroup string
 	view        *meta.View
 	offsets     *meta.OffsetStore
+	fences      resetFences // offsets.go: queues just reset ignore stale commits
 	reg         *meta.Registration
 	keeper      *meta.RouteKeeper
 }
@@ -284,7 +285,11 @@ func (m *clusterMeta) createGroupIfAbsent(ctx context.Context, g groupInfo) (gro
 }
 
 func (m *clusterMeta) commitOffset(group, topic string, queueID int32, offset int64) {
-	m.offsets.Commit(meta.QueueKey{Group: group, Topic: topic, QueueID: queueID}, offset)
+	k := meta.QueueKey{Group: group, Topic: topic, QueueID: queueID}
+	if m.fences.hold(k, offset, time.Now()) {
+		return
+	}
+	m.offsets.Commit(k, offset)
 }
 
 func (m *clusterMeta) offset(group, topic string, queueID int32) (int64, bool) {

@@ -65,6 +65,7 @@ type consumerChannel struct {
 	conn          *remoting.Conn
 	lastHeartbeat time.Time
 	messageModel  string
+	fromWhere     string                  // consumeFromWhere, e.g. CONSUME_FROM_TIMESTAMP
 	subs          map[string]subscription // by topic
 }
 
@@ -131,7 +132,7 @@ func (r *clientRegistry) register(conn *remoting.Conn, hb *heartbeatData, now ti
 		ch := g.channels[conn.ID()]
 		changed := ch == nil || ch.clientID != hb.ClientID || !sameSubscriptions(ch.subs, subs)
 		g.channels[conn.ID()] = &consumerChannel{
-			clientID: hb.ClientID, conn: conn, lastHeartbeat: now, messageModel: cd.MessageModel, subs: subs,
+			clientID: hb.ClientID, conn: conn, lastHeartbeat: now, messageModel: cd.MessageModel, fromWhere: cd.ConsumeFromWhere, subs: subs,
 		}
 		if changed && cd.MessageModel != messageModelBroadcasting {
 			changes = append(changes, change{cd.GroupName, g.connsLocked()})

@@ -32,7 +32,13 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 	case remoting.CodeUpdateConsumerOffset:
 		resp = b.handleUpdateOffset(req)
 	case remoting.CodeGetMaxOffset, remoting.CodeGetMinOffset, remoting.CodeSearchOffsetByTimestamp, remoting.CodeGetEarliestMsgStoreTime:
-		resp = b.handleOffsetQuery(req)
+		resp = b.handleOffsetQuery(ctx, req)
+	case remoting.CodeInvokeBrokerToResetOffset:
+		resp = b.handleResetOffset(ctx, req)
+	case remoting.CodeGetConsumeStats:
+		resp = b.handleConsumeStats(req)
+	case remoting.CodeQueryMessage, remoting.CodeViewMessageByID, CodeGetTierLocation:
+		resp = b.serveQuery(ctx, req)
 	case remoting.CodeUpdateAndCreateTopic:
 		resp = b.handleCreateTopic(ctx, req)
 	case remoting.CodeDeleteTopicInBroker:
@@ -132,7 +138,7 @@ func (b *Broker) handleQueryOffset(req *remoting.Command) *remoting.Command {
 	}
 	off, ok := b.meta.offset(group, q.topic, q.queueID)
 	if !ok {
-		if b.store.MaxOffset(q.topic, q.queueID) > 0 && b.store.MinOffset(q.topic, q.queueID) == 0 {
+		if b.store.MaxOffset(q.topic, q.queueID) > 0 && b.queueMinOffset(q.topic, q.queueID) == 0 && !b.clients.consumesFromTimestamp(group) {
 			off, ok = 0, true
 		}
 	}
@@ -162,39 +168,6 @@ func (b *Broker) handleUpdateOffset(req *remoting.Command) *remoting.Command {
 	}
 	b.meta.commitOffset(group, q.topic, q.queueID, off)
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
-}
-
-// handleOffsetQuery serves GET_MAX_OFFSET, GET_MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP and
-// GET_EARLIEST_MSG_STORETIME (§8).
-func (b *Broker) handleOffsetQuery(req *remoting.Command) *remoting.Command {
-	q, err := parseQueueRef(req.ExtFields)
-	if err != nil {
-		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
-	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
-	switch req.Code {
-	case remoting.CodeGetMaxOffset:
-		resp.ExtFields.SetInt64("offset", b.store.MaxOffset(q.topic, q.queueID))
-	case remoting.CodeGetMinOffset:
-		resp.ExtFields.SetInt64("offset", b.store.MinOffset(q.topic, q.queueID))
-	case remoting.CodeSearchOffsetByTimestamp:
-		ts, err := req.ExtFields.Int64("timestamp")
-		if err != nil {
-			return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
-		}
-		off, err := b.store.OffsetForTime(q.topic, q.queueID, ts)
-		if err != nil {
-			return remoting.NewErrorResponse(req, remoting.RespSystemError, err)
-		}
-		resp.ExtFields.SetInt64("offset", off)
-	case remoting.CodeGetEarliestMsgStoreTime:
-		ts, err := b.store.EarliestStoreTime(q.topic, q.queueID)
-		if err != nil {
-			return remoting.NewErrorResponse(req, remoting.RespSystemError, err)
-		}
-		resp.ExtFields.SetInt64("timestamp", ts)
-	}
-	return resp
 }
 
 // handleCreateTopic serves UPDATE_AND_CREATE_TOPIC (17) on both roles: it writes the topic to

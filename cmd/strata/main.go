@@ -27,6 +27,10 @@ var commands = map[string]command{
 	"produce": {"send messages from arguments or stdin lines", runProduce},
 	"consume": {"print a topic's messages from an offset or a time, optionally following", runConsume},
 	"bench":   {"load generator: produce throughput and publish-to-consume latency", runBench},
+	"message": {"look a message up by id or key, in either tier (message get|find)", runMessage},
+	"export":  {"export a topic's messages to an Arrow IPC (or Parquet) file", runExport},
+	"tier":    {"cold tier status: watermarks, objects, bytes, offload lag (tier status)", runTier},
+	"group":   {"consumer groups: reset offsets to a time or offset, describe offsets and lag (group reset|describe)", runGroup},
 }
 
 func usage(w io.Writer) {

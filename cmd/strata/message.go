@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stratamq/strata/broker/client"
+	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/remoting"
+)
+
+const messageUsage = `usage: strata message get --id ID [--topic T] [flags]
+       strata message find --topic T --key K [--from TIME] [--to TIME] [flags]
+
+get looks a message up by its offset message id (what a send returns as msgId; the broker
+that stored it answers, from local disk or the bucket) or, failing that, by its unique key
+(the client's message id) in --topic, or in every topic when --topic is not given.
+find lists a topic's messages whose KEYS hold K, stored between --from and --to (RFC 3339).
+`
+
+func runMessage(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || (args[0] != "get" && args[0] != "find") {
+		return errors.New(strings.TrimSpace(messageUsage))
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("message "+sub, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), messageUsage, "\nflags:\n"); fs.PrintDefaults() }
+	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
+	id := fs.String("id", "", "offset message id or unique key (get)")
+	topic := fs.String("topic", "", "topic (find; optional for get)")
+	key := fs.String("key", "", "message key (find)")
+	from := fs.String("from", "", "find: stored at or after this RFC 3339 time")
+	to := fs.String("to", "", "find: stored at or before this RFC 3339 time")
+	maxNum := fs.Int("max", 64, "find: at most this many messages per broker group")
+	asJSON := fs.Bool("json", false, "print one JSON object per message")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, *namesrv)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var msgs []*message.Message
+	switch sub {
+	case "get":
+		if *id == "" {
+			return errors.New("message get: --id is required")
+		}
+		msgs, err = getMessage(ctx, c, *id, *topic)
+	case "find":
+		if *topic == "" || *key == "" {
+			return errors.New("message find: --topic and --key are required")
+		}
+		begin, end := int64(0), int64(math.MaxInt64)
+		if begin, err = parseTimeFlag("--from", *from, begin); err != nil {
+			return err
+		}
+		if end, err = parseTimeFlag("--to", *to, end); err != nil {
+			return err
+		}
+		msgs, err = queryByKey(ctx, c, *topic, *key, false, begin, end, *maxNum)
+		if err == nil && len(msgs) == 0 {
+			err = fmt.Errorf("no message of topic %s has key %q in that time range", *topic, *key)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	for _, m := range msgs {
+		if err := describeMessage(stdout, enc, *asJSON, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseTimeFlag(name, v string, def int64) (int64, error) {
+	if v == "" {
+		return def, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want an RFC 3339 time, e.g. 2026-11-26T10:00:00Z", name, v)
+	}
+	return t.UnixMilli(), nil
+}
+
+// getMessage tries id as an offset message id (asking the broker it names), then as a
+// unique key.
+func getMessage(ctx context.Context, c *client.Client, id, topic string) ([]*message.Message, error) {
+	var viewErr error
+	if host, off, err := message.ParseOffsetMsgID(id); err == nil {
+		m, err := viewMessage(ctx, host.String(), off)
+		if err == nil {
+			return []*message.Message{m}, nil
+		}
+		viewErr = err
+	}
+	topics := []string{topic}
+	if topic == "" {
+		var err error
+		if topics, err = c.Topics(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range topics {
+		msgs, err := queryByKey(ctx, c, t, id, true, 0, math.MaxInt64, 32)
+		if err != nil && topic != "" {
+			return nil, err
+		}
+		if len(msgs) > 0 {
+			return msgs, nil
+		}
+	}
+	if viewErr != nil {
+		return nil, fmt.Errorf("message %s: not found as an offset message id (%v) nor as a unique key", id, viewErr)
+	}
+	return nil, fmt.Errorf("message %s: no message has this unique key (and it is not an offset message id)", id)
+}
+
+// viewMessage sends VIEW_MESSAGE_BY_ID to the broker an offset message id names.
+func viewMessage(ctx context.Context, addr string, offset int64) (*message.Message, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cl, err := remoting.Dial(dctx, addr, remoting.ClientConfig{DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("broker %s unreachable: %w", addr, err)
+	}
+	defer cl.Close()
+	resp, err := cl.Invoke(ctx, remoting.NewRequest(remoting.CodeViewMessageByID,
+		remoting.ExtFields{"offset": strconv.FormatInt(offset, 10)}, nil))
+	if err != nil {
+		return nil, fmt.Errorf("view message at %d on %s: %w", offset, addr, err)
+	}
+	if resp.Code != remoting.RespSuccess {
+		return nil, fmt.Errorf("broker %s: %s", addr, resp.Remark)
+	}
+	m, _, err := message.Decode(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("view message at %d on %s: %w", offset, addr, err)
+	}
+	return m, nil
+}
+
+// queryByKey sends QUERY_MESSAGE to every broker group of the topic and merges the answers.
+func queryByKey(ctx context.Context, c *client.Client, topic, key string, uniq bool, begin, end int64, maxNum int) ([]*message.Message, error) {
+	route, err := c.Route(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	var out []*message.Message
+	for _, b := range route.BrokerDatas {
+		addr := b.BrokerAddrs["0"]
+		if addr == "" {
+			continue
+		}
+		ext := remoting.ExtFields{"topic": topic, "key": key, "maxNum": strconv.Itoa(maxNum),
+			"beginTimestamp": strconv.FormatInt(begin, 10), "endTimestamp": strconv.FormatInt(end, 10)}
+		if uniq {
+			ext["_UNIQUE_KEY_QUERY"] = "true"
+		}
+		cl, err := remoting.Dial(ctx, addr, remoting.ClientConfig{DialTimeout: 10 * time.Second})
+		if err != nil {
+			return nil, fmt.Errorf("broker %s of group %s unreachable: %w", addr, b.BrokerName, err)
+		}
+		resp, err := cl.Invoke(ctx, remoting.NewRequest(remoting.CodeQueryMessage, ext, nil))
+		cl.Close()
+		if err != nil {
+			return nil, fmt.Errorf("query broker %s: %w", addr, err)
+		}
+		switch resp.Code {
+		case remoting.RespQueryNotFound:
+			continue
+		case remoting.RespSuccess:
+		default:
+			return nil, fmt.Errorf("query broker %s: code %d: %s", addr, resp.Code, resp.Remark)
+		}
+		msgs, err := message.DecodeAll(resp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("query broker %s: %w", addr, err)
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+func describeMessage(w io.Writer, enc *json.Encoder, asJSON bool, m *message.Message) error {
+	if asJSON {
+		return printMessage(w, enc, true, m)
+	}
+	_, err := fmt.Fprintf(w, "msgId=%s uniqKey=%s topic=%s queue=%d offset=%d commitLogOffset=%d tags=%s keys=%q stored=%s born=%s bornHost=%s storeHost=%s reconsumeTimes=%d\n  properties=%v\n  body=%q\n",
+		m.OffsetMsgID(), m.UniqKey(), m.Topic, m.QueueID, m.QueueOffset, m.CommitLogOffset, m.Tags(),
+		m.Properties[message.PropertyKeys], time.UnixMilli(m.StoreTimestamp).UTC().Format(time.RFC3339Nano),
+		time.UnixMilli(m.BornTimestamp).UTC().Format(time.RFC3339Nano), m.BornHost, m.StoreHost, m.ReconsumeTimes,
+		m.Properties, m.Body)
+	return err
+}

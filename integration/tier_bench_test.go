@@ -1,0 +1,116 @@
+package integration
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratamq/strata/broker"
+	"github.com/stratamq/strata/broker/client"
+	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/meta"
+	"github.com/stratamq/strata/meta/etcdembed"
+)
+
+// BenchmarkTierMinIOReplay offloads one queue (about 64 MiB) to MinIO through a broker, then
+// on a broker with an empty disk reports the time to the first message of a pull at offset 0
+// and the replay throughput of the queue through the pull protocol, plus PUTs per GiB
+// ingested and GETs per GiB replayed.
+// go test -run '^$' -bench TierMinIOReplay -benchtime 1x ./integration/
+func BenchmarkTierMinIOReplay(b *testing.B) {
+	for b.Loop() {
+		mio := startMinIO(b)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		etcd, err := etcdembed.Start(ctx, b.TempDir(), etcdembed.WithUnsafeNoFsync())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer etcd.Close()
+		mc, err := meta.New(ctx, meta.Config{Endpoints: etcd.Endpoints(), Cluster: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer mc.Close()
+		bucket := minioS3Bucket(b, mio, "bench")
+		start := func() *broker.Broker {
+			cfg := broker.Config{ClusterName: "bench", DataDir: b.TempDir(), NameServerListen: "127.0.0.1:0",
+				BrokerListen: "127.0.0.1:0", HTTPListen: "-", Bucket: bucket, AutoCreateTopics: true,
+				Store: store.Config{SegmentBytes: 16 << 20}}
+			br, err := broker.New(cfg, mc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := br.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			return br
+		}
+		br := start()
+		st := br.Store()
+		host := netip.MustParseAddrPort(br.BrokerAddr())
+		body := []byte(strings.Repeat("z", 1000))
+		t0 := time.Now()
+		for st.MaxCommitLogOffset() < 64<<20 {
+			batch := make([][]byte, 0, 64)
+			for range 64 {
+				m := &message.Message{Topic: "Replay", BornTimestamp: time.Now().UnixMilli(), BornHost: host, StoreHost: host, Body: body}
+				rec, _ := m.AppendEncoded(nil)
+				batch = append(batch, rec)
+			}
+			if _, err := st.Append(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sealed := st.SealedSegments()
+		target := sealed[len(sealed)-1].EndOffset
+		if err := br.Tier().WaitOffloaded(ctx, target); err != nil {
+			b.Fatal(err)
+		}
+		offload := time.Since(t0)
+		puts, _ := br.Tier().BucketRequests()
+		b.ReportMetric(float64(target)/(1<<20)/offload.Seconds(), "MiB/s-ingest+offload")
+		b.ReportMetric(float64(puts)/(float64(target)/(1<<30)), "PUTs/GiB")
+		if err := mc.CreateTopic(ctx, meta.TopicConfig{Name: "Replay", ReadQueues: 1, WriteQueues: 1, Perm: 6}); err != nil && !strings.Contains(err.Error(), "exist") {
+			b.Fatal(err)
+		}
+		_ = br.Close(ctx)
+
+		br = start() // empty disk: everything below comes from MinIO
+		defer br.Close(context.Background())
+		c, err := client.Dial(ctx, br.NameServerAddr())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		q := client.Queue{Topic: "Replay", BrokerName: broker.DefaultBrokerName, QueueID: 0, Addr: br.BrokerAddr()}
+		_, gets0 := br.Tier().BucketRequests()
+		t1 := time.Now()
+		var first time.Duration
+		var bytesOut int64
+		for off := int64(0); ; {
+			pr, err := c.Pull(ctx, "replay", q, off, 256, 0, "*")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !pr.Found {
+				break
+			}
+			if first == 0 {
+				first = time.Since(t1)
+			}
+			for _, m := range pr.Messages {
+				bytesOut += int64(len(m.Body))
+			}
+			off = pr.NextOffset
+		}
+		replay := time.Since(t1)
+		_, gets := br.Tier().BucketRequests()
+		b.ReportMetric(float64(first.Microseconds())/1000, "ms-first-msg")
+		b.ReportMetric(float64(bytesOut)/(1<<20)/replay.Seconds(), "MiB/s-replay-bodies")
+		b.ReportMetric(float64(gets-gets0)/(float64(bytesOut)/(1<<30)), "GETs/GiB")
+	}
+}
