@@ -36,6 +36,7 @@ type Broker struct {
 	tier         *tier.Tier
 	tierBucket   *objstore.MetricsBucket
 	tierPointers tier.MetaPointers
+	deleting     pendingDeletes // topics being deleted (topicdelete.go)
 
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort

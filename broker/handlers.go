@@ -205,7 +205,9 @@ func (b *Broker) handleCreateTopic(ctx context.Context, req *remoting.Command) *
 }
 
 // handleDeleteTopic serves DELETE_TOPIC_IN_BROKER (215, also drops local data) and
-// DELETE_TOPIC_IN_NAMESRV (216).
+// DELETE_TOPIC_IN_NAMESRV (216). Dropping the data (deleteTopicData, topicdelete.go) also
+// tombstones the topic in the cold tier, so deleted records are never served again, and a
+// recreated topic's queues continue after the deleted offsets rather than restart at 0.
 func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, local bool) *remoting.Command {
 	topic, err := req.ExtFields.String("topic")
 	if err != nil {
@@ -215,7 +217,7 @@ func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, l
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s: %v", topic, err))
 	}
 	if local {
-		if err := b.store.DeleteTopic(ctx, topic); err != nil {
+		if err := b.deleteTopicData(ctx, topic); err != nil {
 			return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s data: %v", topic, err))
 		}
 	}

@@ -30,34 +30,46 @@ import (
 //     MaxLocalBytes, instead of filling the disk.
 //   - /tier/status (HTTP) reports the watermark, objects, bytes and offload lag.
 
-// tierSegment adapts a sealed hot-store segment to tier.Segment.
+// tierSegment adapts a sealed hot-store segment to tier.Segment; b drops records of deleted
+// topics (topicdelete.go).
 type tierSegment struct {
 	st  *store.Store
 	seg store.SealedSegment
+	b   *Broker
 }
 
 func (s tierSegment) Base() int64 { return s.seg.BaseOffset }
 func (s tierSegment) End() int64  { return s.seg.EndOffset }
 
-// Records reads the segment from local disk in commit-log order.
+// Records reads the segment from local disk in commit-log order, without the records of
+// deleted topics.
 func (s tierSegment) Records(ctx context.Context, fn func(rec []byte) error) error {
 	it, err := s.st.OpenSegment(s.seg.BaseOffset)
 	if err != nil {
 		return err
 	}
 	defer it.Close()
+	filter := s.b != nil && s.b.offloadFilters(s.seg.BaseOffset)
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		_, rec, err := it.Next()
+		pos, rec, err := it.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
+		}
+		if filter {
+			if keep, err := s.b.keepForOffload(pos, rec); err != nil || !keep {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err := fn(rec); err != nil {
 			return err
@@ -127,14 +139,21 @@ func (b *Broker) startTier(ctx context.Context) error {
 			next[k] = max(next[k], q.LastOffset+1)
 		}
 	}
+	for _, ts := range t.Tombstones() {
+		// A deleted topic's queues continue after the deleted offsets (topicdelete.go).
+		for _, q := range ts.Next {
+			k := store.QueueID{Topic: ts.Topic, QueueID: q.QueueID}
+			next[k] = max(next[k], q.Next)
+		}
+	}
 	for k, n := range next {
 		if err := st.EnsureQueueOffset(ctx, k.Topic, k.QueueID, n); err != nil {
 			return fmt.Errorf("broker: cold tier: %w", err)
 		}
 	}
-	st.OnSeal(func(s store.SealedSegment) { t.Submit(tierSegment{st, s}) })
+	st.OnSeal(func(s store.SealedSegment) { t.Submit(tierSegment{st, s, b}) })
 	for _, s := range st.SealedSegments() {
-		t.Submit(tierSegment{st, s})
+		t.Submit(tierSegment{st, s, b})
 	}
 	st.SetRetention(func(s store.SealedSegment) bool { return t.CanDeleteLocal(s.EndOffset, s.LastStoreTime) })
 	b.log.Info("cold tier open", "prefix", tc.Prefix, "watermark", t.OffloadWatermark(),
@@ -199,6 +218,9 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 	if (hot.Status != store.ReadOffsetTooSmall && hot.Status != store.ReadNoMessageInQueue) || offset > last {
 		return hot, false, nil
 	}
+	// Below the tier's first offset nothing is served, not even what an object may still
+	// hold there (a deleted topic's records, tier/tombstone.go).
+	offset = max(offset, first)
 	req := tier.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxCount: maxMsgs, MaxBytes: b.cfg.MaxPullBytes}
 	if !f.all {
 		req.TagFilter = func(code int64) bool { return f.codes[code] }

@@ -35,6 +35,14 @@ func (c *lru[V]) get(key string) (V, bool) {
 	return zero, false
 }
 
+// contains reports whether key is cached, without refreshing it.
+func (c *lru[V]) contains(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.items[key]
+	return ok
+}
+
 // add stores val; a value larger than the whole budget is not cached.
 func (c *lru[V]) add(key string, val V, cost int64) {
 	if cost > c.maxBytes {

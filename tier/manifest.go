@@ -48,6 +48,9 @@ type Manifest struct {
 	Seq       int64             `json:"seq"`
 	Watermark int64             `json:"watermark"`
 	Segments  []ManifestSegment `json:"segments"`
+	// Tombstones hide the records of deleted topics (tombstone.go); carried forward by
+	// every later version.
+	Tombstones []Tombstone `json:"tombstones,omitempty"`
 }
 
 // ManifestSegment is one offloaded commit-log segment.
@@ -218,6 +221,9 @@ func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, wate
 		return nil, fmt.Errorf("rebuild manifest: list %s: %w", prefix, err)
 	}
 	m := &Manifest{Version: ManifestVersion}
+	if m.Tombstones, err = loadTombstoneObjects(ctx, b, prefix); err != nil {
+		return nil, fmt.Errorf("rebuild manifest: %w", err)
+	}
 	for _, name := range names {
 		f, idx, size, err := ReadSegmentIndex(ctx, b, name)
 		if err != nil {

@@ -207,6 +207,9 @@ func (t *Tier) commitReady(ctx context.Context, done map[int64]ManifestSegment) 
 // manifest version before the current one (kept one round for readers in flight). Callers
 // hold commitMu.
 func (t *Tier) publish(ctx context.Context, cur *catalog, next *Manifest) error {
+	if next.Tombstones == nil {
+		next.Tombstones = cur.m.Tombstones
+	}
 	data, err := EncodeManifest(next)
 	if err != nil {
 		return err

@@ -71,6 +71,9 @@ func (t *Tier) ReadAt(ctx context.Context, pos int64) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read commit-log position %d: block %d of %s: %w", pos, loc.ref.Offset, obj, err)
 		}
+		if found != nil && cat.hidden(seg.Queues[qi].Topic, pos) {
+			return nil, fmt.Errorf("read commit-log position %d: topic %s was deleted: %w", pos, seg.Queues[qi].Topic, ErrNotInTier)
+		}
 		if found != nil {
 			return found, nil
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
@@ -49,7 +48,17 @@ func (t *Tier) QueueRange(topic string, queueID int32) (first, last int64, ok bo
 
 // Read returns records of one queue from the tier, starting at the first cold offset at or
 // after req.Offset. It returns ErrNotInTier when the tier has nothing at or after req.Offset.
+//
+// A miss fetches a window of the queue's run in one GET (readahead.go), decoded as it
+// streams in, so the first record after a seek is served once the first block arrived; the
+// read then prefetches the next window in the background. A read of MaxCount 1 starts
+// with one block (point reads), and widens only if it has to scan on.
 func (t *Tier) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
+	return t.read(ctx, req, true)
+}
+
+// read is Read; stream false (point lookups) fetches single blocks and never reads ahead.
+func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResult, error) {
 	start := time.Now()
 	res := ReadResult{NextOffset: req.Offset}
 	if req.MaxCount <= 0 {
@@ -63,8 +72,14 @@ func (t *Tier) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	if i == len(spans) {
 		return res, fmt.Errorf("read %s/%d at %d: %w", req.Topic, req.QueueID, req.Offset, ErrNotInTier)
 	}
+	wide := stream && req.MaxCount > 1
 	bytesOut, scanned := 0, 0
 	full := func() bool { return len(res.Records) >= req.MaxCount || bytesOut >= req.MaxBytes }
+	var (
+		lastObj    string
+		lastBlocks []BlockRef
+		lastNext   int
+	)
 	for ; i < len(spans) && !full() && scanned < maxScanBlocks; i++ {
 		sp := spans[i]
 		run, err := t.queueRun(ctx, sp)
@@ -74,17 +89,23 @@ func (t *Tier) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 		if res.NextOffset < run.FirstOffset {
 			res.NextOffset = run.FirstOffset
 		}
+		// The catalog's span may start later than the object's run: a topic tombstone hides
+		// the deleted incarnation's records in a segment that crosses the deletion.
+		if res.NextOffset < sp.q.FirstOffset {
+			res.NextOffset = sp.q.FirstOffset
+		}
 		bi := sort.Search(len(run.Blocks), func(j int) bool {
 			b := run.Blocks[j]
 			return b.FirstOffset+b.Count > res.NextOffset
 		})
+		obj := runObject(sp, run)
 		for ; bi < len(run.Blocks) && !full() && scanned < maxScanBlocks; bi++ {
-			loc := blockLoc{object: runObject(sp, run), ref: run.Blocks[bi]}
-			raw, err := t.block(ctx, loc)
+			raw, err := t.runBlock(ctx, obj, run.Blocks, bi, wide)
 			if err != nil {
 				return res, fmt.Errorf("read %s/%d at %d: %w", req.Topic, req.QueueID, res.NextOffset, err)
 			}
 			scanned++
+			wide = stream // a read that goes on past its first block is sequential
 			err = SplitRecords(raw, func(rec []byte, h *message.RecordHeader) (bool, error) {
 				if h.QueueOffset < res.NextOffset {
 					return true, nil
@@ -101,12 +122,13 @@ func (t *Tier) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 				return !full(), nil
 			})
 			if err != nil {
-				return res, fmt.Errorf("read %s/%d: block %d of %s: %w", req.Topic, req.QueueID, loc.ref.Offset, loc.object, err)
+				return res, fmt.Errorf("read %s/%d: block %d of %s: %w", req.Topic, req.QueueID, run.Blocks[bi].Offset, obj, err)
 			}
 		}
-		if bi < len(run.Blocks) && !t.cfg.DisableReadAhead {
-			t.readAhead(blockLoc{object: runObject(sp, run), ref: run.Blocks[bi]})
-		}
+		lastObj, lastBlocks, lastNext = obj, run.Blocks, bi
+	}
+	if stream && lastNext < len(lastBlocks) {
+		t.prefetch(lastObj, lastBlocks, lastNext)
 	}
 	t.metrics.coldReadBytes.Add(float64(bytesOut))
 	t.metrics.coldReadSeconds.Observe(time.Since(start).Seconds())
@@ -196,7 +218,7 @@ func (t *Tier) Lookup(ctx context.Context, q KeyQuery) ([][]byte, error) {
 				if k.Key != q.Key {
 					continue
 				}
-				r, err := t.Read(ctx, ReadRequest{Topic: mq.Topic, QueueID: mq.QueueID, Offset: k.QueueOffset, MaxCount: 1})
+				r, err := t.read(ctx, ReadRequest{Topic: mq.Topic, QueueID: mq.QueueID, Offset: k.QueueOffset, MaxCount: 1}, false)
 				if err != nil {
 					return out, fmt.Errorf("lookup key %q: %w", q.Key, err)
 				}
@@ -289,79 +311,8 @@ type blockLoc struct {
 	ref    BlockRef
 }
 
-func (l blockLoc) key() string { return l.object + "@" + strconv.FormatInt(l.ref.Offset, 10) }
-
-type fetchCall struct {
-	done chan struct{}
-	raw  []byte
-	err  error
-}
-
-// block returns a decompressed, checksum-verified block, sharing one GET among concurrent
-// callers of the same block.
+// block returns one decompressed, checksum-verified block, sharing one GET among
+// concurrent callers of the same block. It never reads ahead (point reads).
 func (t *Tier) block(ctx context.Context, loc blockLoc) ([]byte, error) {
-	key := loc.key()
-	if raw, ok := t.blocks.get(key); ok {
-		t.metrics.cacheHits.Inc()
-		return raw, nil
-	}
-	t.flightMu.Lock()
-	if c, ok := t.flight[key]; ok {
-		t.flightMu.Unlock()
-		select {
-		case <-c.done:
-			return c.raw, c.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	c := &fetchCall{done: make(chan struct{})}
-	t.flight[key] = c
-	t.flightMu.Unlock()
-	t.metrics.cacheMisses.Inc()
-	c.raw, c.err = t.fetchBlock(ctx, loc)
-	if c.err == nil {
-		t.blocks.add(key, c.raw, int64(len(c.raw)))
-	}
-	t.flightMu.Lock()
-	delete(t.flight, key)
-	t.flightMu.Unlock()
-	close(c.done)
-	return c.raw, c.err
-}
-
-func (t *Tier) fetchBlock(ctx context.Context, loc blockLoc) ([]byte, error) {
-	frame, err := t.rangeGet(ctx, loc.object, loc.ref.Offset, loc.ref.Size)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := DecodeBlock(frame, loc.ref.RawSize)
-	if err != nil {
-		return nil, fmt.Errorf("block at %d of %s: %w", loc.ref.Offset, loc.object, err)
-	}
-	return raw, nil
-}
-
-// readAhead fetches a block into the cache in the background, if a GET slot is free right
-// now: read-ahead never queues behind, or in front of, demand reads.
-func (t *Tier) readAhead(loc blockLoc) {
-	if _, ok := t.blocks.get(loc.key()); ok {
-		return
-	}
-	if !t.gets.TryAcquire(1) {
-		return
-	}
-	t.bgMu.Lock()
-	defer t.bgMu.Unlock()
-	if t.closed {
-		t.gets.Release(1)
-		return
-	}
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		t.gets.Release(1)
-		// The slot was only a probe for spare capacity; block takes its own.
-		_, _ = t.block(t.ctx, loc)
-	}()
+	return t.runBlock(ctx, loc.object, []BlockRef{loc.ref}, 0, false)
 }

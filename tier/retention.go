@@ -22,19 +22,22 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 		return st, fmt.Errorf("tier retention on %s: the tier is open read-only", t.cfg.Prefix)
 	}
 	now := t.cfg.Now()
-	expired := func(q *ManifestQueue) bool {
-		r := retention(q.Topic)
-		return r > 0 && now.Sub(time.UnixMilli(q.LastTime)) > r
-	}
 	t.commitMu.Lock()
 	defer t.commitMu.Unlock()
 	cur := t.cat.Load()
+	expired := func(s *ManifestSegment, q *ManifestQueue) bool {
+		if _, visible := cur.m.visibleSpan(s, q); !visible {
+			return true // a deleted topic's run: nothing will read it again
+		}
+		r := retention(q.Topic)
+		return r > 0 && now.Sub(time.UnixMilli(q.LastTime)) > r
+	}
 	next := &Manifest{Version: ManifestVersion, Seq: cur.m.Seq + 1, Watermark: cur.m.Watermark}
 	var doomed []string
 	for _, s := range cur.m.Segments {
 		all := true
 		for i := range s.Queues {
-			if !expired(&s.Queues[i]) {
+			if !expired(&s, &s.Queues[i]) {
 				all = false
 			}
 		}
@@ -51,7 +54,7 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 		s.Queues = append([]ManifestQueue(nil), s.Queues...)
 		for i := range s.Queues {
 			q := &s.Queues[i]
-			if q.Object != "" && !q.Dropped && expired(q) {
+			if q.Object != "" && !q.Dropped && expired(&s, q) {
 				q.Dropped = true
 				doomed = append(doomed, q.Object)
 				st.RunsDeleted++

@@ -24,6 +24,7 @@ const (
 	DefaultCacheBytes         = 256 << 20
 	DefaultIndexCacheBytes    = 64 << 20
 	DefaultMaxConcurrentGets  = 8
+	DefaultReadAheadBytes     = 32 << 20
 	DefaultRetentionInterval  = 5 * time.Minute
 )
 
@@ -61,7 +62,13 @@ type Config struct {
 	IndexCacheBytes int64
 	// MaxConcurrentGets bounds bucket reads in flight, so replays cannot starve others.
 	MaxConcurrentGets int
-	// DisableReadAhead turns off fetching the next block after a read.
+	// ReadAheadBytes bounds the compressed bytes one coalesced ranged GET fetches from a
+	// queue run (reader.go, readahead.go). The decoded size of
+	// one such window is further capped at CacheBytes/4, so one window cannot flush the
+	// cache; a window is never less than one block.
+	ReadAheadBytes int64
+	// DisableReadAhead turns off read-ahead: every GET fetches exactly one block and nothing
+	// is fetched in the background.
 	DisableReadAhead bool
 
 	// Retention, when set, is each topic's tier retention (0: keep forever); the tier
@@ -110,6 +117,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheBytes <= 0 {
 		c.CacheBytes = DefaultCacheBytes
+	}
+	if c.ReadAheadBytes <= 0 {
+		c.ReadAheadBytes = DefaultReadAheadBytes
 	}
 	if c.IndexCacheBytes <= 0 {
 		c.IndexCacheBytes = DefaultIndexCacheBytes
@@ -186,6 +196,10 @@ func newCatalog(ptr TierPointer, m *Manifest) *catalog {
 		for qi := range s.Queues {
 			q := &s.Queues[qi]
 			if q.Dropped {
+				continue
+			}
+			q, ok := m.visibleSpan(s, q)
+			if !ok {
 				continue
 			}
 			k := queueKey{q.Topic, q.QueueID}
