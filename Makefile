@@ -10,16 +10,18 @@ export PATH  := $(TOOLBIN):$(PATH)
 
 MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+ARROWJS_VERSION     := 21.2.0
 ETCD_BIN            ?= /usr/bin/etcd
 FUZZTIME            ?= 5s
 
 export STRATA_MINIO_BIN := $(TOOLBIN)/minio
 export STRATA_ETCD_BIN  := $(ETCD_BIN)
+export STRATA_ARROWJS_DIR := $(TOOLS)/node
 
 # Packages whose unit tests run with the race detector (everything but integration).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: build run test unit integration fuzz fuzz-short bench lint tools minio etcd staticcheck clean
+.PHONY: build run test unit integration fuzz fuzz-short bench lint tools minio etcd staticcheck arrowjs clean
 
 build:
 	$(GO) build -o bin/strata ./cmd/strata
@@ -52,7 +54,7 @@ lint: staticcheck
 	$(GO) vet ./...
 	$(TOOLBIN)/staticcheck ./...
 
-tools: minio etcd staticcheck
+tools: minio etcd staticcheck arrowjs
 
 minio: $(TOOLBIN)/minio
 $(TOOLBIN)/minio:
@@ -72,6 +74,16 @@ etcd:
 	  SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends etcd-server; \
 	  $$SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; \
+	fi
+
+# apache-arrow, Arrow's JavaScript implementation, for the integration test that reads
+# exports with a reader that shares no code with Strata. Needs Node.js 18+ and npm.
+arrowjs:
+	@if ! grep -qs '"version": "$(ARROWJS_VERSION)"' $(STRATA_ARROWJS_DIR)/node_modules/apache-arrow/package.json; then \
+	  command -v npm >/dev/null || { echo "arrowjs: npm not found; install Node.js 18+ and npm (apt-get install nodejs npm)"; exit 1; }; \
+	  echo "installing apache-arrow@$(ARROWJS_VERSION) from npm into $(STRATA_ARROWJS_DIR)"; \
+	  mkdir -p $(STRATA_ARROWJS_DIR) && \
+	  npm install --prefix $(STRATA_ARROWJS_DIR) --no-audit --no-fund --save-exact apache-arrow@$(ARROWJS_VERSION); \
 	fi
 
 clean:
