@@ -1,8 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,9 +23,10 @@ type etcdProcess struct {
 	clientAddr string
 	peerAddr   string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	log *bytes.Buffer
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan error
+	log    *lockedBuffer
 }
 
 func etcdBinary(t testing.TB) string {
@@ -50,25 +51,44 @@ func etcdFreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// startEtcdProcess starts etcd and waits until it serves; t.Cleanup stops it.
+// startEtcdProcess starts etcd and waits until it serves; t.Cleanup stops it. A free port
+// can be taken by another process between our probe and etcd's bind, so an etcd that exits
+// at once is retried on new ports.
 func startEtcdProcess(t testing.TB) *etcdProcess {
 	t.Helper()
-	p := &etcdProcess{t: t, bin: etcdBinary(t), dataDir: t.TempDir(), clientAddr: etcdFreeAddr(t), peerAddr: etcdFreeAddr(t)}
-	p.Start()
+	p := &etcdProcess{t: t, bin: etcdBinary(t), dataDir: t.TempDir()}
 	t.Cleanup(p.Stop)
-	return p
+	for attempt := 1; ; attempt++ {
+		p.clientAddr, p.peerAddr = etcdFreeAddr(t), etcdFreeAddr(t)
+		err := p.start()
+		if err == nil {
+			return p
+		}
+		if attempt == 3 || !errors.Is(err, errEtcdExited) {
+			t.Fatal(err)
+		}
+		t.Logf("retrying on new ports: %v", err)
+	}
 }
 
 // Endpoints returns the client URL.
 func (p *etcdProcess) Endpoints() []string { return []string{"http://" + p.clientAddr} }
 
+var errEtcdExited = errors.New("etcd exited")
+
 // Start (re)starts the process on the same ports and data dir and waits until it answers.
 func (p *etcdProcess) Start() {
 	p.t.Helper()
+	if err := p.start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *etcdProcess) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil {
-		p.t.Fatal("etcd already running")
+		return errors.New("etcd already running")
 	}
 	cu, pu := "http://"+p.clientAddr, "http://"+p.peerAddr
 	cmd := exec.Command(p.bin,
@@ -77,19 +97,22 @@ func (p *etcdProcess) Start() {
 		"--listen-client-urls", cu, "--advertise-client-urls", cu,
 		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
 		"--initial-cluster", "strata-it="+pu,
-		"--heartbeat-interval", "20", "--election-timeout", "200",
-		"--logger", "zap", "--log-level", "error",
+		"--heartbeat-interval", "50", "--election-timeout", "500",
+		"--logger", "zap", "--log-level", "warn",
 	)
-	p.log = &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = p.log, p.log
+	log := &lockedBuffer{}
+	p.log = log
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("start etcd %s: %v", p.bin, err)
+		return fmt.Errorf("start etcd %s: %w", p.bin, err)
 	}
-	p.cmd = cmd
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	p.cmd, p.exited = cmd, exited
 
 	cli, err := clientv3.New(clientv3.Config{Endpoints: p.Endpoints(), DialTimeout: 2 * time.Second})
 	if err != nil {
-		p.t.Fatal(err)
+		return err
 	}
 	defer cli.Close()
 	deadline := time.Now().Add(30 * time.Second)
@@ -98,10 +121,16 @@ func (p *etcdProcess) Start() {
 		_, err := cli.Get(ctx, "health")
 		cancel()
 		if err == nil {
-			return
+			return nil
+		}
+		select {
+		case werr := <-exited:
+			p.cmd, p.exited = nil, nil
+			return fmt.Errorf("%w on %s: %v\n%s", errEtcdExited, p.clientAddr, werr, log)
+		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("etcd on %s not serving after 30s: %v\n%s", p.clientAddr, err, p.log)
+			return fmt.Errorf("etcd on %s not serving after 30s: %v\n%s", p.clientAddr, err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -114,9 +143,9 @@ func (p *etcdProcess) Stop() {
 	if p.cmd == nil {
 		return
 	}
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-	p.cmd = nil
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+	p.cmd, p.exited = nil, nil
 }
 
 // etcdClient returns a raw etcd client for checks, closed at cleanup.

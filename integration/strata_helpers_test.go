@@ -87,12 +87,22 @@ func (l *lockedBuffer) String() string {
 // until /readyz answers 200.
 func startDev(t testing.TB, dataDir string, extra ...string) *strataProc {
 	t.Helper()
-	p := &strataProc{t: t, Namesrv: freeAddr(t), Broker: freeAddr(t), HTTP: freeAddr(t)}
-	p.args = append([]string{"dev", "--data", dataDir,
-		"--namesrv-addr", p.Namesrv, "--broker-addr", p.Broker, "--http-addr", p.HTTP}, extra...)
-	p.start()
+	p := &strataProc{t: t}
 	t.Cleanup(p.stopAndReport)
-	return p
+	// A port found free can be taken before strata binds it; try fresh ones then.
+	for attempt := 1; ; attempt++ {
+		p.Namesrv, p.Broker, p.HTTP = freeAddr(t), freeAddr(t), freeAddr(t)
+		p.args = append([]string{"dev", "--data", dataDir,
+			"--namesrv-addr", p.Namesrv, "--broker-addr", p.Broker, "--http-addr", p.HTTP}, extra...)
+		err := p.tryStart()
+		if err == nil {
+			return p
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("retrying on new ports: %v", err)
+	}
 }
 
 // stopAndReport stops the process and, when the test failed, shows what it logged.
@@ -114,6 +124,13 @@ func startProc(t testing.TB, namesrv, broker, httpAddr string, args ...string) *
 
 func (p *strataProc) start() {
 	p.t.Helper()
+	if err := p.tryStart(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// tryStart starts the process and waits until /readyz answers 200, or reports why not.
+func (p *strataProc) tryStart() error {
 	p.mu.Lock()
 	p.output = &lockedBuffer{}
 	p.cmd = exec.Command(strataBin, p.args...)
@@ -122,7 +139,7 @@ func (p *strataProc) start() {
 	p.stopping = false
 	if err := p.cmd.Start(); err != nil {
 		p.mu.Unlock()
-		p.t.Fatalf("start strata %v: %v", p.args, err)
+		return fmt.Errorf("start strata %v: %w", p.args, err)
 	}
 	cmd, done := p.cmd, p.done
 	p.mu.Unlock()
@@ -133,29 +150,31 @@ func (p *strataProc) start() {
 		p.mu.Unlock()
 		close(done)
 	}()
-	p.waitReady(60 * time.Second)
+	return p.waitReady(60 * time.Second)
 }
 
 // waitReady polls /readyz until it answers 200, failing fast if the process exits.
-func (p *strataProc) waitReady(timeout time.Duration) {
-	p.t.Helper()
+func (p *strataProc) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	url := "http://" + p.HTTP + "/readyz"
 	for {
 		select {
 		case <-p.done:
-			p.t.Fatalf("strata %v exited before it was ready: %v\n%s", p.args, p.exitErr, p.output)
+			p.mu.Lock()
+			p.cmd = nil
+			p.mu.Unlock()
+			return fmt.Errorf("strata %v exited before it was ready: %v\n%s", p.args, p.exitErr, p.output)
 		default:
 		}
 		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("strata %v not ready after %v (last: %v)\n%s", p.args, timeout, err, p.output)
+			return fmt.Errorf("strata %v not ready after %v (last: %v)\n%s", p.args, timeout, err, p.output)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
