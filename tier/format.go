@@ -387,8 +387,8 @@ func (d *decoder) varint(what string) int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail(what)
+	if n <= 0 || (n > 1 && d.b[n-1] == 0) {
+		d.fail(what) // a padded (non-minimal) varint would let two byte strings mean one index
 		return 0
 	}
 	d.b = d.b[n:]
@@ -402,7 +402,7 @@ func (d *decoder) count(what string, minBytes int) int {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 || v > uint64(len(d.b)-n)/uint64(minBytes) {
+	if n <= 0 || (n > 1 && d.b[n-1] == 0) || v > uint64(len(d.b)-n)/uint64(minBytes) {
 		d.fail(what)
 		return 0
 	}
