@@ -173,14 +173,7 @@ func (s *Store) deleteSegment(g *segment) error {
 		q.trimBelow(newMin)
 	}
 	s.keyMu.Lock()
-	for h, refs := range s.keys {
-		k := sort.Search(len(refs), func(i int) bool { return refs[i].pos >= newMin })
-		if k == len(refs) {
-			delete(s.keys, h)
-		} else if k > 0 {
-			s.keys[h] = append([]keyRef(nil), refs[k:]...)
-		}
-	}
+	s.keys.trimBelow(newMin)
 	s.keyMu.Unlock()
 	g.f.Close()
 	if err := os.Remove(g.path); err != nil && !os.IsNotExist(err) {

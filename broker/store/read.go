@@ -268,7 +268,7 @@ func (s *Store) LookupKey(topic, key string, beginMs, endMs int64, max int) ([]K
 		max = 64
 	}
 	s.keyMu.RLock()
-	refs := append([]keyRef(nil), s.keys[keyHash(topic, key)]...)
+	refs := s.keys.lookup(keyHash(topic, key))
 	s.keyMu.RUnlock()
 	s.qmu.RLock()
 	below, dead := s.deleted[topic]

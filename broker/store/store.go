@@ -37,7 +37,7 @@ type Store struct {
 	deleted map[string]int64 // topic → commit-log position below which its records are deleted
 
 	keyMu sync.RWMutex
-	keys  map[uint64][]keyRef
+	keys  keyIndex
 
 	idxMu      sync.Mutex
 	idxPending map[int64][]byte // segment base → encoded index entries not yet written
@@ -82,7 +82,7 @@ func Open(cfg Config) (*Store, error) {
 		syncFile:   func(f *os.File) error { return f.Sync() },
 		queues:     make(map[queueKey]*consumeQueue),
 		deleted:    make(map[string]int64),
-		keys:       make(map[uint64][]keyRef),
+		keys:       newKeyIndex(),
 		idxPending: make(map[int64][]byte),
 		sealWake:   make(chan struct{}, 1),
 		ops:        make(chan *writeOp, 1024),
@@ -250,12 +250,10 @@ func (s *Store) dispatch(g *segment, e *indexEntry) {
 	ref := keyRef{pos: e.pos, size: e.size, queueID: e.queueID, qoff: e.queueOffset, storeTs: e.storeTs}
 	s.keyMu.Lock()
 	if e.uniqKey != "" {
-		h := keyHash(e.topic, e.uniqKey)
-		s.keys[h] = append(s.keys[h], ref)
+		s.keys.add(keyHash(e.topic, e.uniqKey), ref)
 	}
 	for _, k := range e.keys {
-		h := keyHash(e.topic, k)
-		s.keys[h] = append(s.keys[h], ref)
+		s.keys.add(keyHash(e.topic, k), ref)
 	}
 	s.keyMu.Unlock()
 }
