@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -262,6 +263,11 @@ func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 		return nil
 	}
 	c.flushing = true
+	// Let handlers woken together (one store commit answers many sends) queue their frames
+	// before the syscall, so they share it.
+	c.writeMu.Unlock()
+	runtime.Gosched()
+	c.writeMu.Lock()
 	deadline := time.Now().Add(c.cfg.writeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
