@@ -37,24 +37,58 @@ func (s *jsonScanner) consume(c byte) bool {
 	return false
 }
 
-// plainString reads a string with no escapes and only printable ASCII.
-func (s *jsonScanner) plainString() (string, bool) {
+// knownKeys are the header and extFields names clients send with every request; reading
+// them through this table avoids allocating the same strings for every frame.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"code", "language", "version", "opaque", "flag", "remark", "extFields",
+		"serializeTypeCurrentRPC", "producerGroup", "topic", "queueId", "sysFlag", "bornTimestamp",
+		"properties", "reconsumeTimes", "unitMode", "maxReconsumeTimes", "batch", "defaultTopic",
+		"defaultTopicQueueNums", "consumerGroup", "queueOffset", "maxMsgNums", "commitOffset",
+		"suspendTimeoutMillis", "subscription", "subVersion", "expressionType", "bname", "GO",
+		"JAVA", "TBW102", "TAG", "true", "false", "0", "1", "4",
+		"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"} {
+		m[k] = k
+	}
+	return m
+}()
+
+// plainInterned is plainString for names and small values that repeat on every frame.
+func (s *jsonScanner) plainInterned() (string, bool) {
+	v, ok := s.plainBytes()
+	if !ok {
+		return "", false
+	}
+	if k, hit := knownKeys[string(v)]; hit { // no allocation for the lookup
+		return k, true
+	}
+	return string(v), true
+}
+
+// plainBytes reads a string with no escapes and only printable ASCII, without copying.
+func (s *jsonScanner) plainBytes() ([]byte, bool) {
 	s.skipSpace()
 	if s.pos >= len(s.b) || s.b[s.pos] != '"' {
-		return "", false
+		return nil, false
 	}
 	start := s.pos + 1
 	for i := start; i < len(s.b); i++ {
 		c := s.b[i]
 		if c == '"' {
 			s.pos = i + 1
-			return string(s.b[start:i]), true
+			return s.b[start:i], true
 		}
 		if c == '\\' || c < 0x20 || c >= 0x80 {
-			return "", false
+			return nil, false
 		}
 	}
-	return "", false
+	return nil, false
+}
+
+// plainString reads a string with no escapes and only printable ASCII.
+func (s *jsonScanner) plainString() (string, bool) {
+	b, ok := s.plainBytes()
+	return string(b), ok
 }
 
 func (s *jsonScanner) integer(bits int) (int64, bool) {
@@ -86,7 +120,7 @@ func decodeJSONHeaderFast(h []byte) (cmd *Command, ok bool) {
 		return nil, false // the general decoder decides what an empty header means
 	}
 	for {
-		key, ok := s.plainString()
+		key, ok := s.plainInterned()
 		if !ok || !s.consume(':') {
 			return nil, false
 		}
@@ -117,7 +151,7 @@ func decodeJSONHeaderFast(h []byte) (cmd *Command, ok bool) {
 			}
 			cmd.Flag, bit = int32(n), 8
 		case "language":
-			if cmd.Language, ok = s.plainString(); !ok {
+			if cmd.Language, ok = s.plainInterned(); !ok {
 				return nil, false
 			}
 			bit = 16
@@ -169,11 +203,11 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 		return m, true
 	}
 	for {
-		k, ok := s.plainString()
+		k, ok := s.plainInterned()
 		if !ok || !s.consume(':') {
 			return nil, false
 		}
-		v, ok := s.plainString()
+		v, ok := s.plainInterned()
 		if !ok {
 			return nil, false
 		}
