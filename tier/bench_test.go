@@ -76,7 +76,9 @@ func BenchmarkColdReplay(b *testing.B) {
 // Segments are generated on the fly (records of ~1.2 KiB, bodies half random letters, half
 // repeated, so snappy compresses about 2×), spread round-robin over the queues, into the
 // memory bucket, default Config (1 MiB blocks, 32 MiB read-ahead, 256 MiB cache).
-// readahead=off is one block per GET, as before coalescing. The 1 GiB-segment case (the
+// readahead=off is one block per GET, as before coalescing. compacted=on rows run one
+// compaction pass (compact.go; default sizes, CompactMinRuns 2) before the replay and also
+// report GETs per replayed queue and the pass's duration. The 1 GiB-segment case (the
 // store's default segment size) takes half a minute and ~3 GiB of memory; run it with
 // STRATA_TIER_BIG_BENCH=1 (GOGC=25 helps).
 //
@@ -96,17 +98,26 @@ func BenchmarkRequestsPerGiB(b *testing.B) {
 			name := fmt.Sprintf("queues=%d/seg=%dMiB/readahead=%v", l.queues, l.segMiB, map[bool]string{false: "off", true: "on"}[ra])
 			b.Run(name, func(b *testing.B) {
 				for b.Loop() {
-					benchReplay(b, l.queues, l.segMiB<<20, l.segs, !ra)
+					benchReplay(b, l.queues, l.segMiB<<20, l.segs, !ra, false)
 				}
 			})
 		}
 	}
+	compacted := []layout{{100, 9, 4}, {100, 9, 16}, {100, 256, 2}, {1000, 9, 4}, {1000, 9, 16}, {1000, 64, 4}}
+	for _, l := range compacted {
+		name := fmt.Sprintf("queues=%d/seg=%dMiB/segs=%d/readahead=on/compacted=on", l.queues, l.segMiB, l.segs)
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				benchReplay(b, l.queues, l.segMiB<<20, l.segs, false, true)
+			}
+		})
+	}
 }
 
-func benchReplay(b *testing.B, queues int, segBytes int64, segs int, noReadAhead bool) {
+func benchReplay(b *testing.B, queues int, segBytes int64, segs int, noReadAhead, compact bool) {
 	bucket := objstore.NewMemory()
 	ptrs := &memPointers{}
-	w := openTier(b, Config{Bucket: bucket, Pointers: ptrs})
+	w := openTier(b, Config{Bucket: bucket, Pointers: ptrs, DisableCompaction: true, CompactMinRuns: 2})
 	keys := queueKeys(1, queues)
 	var pos int64
 	offsets := make([]int64, queues)
@@ -117,6 +128,18 @@ func benchReplay(b *testing.B, queues int, segBytes int64, segs int, noReadAhead
 	}
 	if err := w.WaitOffloaded(waitCtx(b), pos); err != nil {
 		b.Fatal(err)
+	}
+	var compactDur time.Duration
+	if compact {
+		start := time.Now()
+		st, err := w.Compact(waitCtx(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if segs > 1 && st.Objects != queues {
+			b.Fatalf("compaction wrote %d objects, want %d", st.Objects, queues)
+		}
+		compactDur = time.Since(start)
 	}
 	w.Close()
 	puts, _ := w.BucketRequests()
@@ -174,6 +197,10 @@ func benchReplay(b *testing.B, queues int, segBytes int64, segs int, noReadAhead
 	b.ReportMetric(float64(firstMsg.Microseconds())/1000, "ms-first-msg")
 	b.ReportMetric(float64(pos)/float64(stored), "compression")
 	b.ReportMetric(float64(pos)/float64(segs*queues)/(1<<20), "MiB/run")
+	if compact {
+		b.ReportMetric(float64(gets-gets0)/float64(queues), "GETs/queue")
+		b.ReportMetric(compactDur.Seconds(), "s-compact")
+	}
 }
 
 // streamSegment generates its records on every Records call instead of holding them:

@@ -6,7 +6,8 @@
 //
 // Start reading at Tier (tier.go): Open loads the pointer and manifest, Submit offloads a
 // sealed Segment (offload.go), Read, QueueRange, OffsetForTime and Lookup serve cold data
-// (reader.go), EnforceRetention applies tier retention (retention.go). SegmentEncoder and
+// (reader.go), EnforceRetention applies tier retention (retention.go), Compact merges a
+// queue's small runs from many segments into per-queue compacted objects (compact.go). SegmentEncoder and
 // DecodeIndex (format.go) are the segment-object codec; Manifest and RebuildManifest
 // (manifest.go) the cold index.
 package tier

@@ -14,7 +14,13 @@ import (
 )
 
 // ManifestVersion is the "version" field of manifest objects this build writes and reads.
+// A manifest that lists compacted objects is written as ManifestVersionCompacted, so a build
+// that does not know compaction refuses it instead of missing the compacted data.
 const ManifestVersion = 1
+
+// ManifestVersionCompacted is the "version" of a manifest with a non-empty "compacted" list
+// (FORMAT.md); this build reads both.
+const ManifestVersionCompacted = 2
 
 // maxManifestBytes bounds a manifest read from the bucket.
 const maxManifestBytes = 1 << 30
@@ -51,6 +57,10 @@ type Manifest struct {
 	// Tombstones hide the records of deleted topics (tombstone.go); carried forward by
 	// every later version.
 	Tombstones []Tombstone `json:"tombstones,omitempty"`
+	// Compacted lists the per-queue compacted objects (compact.go), each described like a
+	// segment with exactly one queue run; Base and End span the segments it merged. Queue
+	// runs merged into one are marked with its name in their segment (ManifestQueue.Compacted).
+	Compacted []ManifestSegment `json:"compacted,omitempty"`
 }
 
 // ManifestSegment is one offloaded commit-log segment.
@@ -66,6 +76,10 @@ type ManifestSegment struct {
 	KeysLength  int64           `json:"keys_length"`
 	KeysCRC     uint32          `json:"keys_crc"`
 	Queues      []ManifestQueue `json:"queues"`
+	// ObjectDeleted marks a segment whose object compaction deleted because every run in
+	// it was compacted (or dropped, or hidden by a tombstone); the entry stays so the
+	// queues' ranges remain known.
+	ObjectDeleted bool `json:"object_deleted,omitempty"`
 }
 
 // ManifestQueue is one queue's range inside a segment object.
@@ -77,11 +91,16 @@ type ManifestQueue struct {
 	FirstTime   int64  `json:"first_time"`
 	LastTime    int64  `json:"last_time"`
 	Count       int64  `json:"count"`
+	// RawBytes is the run's uncompressed size (0 in manifests written before compaction).
+	RawBytes int64 `json:"raw_bytes,omitempty"`
 	// Object is the run's own object, if it has one.
 	Object string `json:"object,omitempty"`
 	// Dropped marks a run whose own object tier retention deleted while the segment
 	// object stays.
 	Dropped bool `json:"dropped,omitempty"`
+	// Compacted names the compacted object that now holds this run's records; readers
+	// use that object instead of this run.
+	Compacted string `json:"compacted,omitempty"`
 }
 
 // ManifestObjectName is the name of manifest version seq: "<prefix>/manifest/<20 digits>.json".
@@ -96,13 +115,18 @@ func manifestSegment(obj string, size int64, f Footer, idx *SegmentIndex) Manife
 	for _, q := range idx.Queues {
 		s.Queues = append(s.Queues, ManifestQueue{Topic: q.Topic, QueueID: q.QueueID,
 			FirstOffset: q.FirstOffset, LastOffset: q.LastOffset, FirstTime: q.FirstTime,
-			LastTime: q.LastTime, Count: q.Count, Object: q.Object})
+			LastTime: q.LastTime, Count: q.Count, RawBytes: q.RawBytes, Object: q.Object})
 	}
 	return s
 }
 
 // EncodeManifest returns the manifest's object bytes.
 func EncodeManifest(m *Manifest) ([]byte, error) {
+	if len(m.Compacted) > 0 {
+		m.Version = ManifestVersionCompacted
+	} else {
+		m.Version = ManifestVersion
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest %d: %w", m.Seq, err)
@@ -118,8 +142,13 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
-	if m.Version != ManifestVersion {
-		return nil, fmt.Errorf("%w: manifest version %d; this build reads version %d", ErrCorrupt, m.Version, ManifestVersion)
+	if m.Version != ManifestVersion && m.Version != ManifestVersionCompacted {
+		return nil, fmt.Errorf("%w: manifest version %d; this build reads versions %d and %d", ErrCorrupt, m.Version, ManifestVersion, ManifestVersionCompacted)
+	}
+	for i, c := range m.Compacted {
+		if c.End < c.Base || c.Object == "" || len(c.Queues) != 1 {
+			return nil, fmt.Errorf("%w: manifest compacted object %d (%q) needs a range and exactly one queue", ErrCorrupt, i, c.Object)
+		}
 	}
 	for i, s := range m.Segments {
 		if s.End < s.Base || s.Object == "" || (i > 0 && s.Base < m.Segments[i-1].End) {
@@ -156,6 +185,58 @@ func readRange(ctx context.Context, b objstore.Bucket, name string, off, n int64
 		return nil, fmt.Errorf("read %s [%d+%d]: %w", name, off, n, err)
 	}
 	return buf, nil
+}
+
+// rebuildCompacted reads the compacted objects under prefix and keeps, per queue, a set
+// that does not overlap (a pass that crashed before publishing may have left a second
+// cover of the same offsets; either holds the same records), ordered by base.
+func rebuildCompacted(ctx context.Context, b objstore.Bucket, prefix string) ([]ManifestSegment, error) {
+	var names []string
+	err := b.List(ctx, prefix+"/compacted/", func(name string) error {
+		if strings.HasSuffix(name, ".seg") {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list compacted objects of %s: %w", prefix, err)
+	}
+	var all []ManifestSegment
+	for _, name := range names {
+		f, idx, size, err := ReadSegmentIndex(ctx, b, name)
+		if err != nil {
+			return nil, err
+		}
+		if len(idx.Queues) != 1 {
+			return nil, fmt.Errorf("%w: compacted object %s holds %d queues, want 1", ErrCorrupt, name, len(idx.Queues))
+		}
+		all = append(all, manifestSegment(name, size, f, idx))
+	}
+	sort.Slice(all, func(i, j int) bool {
+		a, b := all[i].Queues[0], all[j].Queues[0]
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		if a.QueueID != b.QueueID {
+			return a.QueueID < b.QueueID
+		}
+		if a.FirstOffset != b.FirstOffset {
+			return a.FirstOffset < b.FirstOffset
+		}
+		return a.LastOffset > b.LastOffset
+	})
+	var out []ManifestSegment
+	for _, c := range all {
+		if n := len(out); n > 0 {
+			p, q := out[n-1].Queues[0], c.Queues[0]
+			if p.Topic == q.Topic && p.QueueID == q.QueueID && q.FirstOffset <= p.LastOffset {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Base < out[j].Base })
+	return out, nil
 }
 
 // LoadManifest reads the manifest object name from the bucket.
@@ -238,6 +319,15 @@ func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, wate
 		m.Segments = append(m.Segments, s)
 	}
 	sort.Slice(m.Segments, func(i, j int) bool { return m.Segments[i].Base < m.Segments[j].Base })
+	comps, err := rebuildCompacted(ctx, b, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild manifest: %w", err)
+	}
+	for _, c := range comps {
+		// Compaction only merges committed segments: a compacted object proves its range
+		// was below the watermark, and segment objects it replaced may be gone.
+		watermarkHint = max(watermarkHint, c.End)
+	}
 	m.Watermark = watermarkHint
 	for i, s := range m.Segments {
 		if s.End <= watermarkHint {
@@ -251,5 +341,25 @@ func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, wate
 		}
 		m.Watermark = s.End
 	}
+	byQueue := map[queueKey][]*ManifestSegment{}
+	for i := range comps {
+		q := comps[i].Queues[0]
+		byQueue[queueKey{q.Topic, q.QueueID}] = append(byQueue[queueKey{q.Topic, q.QueueID}], &comps[i])
+	}
+	for si := range m.Segments {
+		for qi := range m.Segments[si].Queues {
+			q := &m.Segments[si].Queues[qi]
+			if q.Object != "" {
+				continue
+			}
+			for _, c := range byQueue[queueKey{q.Topic, q.QueueID}] {
+				if c.Queues[0].FirstOffset <= q.FirstOffset && q.LastOffset <= c.Queues[0].LastOffset {
+					q.Compacted = c.Object
+					break
+				}
+			}
+		}
+	}
+	m.Compacted = comps
 	return m, nil
 }

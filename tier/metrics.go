@@ -20,6 +20,10 @@ type metrics struct {
 	lag               prometheus.Gauge
 	watermark         prometheus.Gauge
 	retentionDeleted  prometheus.Counter
+	compactedObjects  prometheus.Counter
+	compactedBytes    prometheus.Counter
+	compactDeleted    prometheus.Counter
+	staleRetries      prometheus.Counter
 
 	// Plain counts, for tests and benchmarks that read them without a registry.
 	puts, gets atomic.Int64
@@ -49,10 +53,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strata_tier_offload_watermark_bytes", Help: "Commit-log offset below which everything is in the tier."}),
 		retentionDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_tier_retention_deleted_objects_total", Help: "Objects deleted by tier retention."}),
+		compactedObjects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_compacted_objects_total", Help: "Per-queue compacted objects published."}),
+		compactedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_compacted_bytes_total", Help: "Bytes of compacted objects written to the bucket."}),
+		compactDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_compaction_deleted_objects_total", Help: "Objects compaction deleted once nothing referenced them."}),
+		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_stale_manifest_retries_total", Help: "Cold reads retried on a newer manifest after an object was gone."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.offloadedBytes, m.offloadedSegments, m.requests, m.coldReadBytes,
-			m.coldReadSeconds, m.cacheHits, m.cacheMisses, m.lag, m.watermark, m.retentionDeleted)
+			m.coldReadSeconds, m.cacheHits, m.cacheMisses, m.lag, m.watermark, m.retentionDeleted,
+			m.compactedObjects, m.compactedBytes, m.compactDeleted, m.staleRetries)
 	}
 	return m
 }

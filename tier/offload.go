@@ -195,7 +195,7 @@ func (t *Tier) commitReady(ctx context.Context, done map[int64]ManifestSegment) 
 		return nil
 	}
 	next := &Manifest{Version: ManifestVersion, Seq: cur.m.Seq + 1, Watermark: wm,
-		Segments: append(append([]ManifestSegment(nil), cur.m.Segments...), add...)}
+		Segments: append(append([]ManifestSegment(nil), cur.m.Segments...), add...), Compacted: cur.m.Compacted}
 	if err := t.publish(ctx, cur, next); err != nil {
 		return fmt.Errorf("commit segments [%d,%d): %w", add[0].Base, wm, err)
 	}

@@ -13,28 +13,43 @@ import (
 // record there. Blocks record queue offsets, not commit-log positions, so it binary-searches
 // each queue run of the segment by the position of the blocks' first records: a few ranged
 // GETs per queue, fine for an operator's lookup, not for bulk reads.
-func (t *Tier) ReadAt(ctx context.Context, pos int64) ([]byte, error) {
+func (t *Tier) ReadAt(ctx context.Context, pos int64) (rec []byte, err error) {
+	err = t.retryStale(ctx, func() error {
+		rec, err = t.readAt(ctx, pos)
+		return err
+	})
+	return rec, err
+}
+
+func (t *Tier) readAt(ctx context.Context, pos int64) ([]byte, error) {
 	cat := t.cat.Load()
+	// Candidates: the runs of the segment holding pos still served from it, then the
+	// compacted objects whose merged segments cover pos.
+	var cands []span
 	segs := cat.m.Segments
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].End > pos })
-	if i == len(segs) || segs[i].Base > pos {
+	if i < len(segs) && segs[i].Base <= pos && !segs[i].ObjectDeleted {
+		seg := &segs[i]
+		for qi := range seg.Queues {
+			if q := &seg.Queues[qi]; !q.Dropped && q.Compacted == "" {
+				cands = append(cands, span{seg: seg, q: q, qi: qi})
+			}
+		}
+	}
+	for ci := range cat.m.Compacted {
+		if c := &cat.m.Compacted[ci]; c.Base <= pos && pos < c.End {
+			cands = append(cands, span{seg: c, q: &c.Queues[0], qi: 0})
+		}
+	}
+	if len(cands) == 0 {
 		return nil, fmt.Errorf("read commit-log position %d: %w", pos, ErrNotInTier)
 	}
-	seg := &segs[i]
-	idx, err := t.segmentIndex(ctx, seg)
-	if err != nil {
-		return nil, fmt.Errorf("read commit-log position %d: %w", pos, err)
-	}
-	if len(idx.Queues) != len(seg.Queues) {
-		return nil, fmt.Errorf("read commit-log position %d: %w: %s index has %d queues, manifest %d",
-			pos, ErrCorrupt, seg.Object, len(idx.Queues), len(seg.Queues))
-	}
-	for qi := range idx.Queues {
-		if seg.Queues[qi].Dropped {
-			continue
+	for _, sp := range cands {
+		run, err := t.queueRun(ctx, sp)
+		if err != nil {
+			return nil, fmt.Errorf("read commit-log position %d: %w", pos, err)
 		}
-		run := &idx.Queues[qi]
-		obj := runObject(span{seg: seg, q: &seg.Queues[qi], qi: qi}, run)
+		obj := runObject(sp, run)
 		// The first block whose first record lies after pos; the record, if in this run,
 		// is in the block before it.
 		var searchErr error
@@ -71,14 +86,14 @@ func (t *Tier) ReadAt(ctx context.Context, pos int64) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read commit-log position %d: block %d of %s: %w", pos, loc.ref.Offset, obj, err)
 		}
-		if found != nil && cat.hidden(seg.Queues[qi].Topic, pos) {
-			return nil, fmt.Errorf("read commit-log position %d: topic %s was deleted: %w", pos, seg.Queues[qi].Topic, ErrNotInTier)
+		if found != nil && cat.hidden(sp.q.Topic, pos) {
+			return nil, fmt.Errorf("read commit-log position %d: topic %s was deleted: %w", pos, sp.q.Topic, ErrNotInTier)
 		}
 		if found != nil {
 			return found, nil
 		}
 	}
-	return nil, fmt.Errorf("read commit-log position %d: no record starts there in %s: %w", pos, seg.Object, ErrNotInTier)
+	return nil, fmt.Errorf("read commit-log position %d: no record starts there in the tier: %w", pos, ErrNotInTier)
 }
 
 // blockFirstPos is the commit-log position of a block's first record.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/tier/objstore"
 )
 
 // ErrNotInTier reports that the tier holds no data for the asked queue or offset.
@@ -53,8 +54,12 @@ func (t *Tier) QueueRange(topic string, queueID int32) (first, last int64, ok bo
 // streams in, so the first record after a seek is served once the first block arrived; the
 // read then prefetches the next window in the background. A read of MaxCount 1 starts
 // with one block (point reads), and widens only if it has to scan on.
-func (t *Tier) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
-	return t.read(ctx, req, true)
+func (t *Tier) Read(ctx context.Context, req ReadRequest) (res ReadResult, err error) {
+	err = t.retryStale(ctx, func() error {
+		res, err = t.read(ctx, req, true)
+		return err
+	})
+	return res, err
 }
 
 // read is Read; stream false (point lookups) fetches single blocks and never reads ahead.
@@ -144,7 +149,15 @@ func runObject(sp span, run *QueueRun) string {
 
 // OffsetForTime returns the first cold queue offset whose store time is at or after tsMs.
 // It returns ErrNotInTier when every cold record of the queue is older.
-func (t *Tier) OffsetForTime(ctx context.Context, topic string, queueID int32, tsMs int64) (int64, error) {
+func (t *Tier) OffsetForTime(ctx context.Context, topic string, queueID int32, tsMs int64) (off int64, err error) {
+	err = t.retryStale(ctx, func() error {
+		off, err = t.offsetForTime(ctx, topic, queueID, tsMs)
+		return err
+	})
+	return off, err
+}
+
+func (t *Tier) offsetForTime(ctx context.Context, topic string, queueID int32, tsMs int64) (int64, error) {
 	spans := t.cat.Load().queues[queueKey{topic, queueID}]
 	for _, sp := range spans {
 		if sp.q.LastTime < tsMs {
@@ -193,21 +206,28 @@ type KeyQuery struct {
 
 // Lookup returns the stored records of a topic whose key (or unique key) matches, oldest
 // first.
-func (t *Tier) Lookup(ctx context.Context, q KeyQuery) ([][]byte, error) {
+func (t *Tier) Lookup(ctx context.Context, q KeyQuery) (out [][]byte, err error) {
+	err = t.retryStale(ctx, func() error {
+		out, err = t.lookup(ctx, q)
+		return err
+	})
+	return out, err
+}
+
+func (t *Tier) lookup(ctx context.Context, q KeyQuery) ([][]byte, error) {
 	if q.MaxResults <= 0 {
 		q.MaxResults = 64
 	}
 	cat := t.cat.Load()
 	var out [][]byte
-	for _, si := range cat.topics[q.Topic] {
-		seg := &cat.m.Segments[si]
+	for _, seg := range cat.topics[q.Topic] {
 		keys, err := t.segmentKeys(ctx, seg)
 		if err != nil {
 			return out, fmt.Errorf("lookup key %q in %s: %w", q.Key, q.Topic, err)
 		}
 		for qi := range seg.Queues {
 			mq := &seg.Queues[qi]
-			if mq.Topic != q.Topic || mq.Dropped || mq.LastTime < q.BeginMs || (q.EndMs > 0 && mq.FirstTime > q.EndMs) {
+			if mq.Topic != q.Topic || mq.Dropped || mq.Compacted != "" || mq.LastTime < q.BeginMs || (q.EndMs > 0 && mq.FirstTime > q.EndMs) {
 				continue
 			}
 			list := keys[qi].Keys
@@ -235,6 +255,30 @@ func (t *Tier) Lookup(ctx context.Context, q KeyQuery) ([][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// retryStale runs fn and, when it failed because an object it read is gone (compaction or
+// retention deleted it after fn loaded its catalog), runs it again on the newer catalog; a
+// read-only tier first reloads the pointer and manifest, since another process writes them.
+// Writers publish a manifest before deleting what it no longer references, so a fresh
+// catalog never names a deleted object.
+func (t *Tier) retryStale(ctx context.Context, fn func() error) error {
+	for attempt := 0; ; attempt++ {
+		c0 := t.cat.Load()
+		err := fn()
+		if err == nil || !objstore.IsNotFound(err) || attempt >= 3 || ctx.Err() != nil {
+			return err
+		}
+		if t.cfg.ReadOnly && t.cat.Load() == c0 {
+			if rerr := t.Refresh(ctx); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+		}
+		if t.cat.Load() == c0 {
+			return err
+		}
+		t.metrics.staleRetries.Inc()
+	}
 }
 
 // queueRun returns the index entry of one span, from the index cache or the bucket.

@@ -10,6 +10,8 @@ import (
 type RetentionStats struct {
 	SegmentsDeleted int // segment objects dropped from the manifest and deleted
 	RunsDeleted     int // own objects of single queue runs deleted
+	// CompactedDeleted counts compacted objects (compact.go) deleted.
+	CompactedDeleted int
 }
 
 // EnforceRetention deletes the objects whose records have all expired: a segment object once
@@ -34,6 +36,15 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 	}
 	next := &Manifest{Version: ManifestVersion, Seq: cur.m.Seq + 1, Watermark: cur.m.Watermark}
 	var doomed []string
+	changed := false
+	for _, c := range cur.m.Compacted {
+		if expired(&c, &c.Queues[0]) {
+			doomed = append(doomed, c.Object)
+			st.CompactedDeleted++
+			continue
+		}
+		next.Compacted = append(next.Compacted, c)
+	}
 	for _, s := range cur.m.Segments {
 		all := true
 		for i := range s.Queues {
@@ -42,7 +53,10 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 			}
 		}
 		if all {
-			doomed = append(doomed, s.Object)
+			changed = true
+			if !s.ObjectDeleted {
+				doomed = append(doomed, s.Object)
+			}
 			for _, q := range s.Queues {
 				if q.Object != "" && !q.Dropped {
 					doomed = append(doomed, q.Object)
@@ -62,7 +76,7 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 		}
 		next.Segments = append(next.Segments, s)
 	}
-	if len(doomed) == 0 {
+	if len(doomed) == 0 && !changed {
 		return st, nil
 	}
 	if err := t.publish(ctx, cur, next); err != nil {

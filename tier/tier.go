@@ -26,6 +26,10 @@ const (
 	DefaultMaxConcurrentGets  = 8
 	DefaultReadAheadBytes     = 32 << 20
 	DefaultRetentionInterval  = 5 * time.Minute
+	DefaultCompactMinRunBytes = 32 << 20
+	DefaultCompactTargetBytes = 128 << 20
+	DefaultCompactMinRuns     = 8
+	DefaultCompactInterval    = 5 * time.Minute
 )
 
 // Config configures a Tier. Zero fields take the defaults above.
@@ -75,6 +79,21 @@ type Config struct {
 	// enforces it every RetentionInterval.
 	Retention         func(topic string) time.Duration
 	RetentionInterval time.Duration
+
+	// DisableCompaction stops Open from starting the background compactor (compact.go);
+	// Compact can still be called.
+	DisableCompaction bool
+	// CompactMinRunBytes: queue runs smaller than this (uncompressed) are merged into
+	// per-queue compacted objects.
+	CompactMinRunBytes int64
+	// CompactTargetBytes bounds a compacted object (uncompressed); compacted objects
+	// smaller than half of it are merged again with their neighbours.
+	CompactTargetBytes int64
+	// CompactMinRuns is how many consecutive small pieces of a queue a compacted object
+	// merges at least, unless they already reach half of CompactTargetBytes.
+	CompactMinRuns int
+	// CompactInterval is how often the background compactor runs a pass.
+	CompactInterval time.Duration
 
 	// Registerer receives the tier's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -127,6 +146,18 @@ func (c *Config) Validate() error {
 	if c.RetentionInterval <= 0 {
 		c.RetentionInterval = DefaultRetentionInterval
 	}
+	if c.CompactMinRunBytes <= 0 {
+		c.CompactMinRunBytes = DefaultCompactMinRunBytes
+	}
+	if c.CompactTargetBytes <= 0 {
+		c.CompactTargetBytes = DefaultCompactTargetBytes
+	}
+	if c.CompactMinRuns < 2 {
+		c.CompactMinRuns = DefaultCompactMinRuns
+	}
+	if c.CompactInterval <= 0 {
+		c.CompactInterval = DefaultCompactInterval
+	}
 	if c.BlockBytes > maxBlockRawBytes/2 {
 		return fmt.Errorf("tier config: BlockBytes %d exceeds %d", c.BlockBytes, maxBlockRawBytes/2)
 	}
@@ -149,11 +180,13 @@ type Tier struct {
 	bucket  *countingBucket
 	metrics *metrics
 
-	// commitMu serialises manifest writes (offload commits, retention).
+	// commitMu serialises manifest writes (offload commits, retention, compaction).
 	commitMu sync.Mutex
-	cat      atomic.Pointer[catalog]
-	wmMu     sync.Mutex
-	wmCh     chan struct{} // closed and replaced when the watermark moves
+	// compactMu serialises compaction passes.
+	compactMu sync.Mutex
+	cat       atomic.Pointer[catalog]
+	wmMu      sync.Mutex
+	wmCh      chan struct{} // closed and replaced when the watermark moves
 
 	submitMu  sync.Mutex
 	submitted []Segment
@@ -178,8 +211,8 @@ type Tier struct {
 type catalog struct {
 	ptr    TierPointer
 	m      *Manifest
-	queues map[queueKey][]span // sorted by first offset
-	topics map[string][]int    // topic → indexes of segments holding it
+	queues map[queueKey][]span           // sorted by first offset
+	topics map[string][]*ManifestSegment // topic → segment and compacted objects holding it, by base
 }
 
 type span struct {
@@ -189,13 +222,20 @@ type span struct {
 }
 
 func newCatalog(ptr TierPointer, m *Manifest) *catalog {
-	c := &catalog{ptr: ptr, m: m, queues: map[queueKey][]span{}, topics: map[string][]int{}}
+	c := &catalog{ptr: ptr, m: m, queues: map[queueKey][]span{}, topics: map[string][]*ManifestSegment{}}
+	objs := make([]*ManifestSegment, 0, len(m.Segments)+len(m.Compacted))
 	for si := range m.Segments {
-		s := &m.Segments[si]
+		objs = append(objs, &m.Segments[si])
+	}
+	for ci := range m.Compacted {
+		objs = append(objs, &m.Compacted[ci])
+	}
+	sort.SliceStable(objs, func(i, j int) bool { return objs[i].Base < objs[j].Base })
+	for _, s := range objs {
 		seen := map[string]bool{}
 		for qi := range s.Queues {
 			q := &s.Queues[qi]
-			if q.Dropped {
+			if q.Dropped || q.Compacted != "" {
 				continue
 			}
 			q, ok := m.visibleSpan(s, q)
@@ -206,7 +246,7 @@ func newCatalog(ptr TierPointer, m *Manifest) *catalog {
 			c.queues[k] = append(c.queues[k], span{s, q, qi})
 			if !seen[q.Topic] {
 				seen[q.Topic] = true
-				c.topics[q.Topic] = append(c.topics[q.Topic], si)
+				c.topics[q.Topic] = append(c.topics[q.Topic], s)
 			}
 		}
 	}
@@ -244,6 +284,10 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		if cfg.Retention != nil {
 			t.wg.Add(1)
 			go t.runRetention()
+		}
+		if !cfg.DisableCompaction {
+			t.wg.Add(1)
+			go t.runCompaction()
 		}
 	}
 	return t, nil
