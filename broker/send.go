@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -84,10 +83,23 @@ func validTopicName(t string) error {
 	if len(t) > limit {
 		return fmt.Errorf("topic name %.40q... is %d bytes; the limit is %d", t, len(t), limit)
 	}
-	if !topicNameRE.MatchString(t) {
+	if !validTopicChars(t) {
 		return fmt.Errorf("topic name %q may use only letters, digits, '_', '-', '%%' and '|'", t)
 	}
 	return nil
+}
+
+// validTopicChars reports whether t is non-empty and matches topicNameRE, without the regexp
+// (it runs on every send).
+func validTopicChars(t string) bool {
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-', c == '%', c == '|':
+		default:
+			return false
+		}
+	}
+	return t != ""
 }
 
 // sendError is a failed send: the response code and a remark the user can act on.
@@ -163,8 +175,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body is %d bytes, over this broker's limit of %d bytes (MaxMessageBytes); send smaller messages or raise the limit", len(req.Body), b.cfg.MaxMessageBytes))
 	}
-	props := message.DecodeProperties(h.properties)
-	if props[message.PropertyTransactionPrep] == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared {
+	var props sendProps
+	props.parse(h.properties)
+	if props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared {
 		return remoting.NewResponse(req, remoting.RespNoPermission,
 			"transactional (half) messages are not supported by this Strata broker yet; send the message without a transaction")
 	}
@@ -183,7 +196,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		if h.reconsumeTimes > maxTimes || b.locks.holdsUnexpired(group, time.Now()) {
 			topic = dlqTopicPrefix + group
 			h.queueID = 0
-			props[message.PropertyDelayLevel] = "-1"
+			props.set(message.PropertyDelayLevel, "-1")
 		}
 	}
 	if topic != h.topic {
@@ -193,15 +206,17 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if err != nil {
 		return sendErrorResponse(req, err)
 	}
-	if props[message.PropertyUniqKey] == "" {
-		props[message.PropertyUniqKey] = b.newUniqKey()
+	uniq := props.get(message.PropertyUniqKey)
+	if uniq == "" {
+		uniq = b.newUniqKey()
+		props.set(message.PropertyUniqKey, uniq)
 	}
 	m := &message.Message{
 		Topic: topic, QueueID: qid, Flag: h.flag, SysFlag: h.sysFlag, BornTimestamp: h.bornTimestamp,
 		BornHost: peerAddr(conn), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
-		Body: req.Body, Properties: props,
+		Body: req.Body,
 	}
-	rec, err := m.AppendEncoded(nil)
+	rec, err := props.encode(m)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
 	}
@@ -218,10 +233,50 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	resp.ExtFields["msgId"] = message.OffsetMsgID(b.storeHost, res[0].CommitLogOffset)
 	resp.ExtFields["queueId"] = strconv.Itoa(int(qid))
 	resp.ExtFields.SetInt64("queueOffset", res[0].QueueOffset)
-	resp.ExtFields["transactionId"] = props[message.PropertyUniqKey]
+	resp.ExtFields["transactionId"] = uniq
 	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
 	resp.ExtFields["TRACE_ON"] = "true"
 	return resp
+}
+
+// sendProps holds a sent message's properties without the map DecodeProperties builds, unless
+// the message has more than a PropertyList holds. Either way it stores the same bytes.
+type sendProps struct {
+	list message.PropertyList
+	m    map[string]string // non-nil once the list overflowed
+}
+
+func (p *sendProps) parse(s string) {
+	var ok bool
+	if p.list, ok = message.ParsePropertyList(s); !ok {
+		p.m = message.DecodeProperties(s)
+	}
+}
+
+func (p *sendProps) get(key string) string {
+	if p.m != nil {
+		return p.m[key]
+	}
+	v, _ := p.list.Get(key)
+	return v
+}
+
+func (p *sendProps) set(key, value string) {
+	if p.m == nil && !p.list.Set(key, value) {
+		p.m = p.list.Map()
+	}
+	if p.m != nil {
+		p.m[key] = value
+	}
+}
+
+// encode returns m, with these properties, in the stored record layout.
+func (p *sendProps) encode(m *message.Message) ([]byte, error) {
+	if p.m != nil {
+		m.Properties = p.m
+		return m.AppendEncoded(nil)
+	}
+	return m.AppendEncodedList(nil, &p.list)
 }
 
 // handleSendBatch serves SEND_BATCH_MESSAGE (320): each inner message becomes its own record
@@ -345,5 +400,10 @@ func (b *Broker) newUniqKey() string {
 	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, now.Location())
 	binary.BigEndian.PutUint32(buf[10:], uint32(now.Sub(month).Milliseconds()))
 	binary.BigEndian.PutUint16(buf[14:], uint16(uniqCounter.Add(1)))
-	return strings.ToUpper(hex.EncodeToString(buf[:]))
+	const digits = "0123456789ABCDEF"
+	var out [2 * len(buf)]byte
+	for i, c := range buf {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0xF]
+	}
+	return string(out[:])
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net/netip"
+	"slices"
 )
 
 // Magic codes of the stored record. Strata writes only V1: the official Go client cannot
@@ -131,33 +132,8 @@ func (m *Message) AppendEncoded(dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	sys := m.SysFlag &^ (FlagBornHostV6 | FlagStoreHostV6)
-	if hostBytes(m.BornHost) == 16 {
-		sys |= FlagBornHostV6
-	}
-	if hostBytes(m.StoreHost) == 16 {
-		sys |= FlagStoreHostV6
-	}
-	be := binary.BigEndian
-	dst = be.AppendUint32(dst, uint32(size))
-	dst = be.AppendUint32(dst, 0xDAA320A7) // MagicCodeV1
-	dst = be.AppendUint32(dst, crc32.ChecksumIEEE(m.Body))
-	dst = be.AppendUint32(dst, uint32(m.QueueID))
-	dst = be.AppendUint32(dst, uint32(m.Flag))
-	dst = be.AppendUint64(dst, uint64(m.QueueOffset))
-	dst = be.AppendUint64(dst, uint64(m.CommitLogOffset))
-	dst = be.AppendUint32(dst, uint32(sys))
-	dst = be.AppendUint64(dst, uint64(m.BornTimestamp))
-	dst = appendHost(dst, m.BornHost)
-	dst = be.AppendUint64(dst, uint64(m.StoreTimestamp))
-	dst = appendHost(dst, m.StoreHost)
-	dst = be.AppendUint32(dst, uint32(m.ReconsumeTimes))
-	dst = be.AppendUint64(dst, uint64(m.PreparedTransactionOffset))
-	dst = be.AppendUint32(dst, uint32(len(m.Body)))
-	dst = append(dst, m.Body...)
-	dst = append(dst, byte(len(m.Topic)))
-	dst = append(dst, m.Topic...)
-	dst = be.AppendUint16(dst, uint16(len(props)))
+	dst = m.appendFixed(slices.Grow(dst, size), size)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(props)))
 	dst = append(dst, props...)
 	return dst, nil
 }
@@ -232,8 +208,68 @@ type RecordHeader struct {
 }
 
 // ParseRecordHeader validates the record at the start of rec (every length against the
-// record's total size) and returns its indexable fields.
+// record's total size) and returns its indexable fields. Topic, Tags and UniqKey share one
+// allocation (a copy of the topic and properties bytes).
 func ParseRecordHeader(rec []byte) (RecordHeader, error) {
+	if h, ok := parseRecordHeaderFast(rec); ok {
+		return h, nil
+	}
+	return parseRecordHeaderSlow(rec)
+}
+
+// parseRecordHeaderFast reads the header in place, without building a Message. It accepts
+// exactly the records decode accepts (FuzzParseRecordHeader checks this); on anything it
+// would refuse it reports !ok and parseRecordHeaderSlow produces the error.
+func parseRecordHeaderFast(rec []byte) (RecordHeader, bool) {
+	var h RecordHeader
+	if len(rec) < MinRecordBytes {
+		return h, false
+	}
+	be := binary.BigEndian
+	total := int(int32(be.Uint32(rec)))
+	if total < MinRecordBytes || total > len(rec) || int32(be.Uint32(rec[posMagic:])) != MagicCodeV1 {
+		return h, false // V2 and every error take the slow path
+	}
+	rec = rec[:total]
+	sys := int32(be.Uint32(rec[posSysFlag:]))
+	posStoreTime := posBornHost + hostLen(sys&FlagBornHostV6 != 0)
+	posBodyLen := posStoreTime + 8 + hostLen(sys&FlagStoreHostV6 != 0) + 4 + 8
+	if posBodyLen+4 > total {
+		return h, false
+	}
+	bodyLen := int(int32(be.Uint32(rec[posBodyLen:])))
+	bodyOff := posBodyLen + 4
+	if bodyLen < 0 || bodyLen > total-bodyOff-1 { // room for the topic length byte
+		return h, false
+	}
+	topicOff := bodyOff + bodyLen + 1
+	topicLen := int(rec[topicOff-1])
+	propLenOff := topicOff + topicLen
+	if topicLen == 0 || propLenOff+2 > total {
+		return h, false
+	}
+	propLen := int(int16(be.Uint16(rec[propLenOff:])))
+	if propLen < 0 || propLenOff+2+propLen != total {
+		return h, false
+	}
+	strs := string(rec[topicOff:total])
+	props := strs[topicLen+2:]
+	h = RecordHeader{
+		TotalSize: int32(total), QueueID: int32(be.Uint32(rec[posQueueID:])), SysFlag: sys,
+		QueueOffset: int64(be.Uint64(rec[posQueueOffset:])), CommitLogOffset: int64(be.Uint64(rec[posCommitLog:])),
+		BornTimestamp: int64(be.Uint64(rec[posBornTime:])), StoreTimestamp: int64(be.Uint64(rec[posStoreTime:])),
+		BodyCRC: be.Uint32(rec[posBodyCRC:]), Topic: strs[:topicLen], BodyOffset: bodyOff, BodyLen: bodyLen,
+	}
+	h.Tags, _ = propertyValue(props, PropertyTags)
+	if keys, ok := propertyValue(props, PropertyKeys); ok {
+		h.Keys = SplitKeys(keys)
+	}
+	h.UniqKey, _ = propertyValue(props, PropertyUniqKey)
+	return h, true
+}
+
+// parseRecordHeaderSlow is ParseRecordHeader by way of the full decoder.
+func parseRecordHeaderSlow(rec []byte) (RecordHeader, error) {
 	var h RecordHeader
 	m, props, n, err := decode(rec, false)
 	if err != nil {

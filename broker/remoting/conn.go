@@ -79,6 +79,8 @@ type Conn struct {
 
 	inFlight chan struct{} // semaphore of running handlers
 	handlers sync.WaitGroup
+	work     chan *Command  // hands a request to an idle worker (workers.go)
+	workers  sync.WaitGroup // worker goroutines, idle or not
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -100,6 +102,7 @@ func newConn(nc net.Conn, cfg *connConfig) *Conn {
 		cancel:   cancel,
 		pending:  make(map[int32]chan *Command),
 		inFlight: make(chan struct{}, cfg.maxInFlight),
+		work:     make(chan *Command),
 		closed:   make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -318,6 +321,7 @@ func (c *Conn) serve() {
 	}
 	c.runCallbacks()
 	c.handlers.Wait()
+	c.workers.Wait()
 }
 
 // readLoop returns nil on an orderly end (peer closed, we closed, draining)
@@ -363,7 +367,7 @@ func (c *Conn) readLoop() error {
 			continue
 		}
 		c.handlers.Add(1)
-		go c.handle(cmd)
+		c.dispatch(cmd)
 	}
 }
 
