@@ -24,6 +24,9 @@ func newProducer(t testing.TB, namesrv string, opts ...producer.Option) interfac
 	opts = append([]producer.Option{
 		producer.WithNameServer(primitive.NamesrvAddr{namesrv}),
 		producer.WithGroupName(fmt.Sprintf("pg-%s-%d", t.Name(), time.Now().UnixNano())),
+		// Its own instance name, so it never shares the client object of a consumer in this
+		// process (v2.1.2 shares one per instance name and races on it).
+		producer.WithInstanceName(fmt.Sprintf("p-%d", time.Now().UnixNano())),
 		producer.WithRetry(2),
 	}, opts...)
 	p, err := producer.NewDefaultProducer(opts...)

@@ -218,6 +218,7 @@ func TestPullConsumerExplicitOffsets(t *testing.T) {
 	pc, err := consumer.NewPullConsumer(
 		consumer.WithNameServer(primitive.NamesrvAddr{dev.Namesrv}),
 		consumer.WithGroupName("cg-pull"),
+		consumer.WithInstance("pull"),
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -288,7 +288,8 @@ func TestRetroAcrossTiers(t *testing.T) {
 
 	// The pull consumer's seek: search by time, then PullFrom the offset to the end.
 	t.Run("pull consumer seek", func(t *testing.T) {
-		pc, err := consumer.NewPullConsumer(consumer.WithNameServer(primitive.NamesrvAddr{dev.Namesrv}), consumer.WithGroupName("cg-retro-pull"))
+		pc, err := consumer.NewPullConsumer(consumer.WithNameServer(primitive.NamesrvAddr{dev.Namesrv}), consumer.WithGroupName("cg-retro-pull"),
+			consumer.WithInstance("retro-pull"))
 		if err != nil {
 			t.Fatal(err)
 		}

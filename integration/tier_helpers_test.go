@@ -138,6 +138,7 @@ func tierConsumeAll(t testing.TB, namesrv, group, topic, expr string, want int, 
 		consumer.WithGroupName(group),
 		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
 		consumer.WithConsumerOrder(true),
+		consumer.WithInstance(group),
 	)
 	if err != nil {
 		t.Fatal(err)
