@@ -24,8 +24,9 @@ type testEnv struct {
 	bk *remoting.Client
 }
 
-// startBroker runs a real broker on free ports over an embedded etcd and a temp dir.
-func startBroker(t *testing.T, mutate func(*Config)) *testEnv {
+// startMeta starts an embedded etcd and a metadata client for cluster "test"; both stop
+// with the test.
+func startMeta(t testing.TB) *meta.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -39,6 +40,13 @@ func startBroker(t *testing.T, mutate func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mc.Close() })
+	return mc
+}
+
+// startBroker runs a real broker on free ports over an embedded etcd and a temp dir.
+func startBroker(t *testing.T, mutate func(*Config)) *testEnv {
+	t.Helper()
+	mc := startMeta(t)
 	cfg := Config{
 		DataDir:          t.TempDir(),
 		NameServerListen: "127.0.0.1:0",
@@ -53,6 +61,8 @@ func startBroker(t *testing.T, mutate func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	if err := b.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
-	"github.com/stratamq/strata/meta/etcdembed"
 	"github.com/stratamq/strata/tier"
 	"github.com/stratamq/strata/tier/objstore"
 )
@@ -42,18 +41,7 @@ type tierEnv struct {
 
 func newTierEnv(t testing.TB) *tierEnv {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	etcd, err := etcdembed.Start(ctx, t.TempDir(), etcdembed.WithUnsafeNoFsync())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { etcd.Close() })
-	mc, err := meta.New(ctx, meta.Config{Endpoints: etcd.Endpoints(), Cluster: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mc.Close() })
+	mc := startMeta(t)
 	return &tierEnv{mc: mc, bucket: &faultyBucket{Bucket: objstore.NewMemory()}}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -41,16 +40,6 @@ func etcdBinary(t testing.TB) string {
 	return bin
 }
 
-func etcdFreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startEtcdProcess starts etcd and waits until it serves; t.Cleanup stops it. A free port
 // can be taken by another process between our probe and etcd's bind, so an etcd that exits
 // at once is retried on new ports.
@@ -59,7 +48,7 @@ func startEtcdProcess(t testing.TB) *etcdProcess {
 	p := &etcdProcess{t: t, bin: etcdBinary(t), dataDir: t.TempDir()}
 	t.Cleanup(p.Stop)
 	for attempt := 1; ; attempt++ {
-		p.clientAddr, p.peerAddr = etcdFreeAddr(t), etcdFreeAddr(t)
+		p.clientAddr, p.peerAddr = freeAddr(t), freeAddr(t)
 		err := p.start()
 		if err == nil {
 			return p

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,25 +47,7 @@ type minioServer struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
-	log    *minioLog
-}
-
-// minioLog collects the server's output for failure messages.
-type minioLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *minioLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *minioLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	log    *lockedBuffer
 }
 
 // minioBinary finds the MinIO server: $STRATA_MINIO_BIN, else
@@ -90,17 +71,6 @@ func minioBinary(t testing.TB) string {
 	return bin
 }
 
-// minioFreeAddr returns a loopback address whose port was free a moment ago.
-func minioFreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startMinIO starts a MinIO server on free loopback ports with a temporary
 // data directory, waits until it is ready and creates the bucket
 // minioBucket. The server is stopped when the test ends.
@@ -110,8 +80,8 @@ func startMinIO(t testing.TB) *minioServer {
 		t:       t,
 		bin:     minioBinary(t),
 		dataDir: t.TempDir(),
-		Addr:    minioFreeAddr(t),
-		console: minioFreeAddr(t),
+		Addr:    freeAddr(t),
+		console: freeAddr(t),
 		Bucket:  minioBucket,
 	}
 	m.Endpoint = "http://" + m.Addr
@@ -144,7 +114,7 @@ func (m *minioServer) Start() {
 	if m.cmd != nil {
 		return
 	}
-	m.log = &minioLog{}
+	m.log = &lockedBuffer{}
 	cmd := exec.Command(m.bin, "server",
 		"--address", m.Addr,
 		"--console-address", m.console,

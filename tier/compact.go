@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/tier/objstore"
@@ -132,22 +131,6 @@ func (t *Tier) Compact(ctx context.Context) (CompactStats, error) {
 			"pieces", st.Pieces, "bytes", st.Bytes, "deleted", st.Deleted)
 	}
 	return st, nil
-}
-
-func (t *Tier) runCompaction() {
-	defer t.wg.Done()
-	tick := time.NewTicker(t.cfg.CompactInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.ctx.Done():
-			return
-		case <-tick.C:
-			if _, err := t.Compact(t.ctx); err != nil && t.ctx.Err() == nil {
-				t.cfg.Logger.Warn("tier compaction failed; will retry", "err", err)
-			}
-		}
-	}
 }
 
 // sweepCompacted deletes compacted objects the current manifest does not name: leftovers of

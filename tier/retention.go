@@ -93,17 +93,19 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 	return st, nil
 }
 
-func (t *Tier) runRetention() {
+// every runs job each interval until the tier closes; a failure is logged and retried on the
+// next tick. Retention and compaction are both such background passes.
+func (t *Tier) every(interval time.Duration, name string, job func(context.Context) error) {
 	defer t.wg.Done()
-	tick := time.NewTicker(t.cfg.RetentionInterval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-t.ctx.Done():
 			return
 		case <-tick.C:
-			if _, err := t.EnforceRetention(t.ctx, t.cfg.Retention); err != nil && t.ctx.Err() == nil {
-				t.cfg.Logger.Warn("tier retention failed; will retry", "err", err)
+			if err := job(t.ctx); err != nil && t.ctx.Err() == nil {
+				t.cfg.Logger.Warn("tier "+name+" failed; will retry", "err", err)
 			}
 		}
 	}

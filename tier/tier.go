@@ -283,11 +283,17 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		go t.runOffload()
 		if cfg.Retention != nil {
 			t.wg.Add(1)
-			go t.runRetention()
+			go t.every(cfg.RetentionInterval, "retention", func(ctx context.Context) error {
+				_, err := t.EnforceRetention(ctx, cfg.Retention)
+				return err
+			})
 		}
 		if !cfg.DisableCompaction {
 			t.wg.Add(1)
-			go t.runCompaction()
+			go t.every(cfg.CompactInterval, "compaction", func(ctx context.Context) error {
+				_, err := t.Compact(ctx)
+				return err
+			})
 		}
 	}
 	return t, nil

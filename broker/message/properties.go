@@ -53,17 +53,21 @@ func EncodeProperties(props map[string]string) string {
 	return b.String()
 }
 
+// nextProperty splits the first "key\x01value" piece off an encoded properties string.
+func nextProperty(s string) (piece, rest string) {
+	if i := strings.IndexByte(s, propertySeparator); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
 // DecodeProperties parses a properties string. Pieces without a name/value separator are
 // skipped, as the Go and Java clients do; it never fails.
 func DecodeProperties(s string) map[string]string {
 	props := make(map[string]string)
 	for len(s) > 0 {
 		var piece string
-		if i := strings.IndexByte(s, propertySeparator); i >= 0 {
-			piece, s = s[:i], s[i+1:]
-		} else {
-			piece, s = s, ""
-		}
+		piece, s = nextProperty(s)
 		if k, v, ok := strings.Cut(piece, string(nameValueSeparator)); ok && k != "" {
 			props[k] = v
 		}
@@ -75,11 +79,7 @@ func DecodeProperties(s string) map[string]string {
 func propertyValue(s, key string) (string, bool) {
 	for len(s) > 0 {
 		var piece string
-		if i := strings.IndexByte(s, propertySeparator); i >= 0 {
-			piece, s = s[:i], s[i+1:]
-		} else {
-			piece, s = s, ""
-		}
+		piece, s = nextProperty(s)
 		if len(piece) > len(key) && piece[len(key)] == nameValueSeparator && piece[:len(key)] == key {
 			return piece[len(key)+1:], true
 		}

@@ -29,11 +29,7 @@ type propItem struct{ key, value string }
 func ParsePropertyList(s string) (l PropertyList, ok bool) {
 	for len(s) > 0 {
 		var piece string
-		if i := strings.IndexByte(s, propertySeparator); i >= 0 {
-			piece, s = s[:i], s[i+1:]
-		} else {
-			piece, s = s, ""
-		}
+		piece, s = nextProperty(s)
 		if i := strings.IndexByte(piece, nameValueSeparator); i > 0 {
 			if !l.Set(piece[:i], piece[i+1:]) {
 				return l, false

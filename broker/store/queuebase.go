@@ -16,16 +16,7 @@ func (s *Store) EnsureQueueOffset(ctx context.Context, topic string, queueID int
 	if queueID < 0 || next < 0 {
 		return fmt.Errorf("ensure queue offset %s/%d at %d: negative queue id or offset", topic, queueID, next)
 	}
-	op := &writeOp{kind: opQueueBase, topic: topic, queue: queueID, next: next, done: make(chan struct{})}
-	if err := s.submit(ctx, op); err != nil {
-		return err
-	}
-	select {
-	case <-op.done:
-		return op.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.runControl(ctx, &writeOp{kind: opQueueBase, topic: topic, queue: queueID, next: next, done: make(chan struct{})})
 }
 
 // raiseQueueBase runs on the writer goroutine, so q.next is not being assigned meanwhile.

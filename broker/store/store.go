@@ -455,7 +455,12 @@ func (s *Store) WaitForAppend(ctx context.Context, topic string, queueID int32, 
 // commit log until retention deletes their segments but are never served again; a later
 // append to the topic starts again at queue offset 0.
 func (s *Store) DeleteTopic(ctx context.Context, topic string) error {
-	op := &writeOp{kind: opDeleteTopic, topic: topic, done: make(chan struct{})}
+	return s.runControl(ctx, &writeOp{kind: opDeleteTopic, topic: topic, done: make(chan struct{})})
+}
+
+// runControl hands a control op to the writer goroutine, which orders it with appends, and
+// waits for it.
+func (s *Store) runControl(ctx context.Context, op *writeOp) error {
 	if err := s.submit(ctx, op); err != nil {
 		return err
 	}

@@ -194,8 +194,7 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []
 }
 
 func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size, rate int, d time.Duration) error {
-	var mu sync.Mutex
-	var lat []time.Duration
+	var rec latencyRecorder
 	c, err := consumer.NewPushConsumer(
 		consumer.WithNameServer(primitive.NamesrvAddr{namesrv}),
 		consumer.WithGroupName("strata-bench-latency"),
@@ -206,14 +205,9 @@ func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size,
 	}
 	err = c.Subscribe(topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
 		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			now := time.Now().UnixNano()
-			mu.Lock()
 			for _, m := range msgs {
-				if len(m.Body) >= 8 {
-					lat = append(lat, time.Duration(now-int64(binary.BigEndian.Uint64(m.Body))))
-				}
+				rec.record(m.Body)
 			}
-			mu.Unlock()
 			return consumer.ConsumeSuccess, nil
 		})
 	if err != nil {
@@ -235,6 +229,38 @@ func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size,
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return rec.run(ctx, w, "latency", rate, size, d, func(body []byte) error {
+		_, err := p.SendSync(ctx, primitive.NewMessage(topic, append([]byte(nil), body...)))
+		return err
+	})
+}
+
+// latencyRecorder collects publish-to-consume latencies from bodies that begin with their
+// send time in Unix nanoseconds; both --target strata and --target nats use it.
+type latencyRecorder struct {
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+func (r *latencyRecorder) record(body []byte) {
+	now := time.Now().UnixNano()
+	if len(body) < 8 {
+		return
+	}
+	r.mu.Lock()
+	r.lat = append(r.lat, time.Duration(now-int64(binary.BigEndian.Uint64(body))))
+	r.mu.Unlock()
+}
+
+func (r *latencyRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.lat)
+}
+
+// run sends rate messages a second for d through send, each stamped with its send time, waits
+// up to 10 s for the consumer to record them all, and prints the percentiles.
+func (r *latencyRecorder) run(ctx context.Context, w io.Writer, label string, rate, size int, d time.Duration, send func(body []byte) error) error {
 	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
 	defer tick.Stop()
 	end := time.Now().Add(d)
@@ -243,27 +269,21 @@ func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size,
 	for time.Now().Before(end) && ctx.Err() == nil {
 		<-tick.C
 		binary.BigEndian.PutUint64(body, uint64(time.Now().UnixNano()))
-		if _, err := p.SendSync(ctx, primitive.NewMessage(topic, append([]byte(nil), body...))); err == nil {
+		if send(body) == nil {
 			sentN++
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(lat)
-		mu.Unlock()
-		if n >= sentN {
-			break
-		}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && r.count() < sentN; {
 		time.Sleep(100 * time.Millisecond)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lat := r.lat
 	if len(lat) == 0 {
-		return fmt.Errorf("no message came back within 10s of the last send")
+		return fmt.Errorf("%s: no message came back within 10s of the last send", label)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	fmt.Fprintf(w, "latency: %d of %d messages, publish-to-consume p50 %v p99 %v max %v\n",
-		len(lat), sentN, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+	fmt.Fprintf(w, "%s: %d of %d messages, publish-to-consume p50 %v p99 %v max %v\n",
+		label, len(lat), sentN, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
 	return nil
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,49 +96,14 @@ func benchNATSLatency(ctx context.Context, w io.Writer, url, prefix string, size
 	if err != nil {
 		return err
 	}
-	var mu sync.Mutex
-	var lat []time.Duration
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		now := time.Now().UnixNano()
-		if b := m.Data(); len(b) >= 8 {
-			mu.Lock()
-			lat = append(lat, time.Duration(now-int64(binary.BigEndian.Uint64(b))))
-			mu.Unlock()
-		}
-	})
+	var rec latencyRecorder
+	cc, err := cons.Consume(func(m jetstream.Msg) { rec.record(m.Data()) })
 	if err != nil {
 		return err
 	}
 	defer cc.Stop()
-	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
-	defer tick.Stop()
-	end := time.Now().Add(d)
-	body := make([]byte, max(size, 8))
-	sentN := 0
-	for time.Now().Before(end) && ctx.Err() == nil {
-		<-tick.C
-		binary.BigEndian.PutUint64(body, uint64(time.Now().UnixNano()))
-		if _, err := js.Publish(ctx, prefix+".0", body); err == nil {
-			sentN++
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(lat)
-		mu.Unlock()
-		if n >= sentN {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(lat) == 0 {
-		return fmt.Errorf("no message came back from NATS within 10s")
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	fmt.Fprintf(w, "nats latency: %d of %d messages, publish-to-consume p50 %v p99 %v max %v\n",
-		len(lat), sentN, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
-	return nil
+	return rec.run(ctx, w, "nats latency", rate, size, d, func(body []byte) error {
+		_, err := js.Publish(ctx, prefix+".0", body)
+		return err
+	})
 }
