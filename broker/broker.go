@@ -37,6 +37,7 @@ type Broker struct {
 	tierBucket   *objstore.MetricsBucket
 	tierPointers tier.MetaPointers
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
+	incarnations *incarnations  // which incarnation each topic's local data belongs to
 
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort
@@ -109,6 +110,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: open store: %w", err)
 	}
 	b.store = st
+	if b.incarnations, err = loadIncarnations(b.incarnationsPath()); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 
 	if b.nsLn, err = net.Listen("tcp", b.cfg.NameServerListen); err != nil {
 		return fmt.Errorf("broker: listen for the name-server role on %s: %w", b.cfg.NameServerListen, err)
@@ -149,6 +153,10 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if err := b.startTier(ctx); err != nil {
 		return err
 	}
+	// Topics deleted (or deleted and created again) while this broker was down.
+	b.reconcileTopics(ctx, b.meta.view.Snapshot())
+	b.wg.Add(1)
+	go b.followTopicDeletions()
 	b.serve(b.nsServer, b.nsLn)
 	b.serve(b.brkServer, b.brkLn)
 	if b.httpLn != nil {
@@ -179,7 +187,8 @@ func (b *Broker) serve(s *remoting.Server, ln net.Listener) {
 	}()
 }
 
-// housekeeping expires silent clients and stale locks (PROTOCOL.md §1.6).
+// housekeeping expires silent clients and stale locks (PROTOCOL.md §1.6) and lowers the read
+// queues of drained shrunk topics (queuedrain.go).
 func (b *Broker) housekeeping() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.cfg.HousekeepingPeriod)
@@ -191,6 +200,7 @@ func (b *Broker) housekeeping() {
 		case now := <-t.C:
 			b.clients.expire(now.Add(-b.cfg.ClientExpiry))
 			b.locks.sweep(now)
+			b.drainReadQueues(b.ctx)
 		}
 	}
 }

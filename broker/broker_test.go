@@ -395,13 +395,23 @@ func TestConsumerOffsets(t *testing.T) {
 	env := startBroker(t, nil)
 	createTopic(t, env, "O", 2)
 	q := remoting.ExtFields{"consumerGroup": "cg", "topic": "O", "queueId": "1"}
-	wantCode(t, invoke(t, env.bk, remoting.CodeQueryConsumerOffset, q, nil), remoting.RespQueryNotFound)
+	// No committed offset on a queue that never lost a message, empty or not: 0, as
+	// RocketMQ's broker answers.
+	if r := invoke(t, env.bk, remoting.CodeQueryConsumerOffset, q, nil); r.Code != remoting.RespSuccess || r.ExtFields["offset"] != "0" {
+		t.Fatalf("fresh group on an empty queue: code %d ext %v, want offset 0", r.Code, r.ExtFields)
+	}
 	upd := remoting.ExtFields{"consumerGroup": "cg", "topic": "O", "queueId": "1", "commitOffset": "42"}
 	wantCode(t, invoke(t, env.bk, remoting.CodeUpdateConsumerOffset, upd, nil), remoting.RespSuccess)
 	resp := invoke(t, env.bk, remoting.CodeQueryConsumerOffset, q, nil)
 	wantCode(t, resp, remoting.RespSuccess)
 	if resp.ExtFields["offset"] != "42" {
 		t.Errorf("offset %v", resp.ExtFields)
+	}
+	// A lower commit (a pull consumer seeking back) sets the offset.
+	upd["commitOffset"] = "7"
+	wantCode(t, invoke(t, env.bk, remoting.CodeUpdateConsumerOffset, upd, nil), remoting.RespSuccess)
+	if r := invoke(t, env.bk, remoting.CodeQueryConsumerOffset, q, nil); r.ExtFields["offset"] != "7" {
+		t.Errorf("offset after a lower commit %v, want 7", r.ExtFields)
 	}
 	// Commit in pull.
 	ext := pullExt("O", 1, 0, "*", 0)
@@ -417,6 +427,33 @@ func TestConsumerOffsets(t *testing.T) {
 	wantCode(t, r, remoting.RespSuccess)
 	if r.ExtFields["offset"] != "0" {
 		t.Errorf("fresh group offset %v", r.ExtFields)
+	}
+}
+
+// TestUnregisterClientDropsOnlyNamedGroups: one connection carries two consumer groups and a
+// producer group; UNREGISTER_CLIENT of one consumer group leaves the others registered.
+func TestUnregisterClientDropsOnlyNamedGroups(t *testing.T) {
+	env := startBroker(t, nil)
+	createTopic(t, env, "U", 1)
+	c := dial(t, env.b.BrokerAddr(), nil)
+	for _, g := range []string{"cg1", "cg2"} {
+		wantCode(t, invoke(t, c, remoting.CodeHeartBeat, nil, heartbeat("10.0.0.9@9", g, "U", "*")), remoting.RespSuccess)
+	}
+	wantCode(t, invoke(t, c, remoting.CodeUnregisterClient, remoting.ExtFields{"clientID": "10.0.0.9@9", "consumerGroup": "cg1"}, nil), remoting.RespSuccess)
+	if r := invoke(t, c, remoting.CodeGetConsumerListByGroup, remoting.ExtFields{"consumerGroup": "cg1"}, nil); r.Code == remoting.RespSuccess {
+		t.Fatalf("cg1 still listed after unregistering it: %s", r.Body)
+	}
+	r := invoke(t, c, remoting.CodeGetConsumerListByGroup, remoting.ExtFields{"consumerGroup": "cg2"}, nil)
+	wantCode(t, r, remoting.RespSuccess)
+	if string(r.Body) != `{"consumerIdList":["10.0.0.9@9"]}` {
+		t.Fatalf("cg2 after unregistering cg1: %s", r.Body)
+	}
+	if got := env.b.clients.producerConns("pg"); len(got) != 1 {
+		t.Fatalf("producer group pg has %d connections after unregistering a consumer group, want 1", len(got))
+	}
+	wantCode(t, invoke(t, c, remoting.CodeUnregisterClient, remoting.ExtFields{"clientID": "10.0.0.9@9", "producerGroup": "pg"}, nil), remoting.RespSuccess)
+	if got := env.b.clients.producerConns("pg"); len(got) != 0 {
+		t.Fatalf("producer group pg has %d connections after unregistering it", len(got))
 	}
 }
 

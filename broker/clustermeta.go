@@ -22,11 +22,15 @@ const (
 // topicInfo is a topic with its route, as the broker uses it.
 type topicInfo struct {
 	Name string
-	// ReadQueueNums and WriteQueueNums are cluster-wide totals.
+	// ReadQueueNums and WriteQueueNums are the counts a broker group gets when the topic is
+	// placed on it; each group's current counts are in Queues.
 	ReadQueueNums  int
 	WriteQueueNums int
 	Perm           int
-	// Queues is the route: each live broker group's share, numbered 0..n-1 within the group.
+	// Incarnation tells the topic from a deleted one of the same name (meta.TopicConfig).
+	Incarnation int64
+	// Queues is the route: each broker group's share, numbered 0..n-1 within the group. A
+	// group keeps its share for life, live or not.
 	Queues []groupQueues
 }
 
@@ -45,6 +49,11 @@ func (t topicInfo) share(name string) (groupQueues, bool) {
 		}
 	}
 	return groupQueues{}, false
+}
+
+func (t topicInfo) hasShare(name string) bool {
+	_, ok := t.share(name)
+	return ok
 }
 
 // brokerInfo is a broker group's acting master.
@@ -72,8 +81,8 @@ func defaultGroupInfo(name string) groupInfo {
 const viewWait = 10 * time.Second
 
 // clusterMeta is the broker's window on etcd (package meta): a watched view for reads (no I/O
-// on the request path), the membership registration, the route keeper and the batched
-// offset store of this broker group.
+// on the request path), the membership registration and the batched offset store of this
+// broker group.
 type clusterMeta struct {
 	c           *meta.Client
 	cluster     string
@@ -82,11 +91,9 @@ type clusterMeta struct {
 	offsets     *meta.OffsetStore
 	fences      resetFences // offsets.go: queues just reset ignore stale commits
 	reg         *meta.Registration
-	keeper      *meta.RouteKeeper
 }
 
-// openClusterMeta loads the view and this group's offsets, registers the broker and starts
-// the route keeper.
+// openClusterMeta loads the view and this group's offsets and registers the broker.
 func openClusterMeta(ctx context.Context, c *meta.Client, cfg *Config, info meta.BrokerInfo) (m *clusterMeta, err error) {
 	m = &clusterMeta{c: c, cluster: cfg.ClusterName, brokerGroup: cfg.BrokerName}
 	defer func() {
@@ -103,7 +110,6 @@ func openClusterMeta(ctx context.Context, c *meta.Client, cfg *Config, info meta
 	if m.reg, err = c.Register(ctx, info, 0); err != nil {
 		return nil, fmt.Errorf("register broker in etcd: %w", err)
 	}
-	m.keeper = c.StartRouteKeeper(info.Name, 0)
 	if err := m.waitView(ctx, func(s *meta.Snapshot) bool { _, ok := s.Brokers[info.Group+"/"+info.Name]; return ok }); err != nil {
 		return nil, fmt.Errorf("wait for own registration: %w", err)
 	}
@@ -115,11 +121,6 @@ func (m *clusterMeta) close(ctx context.Context) error {
 	var errs []error
 	if m.offsets != nil {
 		if err := m.offsets.Close(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if m.keeper != nil {
-		if err := m.keeper.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -173,7 +174,7 @@ func topicFrom(s *meta.Snapshot, name string) (topicInfo, bool) {
 	if !ok {
 		return topicInfo{}, false
 	}
-	ti := topicInfo{Name: name, ReadQueueNums: int(t.ReadQueues), WriteQueueNums: int(t.WriteQueues), Perm: int(t.Perm)}
+	ti := topicInfo{Name: name, ReadQueueNums: int(t.ReadQueues), WriteQueueNums: int(t.WriteQueues), Perm: int(t.Perm), Incarnation: t.Incarnation}
 	for _, q := range s.Routes[name].Queues {
 		ti.Queues = append(ti.Queues, groupQueues{BrokerName: q.Group, ReadQueueNums: int(q.ReadQueues), WriteQueueNums: int(q.WriteQueues)})
 	}
@@ -206,35 +207,69 @@ func routed(name string) func(*meta.Snapshot) bool {
 	}
 }
 
-// putTopic creates or replaces a topic and waits until the view shows it.
-func (m *clusterMeta) putTopic(ctx context.Context, t topicInfo) error {
+// waitRoute waits until the view shows topic with route r.
+func (m *clusterMeta) waitRoute(ctx context.Context, topic string, r meta.Route) error {
+	return m.waitView(ctx, func(s *meta.Snapshot) bool {
+		cur, ok := s.Routes[topic]
+		_, t := s.Topics[topic]
+		return t && ok && cur.Equal(r)
+	})
+}
+
+// putTopic creates t with its queue counts on each of groups (every live group when nil), or,
+// if it exists, sets those counts on those groups (every group of its route when nil) as
+// RocketMQ's UPDATE_AND_CREATE_TOPIC does: growing at once, shrinking write queues first
+// (read queues follow once drained, drainReadQueues). It waits until the view shows the result.
+func (m *clusterMeta) putTopic(ctx context.Context, t topicInfo, groups []string) error {
 	mt := metaTopic(t)
-	err := m.c.CreateTopic(ctx, mt)
+	err := m.c.CreateTopic(ctx, mt, groups...)
 	if errors.Is(err, meta.ErrExists) {
-		err = m.c.UpdateTopic(ctx, mt)
+		var r meta.Route
+		if r, err = m.c.UpdateQueues(ctx, t.Name, mt.ReadQueues, mt.WriteQueues, groups...); err == nil {
+			if cur, ok := m.topic(t.Name); ok && cur.Perm != t.Perm {
+				err = m.c.UpdateTopic(ctx, mt)
+			}
+			if err == nil {
+				return m.waitRoute(ctx, t.Name, r)
+			}
+		}
 	}
 	if err != nil {
 		return err
 	}
-	return m.waitView(ctx, func(s *meta.Snapshot) bool {
-		cur, ok := s.Topics[t.Name]
-		_, r := s.Routes[t.Name]
-		return ok && r && cur.ReadQueues == mt.ReadQueues && cur.WriteQueues == mt.WriteQueues && cur.Perm == mt.Perm
-	})
+	return m.waitView(ctx, routed(t.Name))
 }
 
-// createTopicIfAbsent creates t unless it exists and returns the topic as the view holds it.
-func (m *clusterMeta) createTopicIfAbsent(ctx context.Context, t topicInfo) (topicInfo, error) {
-	if cur, ok := m.topic(t.Name); ok {
+// createTopicIfAbsent creates t on every live group unless it exists, makes sure group has a
+// share of it (system topics must be writable on every group), and returns the topic as the
+// view holds it.
+func (m *clusterMeta) createTopicIfAbsent(ctx context.Context, t topicInfo, group string) (topicInfo, error) {
+	cur, ok := m.topic(t.Name)
+	if !ok {
+		err := m.c.CreateTopic(ctx, metaTopic(t))
+		if errors.Is(err, meta.ErrNoBrokerGroup) {
+			// Only this broker's own registration is not visible yet.
+			err = m.c.CreateTopic(ctx, metaTopic(t), group)
+		}
+		if err != nil && !errors.Is(err, meta.ErrExists) {
+			return topicInfo{}, err
+		}
+		if err := m.waitView(ctx, routed(t.Name)); err != nil {
+			return topicInfo{}, err
+		}
+		cur, _ = m.topic(t.Name)
+	}
+	if _, ok := cur.share(group); ok {
 		return cur, nil
 	}
-	if err := m.c.CreateTopic(ctx, metaTopic(t)); err != nil && !errors.Is(err, meta.ErrExists) {
+	r, err := m.c.AddGroup(ctx, t.Name, group, int32(t.WriteQueueNums))
+	if err != nil {
 		return topicInfo{}, err
 	}
-	if err := m.waitView(ctx, routed(t.Name)); err != nil {
+	if err := m.waitRoute(ctx, t.Name, r); err != nil {
 		return topicInfo{}, err
 	}
-	cur, _ := m.topic(t.Name)
+	cur, _ = m.topic(t.Name)
 	return cur, nil
 }
 

@@ -189,6 +189,35 @@ func (r *clientRegistry) removeConn(id uint64) {
 	r.mu.Unlock()
 }
 
+// unregister serves UNREGISTER_CLIENT (35): it drops only the named producer and consumer
+// groups' registrations made on conn (RocketMQ matches the channel), so a process whose
+// consumers share one connection keeps its other groups when one shuts down.
+func (r *clientRegistry) unregister(connID uint64, producerGroup, consumerGroup string) {
+	var notifyConns []*remoting.Conn
+	notify := false
+	r.mu.Lock()
+	if g := r.consumers[consumerGroup]; consumerGroup != "" && g != nil {
+		if ch, ok := g.channels[connID]; ok {
+			delete(g.channels, connID)
+			if len(g.channels) == 0 {
+				delete(r.consumers, consumerGroup)
+			} else if ch.messageModel != messageModelBroadcasting {
+				notify, notifyConns = true, g.connsLocked()
+			}
+		}
+	}
+	if m := r.producers[producerGroup]; producerGroup != "" && m != nil {
+		delete(m, connID)
+		if len(m) == 0 {
+			delete(r.producers, producerGroup)
+		}
+	}
+	r.mu.Unlock()
+	if notify {
+		r.notify(consumerGroup, notifyConns)
+	}
+}
+
 // expire drops registrations without a heartbeat since before deadline.
 func (r *clientRegistry) expire(deadline time.Time) {
 	r.removeWhere(func(_ uint64, last time.Time) bool { return last.Before(deadline) })
@@ -230,6 +259,17 @@ func (r *clientRegistry) removeWhere(drop func(connID uint64, last time.Time) bo
 	for _, c := range changes {
 		r.notify(c.group, c.conns)
 	}
+}
+
+// producerConns lists the connections of a producer group (check-back targets).
+func (r *clientRegistry) producerConns(group string) []*remoting.Conn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*remoting.Conn, 0, len(r.producers[group]))
+	for _, p := range r.producers[group] {
+		out = append(out, p.conn)
+	}
+	return out
 }
 
 // consumerIDs lists the group's client ids, sorted and unique.

@@ -11,6 +11,7 @@ import (
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/meta"
 )
 
 // serveBroker dispatches the broker role's requests.
@@ -40,7 +41,7 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 	case remoting.CodeQueryMessage, remoting.CodeViewMessageByID, CodeGetTierLocation:
 		resp = b.serveQuery(ctx, req)
 	case remoting.CodeUpdateAndCreateTopic:
-		resp = b.handleCreateTopic(ctx, req)
+		resp = b.handleCreateTopic(ctx, req, []string{b.cfg.BrokerName})
 	case remoting.CodeDeleteTopicInBroker:
 		resp = b.handleDeleteTopic(ctx, req, true)
 	case remoting.CodeGetAllSubscriptionGroupConfig:
@@ -50,7 +51,7 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 	case remoting.CodeLockBatchMQ, remoting.CodeUnlockBatchMQ:
 		resp = b.handleLock(req)
 	case remoting.CodeUnregisterClient:
-		b.clients.removeConn(conn.ID())
+		b.clients.unregister(conn.ID(), req.ExtFields.StringOr("producerGroup", ""), req.ExtFields.StringOr("consumerGroup", ""))
 		resp = remoting.NewResponse(req, remoting.RespSuccess, "")
 	case remoting.CodeGetRouteInfoByTopic, remoting.CodeGetAllTopicListFromNameServer, remoting.CodeGetBrokerClusterInfo:
 		// Tools sometimes ask a broker address for routes; answer as the name server would.
@@ -80,7 +81,7 @@ func (b *Broker) handleHeartbeat(ctx context.Context, conn *remoting.Conn, req *
 			}
 		}
 		retry := retryTopicPrefix + cd.GroupName
-		if _, ok := b.meta.topic(retry); !ok {
+		if t, ok := b.meta.topic(retry); !ok || !t.hasShare(b.cfg.BrokerName) {
 			if _, err := b.ensureTopic(ctx, retry, 1); err != nil {
 				b.log.Warn("heartbeat: create retry topic", "topic", retry, "err", err)
 			}
@@ -124,9 +125,11 @@ func parseQueueRef(ext remoting.ExtFields) (queueRef, error) {
 	return queueRef{t, q}, nil
 }
 
-// handleQueryOffset answers the committed offset, or QUERY_NOT_FOUND (22). Like Java, a group
-// with no offset on a queue whose messages all still exist (min offset 0) gets 0, so a new
-// group on a young topic reads from the start (§6.7).
+// handleQueryOffset answers the committed offset, or QUERY_NOT_FOUND (22). As RocketMQ's
+// broker does, a group with no offset on a queue that never lost a message (min offset 0 in
+// both tiers, empty queues included) gets 0, so a new group on a young topic reads from the
+// start (§6.7); otherwise QUERY_NOT_FOUND with Java's remark, which clients treat as "no
+// offset yet" and answer with their ConsumeFromWhere.
 func (b *Broker) handleQueryOffset(req *remoting.Command) *remoting.Command {
 	group, err := req.ExtFields.String("consumerGroup")
 	if err != nil {
@@ -137,13 +140,11 @@ func (b *Broker) handleQueryOffset(req *remoting.Command) *remoting.Command {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
 	}
 	off, ok := b.meta.offset(group, q.topic, q.queueID)
-	if !ok {
-		if b.store.MaxOffset(q.topic, q.queueID) > 0 && b.queueMinOffset(q.topic, q.queueID) == 0 && !b.clients.consumesFromTimestamp(group) {
-			off, ok = 0, true
-		}
+	if !ok && b.queueMinOffset(q.topic, q.queueID) == 0 && !b.clients.consumesFromTimestamp(group) {
+		off, ok = 0, true
 	}
 	if !ok {
-		return remoting.NewResponse(req, remoting.RespQueryNotFound, fmt.Sprintf("group %s has no committed offset for %s queue %d", group, q.topic, q.queueID))
+		return remoting.NewResponse(req, remoting.RespQueryNotFound, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first")
 	}
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.ExtFields.SetInt64("offset", off)
@@ -170,9 +171,14 @@ func (b *Broker) handleUpdateOffset(req *remoting.Command) *remoting.Command {
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
-// handleCreateTopic serves UPDATE_AND_CREATE_TOPIC (17) on both roles: it writes the topic to
-// etcd, so its route is visible at once.
-func (b *Broker) handleCreateTopic(ctx context.Context, req *remoting.Command) *remoting.Command {
+// handleCreateTopic serves UPDATE_AND_CREATE_TOPIC (17): it creates the topic, or sets its
+// queue counts, on groups and writes it to etcd, so its route is visible at once. The broker
+// role passes its own group, as a RocketMQ broker creates the topic on itself; the name-server
+// role passes the groups of Strata's brokerGroups extField (comma-separated), or nil for every
+// live group (new topic) or every group of its route (existing topic), as mqadmin's
+// updateTopic -c does for a cluster. Queue counts are per group; a shrink lowers write queues
+// at once and read queues once drained (drainReadQueues).
+func (b *Broker) handleCreateTopic(ctx context.Context, req *remoting.Command, groups []string) *remoting.Command {
 	topic, err := req.ExtFields.String("topic")
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
@@ -198,16 +204,24 @@ func (b *Broker) handleCreateTopic(ctx context.Context, req *remoting.Command) *
 	if read < 1 || write < 1 || read > 1024 || write > 1024 {
 		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("queue counts read=%d write=%d must be in 1..1024", read, write))
 	}
-	if err := b.meta.putTopic(ctx, topicInfo{Name: topic, ReadQueueNums: int(read), WriteQueueNums: int(write), Perm: int(perm) & (permRW | permInherit)}); err != nil {
-		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("create topic %s: %v", topic, err))
+	if read < write {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf(
+			"readQueueNums %d < writeQueueNums %d: messages on the extra write queues could never be read", read, write))
+	}
+	if err := b.meta.putTopic(ctx, topicInfo{Name: topic, ReadQueueNums: int(read), WriteQueueNums: int(write), Perm: int(perm) & (permRW | permInherit)}, groups); err != nil {
+		code := int16(remoting.RespSystemError)
+		if errors.Is(err, meta.ErrNoBrokerGroup) || errors.Is(err, meta.ErrInvalidName) {
+			code = remoting.RespInvalidParameter
+		}
+		return remoting.NewResponse(req, code, fmt.Sprintf("create topic %s: %v", topic, err))
 	}
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
-// handleDeleteTopic serves DELETE_TOPIC_IN_BROKER (215, also drops local data) and
-// DELETE_TOPIC_IN_NAMESRV (216). Dropping the data (deleteTopicData, topicdelete.go) also
-// tombstones the topic in the cold tier, so deleted records are never served again, and a
-// recreated topic's queues continue after the deleted offsets rather than restart at 0.
+// handleDeleteTopic serves DELETE_TOPIC_IN_BROKER (215, also drops local data at once) and
+// DELETE_TOPIC_IN_NAMESRV (216). Every broker group drops its data of the deleted topic when
+// its view shows the deletion (topicdelete.go): the hot store, a tombstone in the cold tier,
+// and the consumer offsets, so a recreated topic starts at offset 0 for every group.
 func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, local bool) *remoting.Command {
 	topic, err := req.ExtFields.String("topic")
 	if err != nil {
@@ -217,7 +231,7 @@ func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, l
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s: %v", topic, err))
 	}
 	if local {
-		if err := b.deleteTopicData(ctx, topic); err != nil {
+		if err := b.dropTopic(ctx, topic); err != nil {
 			return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s data: %v", topic, err))
 		}
 	}

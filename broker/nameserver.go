@@ -27,7 +27,11 @@ func (b *Broker) serveNameServer(ctx context.Context, conn *remoting.Conn, req *
 	case remoting.CodeDeleteTopicInNameSrv:
 		resp = b.handleDeleteTopic(ctx, req, false)
 	case remoting.CodeUpdateAndCreateTopic:
-		resp = b.handleCreateTopic(ctx, req)
+		var groups []string
+		if list := req.ExtFields.StringOr("brokerGroups", ""); list != "" {
+			groups = strings.Split(list, ",")
+		}
+		resp = b.handleCreateTopic(ctx, req, groups)
 	default:
 		resp = remoting.NewResponse(req, remoting.RespRequestCodeNotSupported,
 			fmt.Sprintf("request code %d is not served by the name-server role; send it to the broker address from the route", req.Code))

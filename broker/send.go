@@ -123,7 +123,7 @@ func (b *Broker) writableQueue(ctx context.Context, topic string, queueID int32,
 	t, ok := b.meta.topic(topic)
 	if !ok {
 		switch {
-		case strings.HasPrefix(topic, retryTopicPrefix) || strings.HasPrefix(topic, dlqTopicPrefix):
+		case isGroupSystemTopic(topic):
 			var err error
 			if t, err = b.ensureTopic(ctx, topic, 1); err != nil {
 				return 0, sendErrorf(remoting.RespSystemError, "create %s: %v", topic, err)
@@ -140,29 +140,41 @@ func (b *Broker) writableQueue(ctx context.Context, topic string, queueID int32,
 	if t.Perm&permWrite == 0 {
 		return 0, sendErrorf(remoting.RespNoPermission, "topic %s is not writable (perm %d)", topic, t.Perm)
 	}
+	if err := b.checkIncarnation(ctx, t); err != nil {
+		return 0, sendErrorf(remoting.RespSystemError, "%v", err)
+	}
 	share, ok := t.share(b.cfg.BrokerName)
+	if !ok && isGroupSystemTopic(topic) {
+		// A broker group that joined after the consumer group's system topic was made.
+		var err error
+		if t, err = b.ensureTopic(ctx, topic, 1); err != nil {
+			return 0, sendErrorf(remoting.RespSystemError, "add broker group %s to %s: %v", b.cfg.BrokerName, topic, err)
+		}
+		share, ok = t.share(b.cfg.BrokerName)
+	}
 	if !ok || share.WriteQueueNums == 0 {
 		return 0, sendErrorf(remoting.RespTopicNotExist, "topic %s has no writable queue on broker %s; refresh the route", topic, b.cfg.BrokerName)
 	}
 	if queueID < 0 {
 		queueID = rand.Int32N(int32(share.WriteQueueNums))
 	}
-	if int(queueID) >= max(share.WriteQueueNums, share.ReadQueueNums) {
-		return 0, sendErrorf(remoting.RespInvalidParameter, "queue %d of topic %s does not exist on broker %s (it has %d)", queueID, topic, b.cfg.BrokerName, share.WriteQueueNums)
+	if int(queueID) >= share.WriteQueueNums {
+		return 0, sendErrorf(remoting.RespInvalidParameter, "queue %d of topic %s is not writable on broker %s (it has %d write queues); refresh the route",
+			queueID, topic, b.cfg.BrokerName, share.WriteQueueNums)
 	}
 	return queueID, nil
 }
 
-// ensureTopic creates topic with n queues unless it exists, and returns it.
+// isGroupSystemTopic reports whether topic is a consumer group's retry or dead-letter topic,
+// which every broker group writes to (send-back lands on the broker that served the pull).
+func isGroupSystemTopic(topic string) bool {
+	return strings.HasPrefix(topic, retryTopicPrefix) || strings.HasPrefix(topic, dlqTopicPrefix)
+}
+
+// ensureTopic creates topic with n queues per group unless it exists, gives this broker's
+// group a share if it has none, and returns it.
 func (b *Broker) ensureTopic(ctx context.Context, topic string, n int) (topicInfo, error) {
-	t, err := b.meta.createTopicIfAbsent(ctx, topicInfo{Name: topic, ReadQueueNums: n, WriteQueueNums: n, Perm: permRW})
-	if err != nil {
-		return t, err
-	}
-	if _, ok := t.share(b.cfg.BrokerName); !ok {
-		return t, fmt.Errorf("topic %s is not routed to broker %s", topic, b.cfg.BrokerName)
-	}
-	return t, nil
+	return b.meta.createTopicIfAbsent(ctx, topicInfo{Name: topic, ReadQueueNums: n, WriteQueueNums: n, Perm: permRW}, b.cfg.BrokerName)
 }
 
 // handleSend serves SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_REPLY_MESSAGE (324).

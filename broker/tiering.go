@@ -22,7 +22,7 @@ import (
 //     tier pointer from etcd; an empty commit log starts at the offload watermark, so a
 //     broker whose disk was wiped continues the commit log after what the bucket holds.
 //   - startTier (Start, before serving) opens the tier, continues every cold queue's
-//     offsets after the tier's last offset, submits sealed segments (those on disk now and
+//     offsets after the tier's last visible offset, submits sealed segments (those on disk now and
 //     every later seal) for offload and lets the store delete a local segment only once it
 //     is offloaded and older than LocalRetention.
 //   - readCold (pull.go) serves offsets below the local min offset from the bucket.
@@ -132,18 +132,19 @@ func (b *Broker) startTier(ctx context.Context) error {
 		return fmt.Errorf("broker: the local commit log in %s ends at %d, below the cold tier's offload watermark %d: the data directory is older than the bucket; move it aside and restart (the broker then serves everything offloaded from the bucket)",
 			b.cfg.Store.Dir, end, wm)
 	}
+	// Cold queues continue after what the tier holds of their live incarnation (a deleted
+	// topic's records are hidden, so a recreated one starts at 0).
 	next := map[store.QueueID]int64{}
 	for _, s := range t.Manifest().Segments {
 		for _, q := range s.Queues {
 			k := store.QueueID{Topic: q.Topic, QueueID: q.QueueID}
-			next[k] = max(next[k], q.LastOffset+1)
-		}
-	}
-	for _, ts := range t.Tombstones() {
-		// A deleted topic's queues continue after the deleted offsets (topicdelete.go).
-		for _, q := range ts.Next {
-			k := store.QueueID{Topic: ts.Topic, QueueID: q.QueueID}
-			next[k] = max(next[k], q.Next)
+			if _, seen := next[k]; seen {
+				continue
+			}
+			next[k] = 0
+			if _, last, ok := t.QueueRange(q.Topic, q.QueueID); ok {
+				next[k] = last + 1
+			}
 		}
 	}
 	for k, n := range next {

@@ -2,30 +2,217 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier"
 )
 
-// Deleting a topic's data, consistently across the hot and the cold tier:
+// Deleting a topic, consistently across the hot and the cold tier and across broker groups:
 //
-//   - The hot store writes its local tombstone (broker/store FORMAT.md) and drops the
-//     topic's queues.
-//   - The cold tier records a tier.Tombstone {topic, commit-log position at deletion, next
-//     queue offsets} in its manifest (and an object of its own) in the bucket, so every
-//     reader — this broker after a restart or over a wiped data directory, other brokers
-//     of the group, and the brokerless retro/query tools — skips the deleted records.
-//   - Offload drops records of a deleted topic below its tombstone (and every record of a
-//     topic while its deletion is in flight), so no segment object written afterwards
-//     mixes the two incarnations.
-//   - A recreated topic CONTINUES each queue's offsets after the deleted ones instead of
-//     restarting at 0: queue offsets never repeat within a queue, so a consumer group's
-//     stale committed offset (at most the old max offset) never points into the new
-//     incarnation's middle and never beyond its max; the group resumes at the new
-//     incarnation's first message. The group offsets in etcd therefore need no clearing.
+//   - A topic's incarnation is the etcd create revision of its config (meta.TopicConfig).
+//     Deleting it and creating it again makes a new incarnation whose queues start at offset
+//     0, as in RocketMQ.
+//   - Every broker drops its group's data of a deleted incarnation (deleteTopicData): when it
+//     sees the topic vanish from the view, when a send finds the view's incarnation newer than
+//     the one its local data belongs to (a delete and re-create it slept through), and at
+//     start for topics deleted while it was down. DELETE_TOPIC_IN_BROKER does it at once on
+//     the broker that receives it; the others follow their views.
+//   - Dropping the data: the hot store writes its local tombstone (broker/store FORMAT.md)
+//     and drops the queues; the cold tier records a tier.Tombstone {topic, commit-log
+//     position at deletion} in its manifest (and an object of its own), so every reader —
+//     this broker after a restart or over a wiped data directory, other members of the group,
+//     and the brokerless retro/query tools — skips the deleted records; offload drops records
+//     of a deleted topic below its tombstone (and every record of a topic while its deletion
+//     is in flight), so no segment object written afterwards mixes the two incarnations; and
+//     the group's consumer offsets of the topic are deleted from etcd, so a group reading the
+//     new incarnation starts at its first message instead of an offset past its end.
+//   - The incarnation each local topic's data belongs to is kept in
+//     <DataDir>/topic-incarnations (JSON {"v":1,"topics":{"T":rev}}), written only when a
+//     topic is first written under a new incarnation.
+
+// incarnationFileVersion is the "v" of the topic-incarnations file.
+const incarnationFileVersion = 1
+
+// incarnations maps each topic with local data to the incarnation that data belongs to.
+// Reads are lock-free (the send path asks on every message); changes copy the map.
+type incarnations struct {
+	path  string
+	known atomic.Pointer[map[string]int64]
+	mu    sync.Mutex // serialises changes, the file write and the deletions they cause
+}
+
+type incarnationFile struct {
+	Version int              `json:"v"`
+	Topics  map[string]int64 `json:"topics"`
+}
+
+func loadIncarnations(path string) (*incarnations, error) {
+	inc := &incarnations{path: path}
+	m := map[string]int64{}
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	default:
+		var f incarnationFile
+		if err := json.Unmarshal(raw, &f); err != nil || f.Version != incarnationFileVersion {
+			return nil, fmt.Errorf("%s is not a version %d topic-incarnations file (%v); move it aside to rebuild it from the cluster's topics", path, incarnationFileVersion, err)
+		}
+		if f.Topics != nil {
+			m = f.Topics
+		}
+	}
+	inc.known.Store(&m)
+	return inc, nil
+}
+
+func (in *incarnations) get(topic string) (int64, bool) {
+	v, ok := (*in.known.Load())[topic]
+	return v, ok
+}
+
+// setLocked stores the incarnation of topic (0 removes it) and writes the file; callers hold mu.
+func (in *incarnations) setLocked(topic string, rev int64) error {
+	m := maps.Clone(*in.known.Load())
+	if rev == 0 {
+		delete(m, topic)
+	} else {
+		m[topic] = rev
+	}
+	raw, _ := json.Marshal(incarnationFile{Version: incarnationFileVersion, Topics: m})
+	tmp := in.path + ".tmp"
+	if err := writeFileSync(tmp, raw); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, in.path); err != nil {
+		return fmt.Errorf("topic incarnations: %w", err)
+	}
+	in.known.Store(&m)
+	return nil
+}
+
+func writeFileSync(path string, data []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("topic incarnations: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("topic incarnations: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkIncarnation is called before this broker writes to t: data of an older incarnation of
+// the topic is dropped first, and t's incarnation is recorded as the one local data belongs to.
+func (b *Broker) checkIncarnation(ctx context.Context, t topicInfo) error {
+	if rev, ok := b.incarnations.get(t.Name); ok && rev == t.Incarnation || t.Incarnation == 0 {
+		return nil
+	}
+	in := b.incarnations
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	rev, ok := in.get(t.Name)
+	if ok && rev == t.Incarnation {
+		return nil
+	}
+	if ok && rev != t.Incarnation {
+		b.log.Info("topic was deleted and created again; dropping the old incarnation's local data",
+			"topic", t.Name, "old_incarnation", rev, "incarnation", t.Incarnation)
+		if err := b.deleteTopicData(ctx, t.Name); err != nil {
+			return fmt.Errorf("drop data of the deleted incarnation of topic %s: %w", t.Name, err)
+		}
+	}
+	return in.setLocked(t.Name, t.Incarnation)
+}
+
+// reconcileTopics drops the local data of every topic the view no longer has, or has under a
+// newer incarnation, and records the incarnation of local topics not yet recorded (data
+// written before incarnations were kept belongs to the topic the view holds now).
+func (b *Broker) reconcileTopics(ctx context.Context, s *meta.Snapshot) {
+	in := b.incarnations
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	local := map[string]bool{}
+	for _, q := range b.store.Queues() {
+		local[q.Topic] = true
+	}
+	for topic := range *in.known.Load() {
+		local[topic] = true
+	}
+	for topic := range local {
+		cur, exists := s.Topics[topic]
+		rev, recorded := in.get(topic)
+		switch {
+		case exists && recorded && rev == cur.Incarnation:
+			continue
+		case exists && !recorded:
+			if err := in.setLocked(topic, cur.Incarnation); err != nil {
+				b.log.Warn("record topic incarnation", "topic", topic, "err", err)
+			}
+			continue
+		}
+		b.log.Info("topic deleted; dropping this broker group's data of it", "topic", topic)
+		if err := b.deleteTopicData(ctx, topic); err != nil {
+			b.log.Warn("drop data of a deleted topic; retrying at the next change", "topic", topic, "err", err)
+			continue
+		}
+		next := int64(0)
+		if exists {
+			next = cur.Incarnation
+		}
+		if err := in.setLocked(topic, next); err != nil {
+			b.log.Warn("record topic incarnation", "topic", topic, "err", err)
+		}
+	}
+}
+
+// followTopicDeletions runs reconcileTopics whenever the view's topics change (the view
+// copies its topic map only then, so comparing the maps' identity is enough).
+func (b *Broker) followTopicDeletions() {
+	defer b.wg.Done()
+	var last uintptr
+	for {
+		s, changed := b.meta.view.Current()
+		if id := reflect.ValueOf(s.Topics).Pointer(); id != last {
+			last = id
+			b.reconcileTopics(b.ctx, s)
+		}
+		select {
+		case <-changed:
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+// dropTopic drops this group's data of a deleted topic at once (DELETE_TOPIC_IN_BROKER).
+func (b *Broker) dropTopic(ctx context.Context, topic string) error {
+	in := b.incarnations
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if err := b.deleteTopicData(ctx, topic); err != nil {
+		return err
+	}
+	return in.setLocked(topic, 0)
+}
 
 // pendingDeletes tracks topics whose deletion is in flight, for offload.
 type pendingDeletes struct {
@@ -62,29 +249,9 @@ func (p *pendingDeletes) any() bool {
 	return len(p.m) > 0
 }
 
-// deleteTopicData drops topic's data on this broker group in both tiers and makes its
-// queues continue after the deleted offsets.
+// deleteTopicData drops topic's data on this broker group in both tiers and its consumer
+// offsets; the topic's next incarnation starts at offset 0.
 func (b *Broker) deleteTopicData(ctx context.Context, topic string) error {
-	next := map[int32]int64{}
-	for _, q := range b.store.Queues() {
-		if q.Topic == topic {
-			next[q.QueueID] = max(next[q.QueueID], b.store.MaxOffset(topic, q.QueueID))
-		}
-	}
-	if b.tier != nil {
-		if ts, ok := b.tier.Tombstone(topic); ok {
-			for _, q := range ts.Next {
-				next[q.QueueID] = max(next[q.QueueID], q.Next)
-			}
-		}
-		for _, s := range b.tier.Manifest().Segments {
-			for _, q := range s.Queues {
-				if q.Topic == topic {
-					next[q.QueueID] = max(next[q.QueueID], q.LastOffset+1)
-				}
-			}
-		}
-	}
 	b.deleting.add(topic)
 	defer b.deleting.done(topic)
 	if err := b.store.DeleteTopic(ctx, topic); err != nil {
@@ -92,19 +259,12 @@ func (b *Broker) deleteTopicData(ctx context.Context, topic string) error {
 	}
 	if b.tier != nil {
 		ts := tier.Tombstone{Topic: topic, Position: b.store.MaxCommitLogOffset()}
-		for q, n := range next {
-			ts.Next = append(ts.Next, tier.TombstoneQueue{QueueID: q, Next: n})
-		}
-		sort.Slice(ts.Next, func(i, j int) bool { return ts.Next[i].QueueID < ts.Next[j].QueueID })
 		if err := b.tier.AddTombstone(ctx, ts); err != nil {
 			return fmt.Errorf("the local data is deleted but the cold tier still holds it: %w; delete the topic again once the bucket is reachable", err)
 		}
 	}
-	for q, n := range next {
-		if err := b.store.EnsureQueueOffset(ctx, topic, q, n); err != nil {
-			// Only a send racing the deletion gets here; the queue then restarts lower.
-			b.log.Warn("deleted topic: queue offsets do not continue", "topic", topic, "queue", q, "next", n, "err", err)
-		}
+	if err := b.meta.offsets.Forget(ctx, topic); err != nil {
+		return fmt.Errorf("the data is deleted but the consumer offsets of the topic are not: %w; delete the topic again once etcd is reachable", err)
 	}
 	return nil
 }
@@ -142,4 +302,13 @@ func (b *Broker) keepForOffload(pos int64, rec []byte) (bool, error) {
 		return false, fmt.Errorf("offload: record at %d: %w", pos, err)
 	}
 	return !b.offloadHides(h.Topic, pos), nil
+}
+
+// incarnationsPath is where the broker keeps its topic incarnations.
+func (b *Broker) incarnationsPath() string {
+	dir := b.cfg.DataDir
+	if dir == "" {
+		dir = b.cfg.Store.Dir
+	}
+	return filepath.Join(dir, "topic-incarnations")
 }

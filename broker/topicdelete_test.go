@@ -7,6 +7,7 @@ import (
 
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier"
 )
 
@@ -47,19 +48,25 @@ func TestDeletedTopicIsNeverServedFromTheTier(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	commit := remoting.ExtFields{"consumerGroup": "cg", "topic": topic, "queueId": "0", "commitOffset": "150"}
+	wantCode(t, invoke(t, env.bk, remoting.CodeUpdateConsumerOffset, commit, nil), remoting.RespSuccess)
 	wantCode(t, invoke(t, env.bk, remoting.CodeDeleteTopicInBroker, remoting.ExtFields{"topic": topic}, nil), remoting.RespSuccess)
-	ts, ok := env.b.Tier().Tombstone(topic)
-	if !ok || ts.NextOffset(0) != n+extra {
-		t.Fatalf("tombstone %+v %v; want next offset %d", ts, ok, n+extra)
+	if _, ok := env.b.Tier().Tombstone(topic); !ok {
+		t.Fatal("no tombstone in the tier for the deleted topic")
 	}
 	if _, _, ok := env.b.Tier().QueueRange(topic, 0); ok {
 		t.Fatal("the tier still reports a range for the deleted topic")
 	}
 
-	// Recreate: offsets continue after the deleted ones; enough new records to seal the
-	// segment that straddles the deletion and push them to the tier as well.
+	// Recreate: offsets start again at 0 (as in RocketMQ) and the group's old offset is
+	// gone; enough new records to seal the segment that straddles the deletion and push them
+	// to the tier as well.
 	createTopic(t, env, topic, 1)
-	const base = n + extra
+	q := remoting.ExtFields{"consumerGroup": "cg", "topic": topic, "queueId": "0"}
+	if r := invoke(t, env.bk, remoting.CodeQueryConsumerOffset, q, nil); r.ExtFields["offset"] != "0" {
+		t.Fatalf("group offset on the recreated topic: code %d %v, want 0", r.Code, r.ExtFields)
+	}
+	const base = 0
 	ids := produce(t, env, topic, base, fresh)
 	waitFor(t, "new records offloaded and dropped locally", func() bool {
 		_, last, ok := env.b.Tier().QueueRange(topic, 0)
@@ -117,8 +124,8 @@ func TestDeletedTopicIsNeverServedFromTheTier(t *testing.T) {
 }
 
 // TestDeleteTopicBeforeRecreateSurvivesWipe deletes a topic, wipes the data directory
-// before the topic is recreated, and checks its queue still continues after the deleted
-// offsets with nothing old served.
+// before the topic is recreated, and checks its queue starts again at 0 with nothing old
+// served.
 func TestDeleteTopicBeforeRecreateSurvivesWipe(t *testing.T) {
 	ctx := context.Background()
 	e := newTierEnv(t)
@@ -132,10 +139,48 @@ func TestDeleteTopicBeforeRecreateSurvivesWipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	env = e.start(t, t.TempDir(), nil)
-	if got := env.b.Store().MaxOffset(topic, 0); got != n {
-		t.Fatalf("max offset of the deleted queue after a wipe: %d, want %d", got, n)
+	if got := env.b.Store().MaxOffset(topic, 0); got != 0 {
+		t.Fatalf("max offset of the deleted queue after a wipe: %d, want 0", got)
 	}
 	createTopic(t, env, topic, 1)
-	ids := produce(t, env, topic, n, 3)
-	checkAll(t, pullAll(t, env, topic, 0, 0, n+3, "*"), ids, n)
+	ids := produce(t, env, topic, 0, 3)
+	checkAll(t, pullAll(t, env, topic, 0, 0, 3, "*"), ids, 0)
+}
+
+// TestTopicDeletedElsewhereIsDroppedHere: a topic deleted through etcd by someone else (another
+// broker group's DELETE_TOPIC_IN_BROKER, or the name server's) is dropped here too, and a topic
+// deleted and created again while this broker was down loses its old incarnation's data when
+// the broker comes back: its queues start again at 0.
+func TestTopicDeletedElsewhereIsDroppedHere(t *testing.T) {
+	ctx := context.Background()
+	e := newTierEnv(t)
+	dir := t.TempDir()
+	env := e.start(t, dir, nil)
+	createTopic(t, env, "Gone", 1)
+	produce(t, env, "Gone", 0, 5)
+	if err := e.mc.DeleteTopic(ctx, "Gone"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the broker drops the topic deleted through etcd", func() bool { return env.b.Store().MaxOffset("Gone", 0) == 0 })
+	if _, ok := env.b.incarnations.get("Gone"); ok {
+		t.Fatal("a deleted topic's incarnation is still recorded")
+	}
+
+	createTopic(t, env, "Again", 1)
+	produce(t, env, "Again", 0, 7)
+	if err := env.b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mc.DeleteTopic(ctx, "Again"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mc.CreateTopic(ctx, meta.TopicConfig{Name: "Again", WriteQueues: 1}, env.b.cfg.BrokerName); err != nil {
+		t.Fatal(err)
+	}
+	env = e.start(t, dir, nil)
+	if got := env.b.Store().MaxOffset("Again", 0); got != 0 {
+		t.Fatalf("after a delete and re-create while down, the queue holds %d old messages", got)
+	}
+	ids := produce(t, env, "Again", 0, 2)
+	checkAll(t, pullAll(t, env, "Again", 0, 0, 2, "*"), ids, 0)
 }

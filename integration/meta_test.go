@@ -10,13 +10,12 @@ import (
 	"github.com/stratamq/strata/meta"
 )
 
-// etcdBroker is one in-process stand-in for a broker: its own etcd connection, membership,
-// route keeper and view, as the broker binary will hold them.
+// etcdBroker is one in-process stand-in for a broker: its own etcd connection, membership
+// and view, as the broker binary will hold them.
 type etcdBroker struct {
 	cli    *clientv3.Client
 	client *meta.Client
 	reg    *meta.Registration
-	keeper *meta.RouteKeeper
 	view   *meta.View
 }
 
@@ -33,11 +32,11 @@ func startEtcdBroker(t *testing.T, p *etcdProcess, group, name string) *etcdBrok
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &etcdBroker{cli: cli, client: c, reg: reg, keeper: c.StartRouteKeeper(name, 2*time.Second)}
+	b := &etcdBroker{cli: cli, client: c, reg: reg}
 	if b.view, err = c.NewView(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.view.Close(); b.keeper.Close(); b.reg.Close() })
+	t.Cleanup(func() { b.view.Close(); b.reg.Close() })
 	return b
 }
 
@@ -52,13 +51,27 @@ func etcdRouteOf(v *meta.View, topic string) map[string]int32 {
 	return out
 }
 
-func TestEtcdTwoBrokersAgreeAndRoutesMoveWhenOneIsKilled(t *testing.T) {
+// servedRouteOf is the route a name server answers from v: only live groups.
+func servedRouteOf(v *meta.View, topic string) map[string]int32 {
+	out := map[string]int32{}
+	rd, _ := v.Snapshot().TopicRoute("it", topic)
+	for _, q := range rd.Queues {
+		out[q.Group] = q.WriteQueueNums
+	}
+	return out
+}
+
+func TestEtcdTwoBrokersAgreeAndRoutesStickWhenOneIsKilled(t *testing.T) {
 	p := startEtcdProcess(t)
 	b1 := startEtcdBroker(t, p, "g1", "b1")
 	b2 := startEtcdBroker(t, p, "g2", "b2")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := b1.client.CreateTopic(ctx, meta.TopicConfig{Name: "orders", WriteQueues: 8}); err != nil {
+	etcdEventually(t, 10*time.Second, "both groups registered", func() bool {
+		gs, err := b1.client.LiveGroups(ctx)
+		return err == nil && len(gs) == 2
+	})
+	if err := b1.client.CreateTopic(ctx, meta.TopicConfig{Name: "orders", WriteQueues: 4}); err != nil {
 		t.Fatal(err)
 	}
 	// Both brokers' views agree: 4 queues on each group, seen within a second.
@@ -76,12 +89,16 @@ func TestEtcdTwoBrokersAgreeAndRoutesMoveWhenOneIsKilled(t *testing.T) {
 		t.Fatalf("route data differ or incomplete:\n%+v\n%+v", rd1, rd2)
 	}
 
-	// Kill b2 (no deregistration): its 2s lease expires and the keeper moves its queues to g1.
+	// Kill b2 (no deregistration): once its 2s lease expires, g2 leaves the route a name
+	// server answers; g1 keeps its own 4 queues and the stored route does not change.
 	b2.kill()
-	etcdEventually(t, 20*time.Second, "b1 sees all 8 queues on g1 after b2's lease expired", func() bool {
-		r := etcdRouteOf(b1.view, "orders")
-		return len(r) == 1 && r["g1"] == 8
+	etcdEventually(t, 20*time.Second, "b1 serves only g1's 4 queues after b2's lease expired", func() bool {
+		r := servedRouteOf(b1.view, "orders")
+		return len(r) == 1 && r["g1"] == 4
 	})
+	if r := etcdRouteOf(b1.view, "orders"); r["g1"] != 4 || r["g2"] != 4 {
+		t.Fatalf("stored route %v changed when g2 died; want 4 and 4", r)
+	}
 	if bs, err := b1.client.Brokers(ctx); err != nil || len(bs) != 1 || bs[0].Name != "b1" {
 		t.Fatalf("live brokers %v %v, want only b1", bs, err)
 	}

@@ -135,7 +135,6 @@ const (
 	dirOffsets   = "offsets/"
 	dirTier      = "tier/"
 	dirElection  = "election/"
-	dirKeeper    = "routekeeper"
 )
 
 func (c *Client) key(parts ...string) string { return c.root + strings.Join(parts, "") }

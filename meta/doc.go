@@ -5,8 +5,9 @@
 //
 // Start reading at Client (New, NewFromEtcd). Long-lived workers hang off it: Registration
 // (membership under a lease, re-registered after loss), View (watched in-memory Snapshot with
-// change notification and TopicRoute), RouteKeeper (one elected broker re-spreads queues when
-// groups join or leave), OffsetStore (batched offset commits), Election (master of a group).
+// change notification and TopicRoute), OffsetStore (batched offset commits), Election (master
+// of a group). Routes change only through CreateTopic, UpdateQueues, AddGroup and
+// LowerReadQueues (route.go).
 // Package meta/etcdembed starts an in-process etcd for `strata dev` and tests.
 //
 // # Key schema
@@ -20,22 +21,36 @@
 //	offsets/<brokerGroup>/<group>/<topic>/<queueId>   {"v":1,"offset":N,"gen":G}
 //	tier/<brokerGroup>                       TierPointer {"v":1,"watermark":N,"manifest":"key"}
 //	election/<brokerGroup>/<lease hex>       concurrency.Election of the group's master; value = broker name
-//	routekeeper/<lease hex>                  concurrency.Election of the broker that rewrites routes
 //
 // Queue ids are local to a broker group: a route gives each group a count of read and write
 // queues, numbered 0..n-1 in that group, which is exactly RocketMQ's QueueData (brokerName =
-// broker group, readQueueNums, writeQueueNums). A topic's TopicConfig queue counts are totals
-// over the cluster, spread evenly by AssignRoute. Offsets are keyed by broker group for the same
-// reason, and so that a broker loads its own offsets with one prefix read.
+// broker group, readQueueNums, writeQueueNums). A queue is (topic, broker group, queue id) and
+// keeps its group for life, as in RocketMQ:
 //
-// When every broker of a group is gone (its leases expired), the route keeper gives the group's
-// queues to the remaining groups; the moved queue ids start empty on their new group (the old
-// group's data stays readable from the tier). A group whose master dies but whose slave lives
-// keeps its queues; the slave wins the group's election and is reported as brokerId 0.
+//   - CreateTopic places TopicConfig's ReadQueues and WriteQueues on each named group, or on
+//     every live group (N queues per group, as RocketMQ's updateTopic over a cluster does).
+//   - Membership changes never touch a route. A group whose brokers are all gone (their leases
+//     expired, within DefaultBrokerTTL) drops out of the TopicRoute the name servers answer, so
+//     producers skip it and consumers rebalance without it; when it registers again it comes
+//     back with the same queues, and its consumer offsets (keyed by broker group) are still
+//     there.
+//   - UpdateQueues grows a group's queues, or shrinks its write queues; the read count of a
+//     shrunk group is lowered by its own broker (LowerReadQueues) only once every consumer
+//     group has drained the removed queues, so ReadQueues ≥ WriteQueues always holds.
+//   - AddGroup gives a group that joined later its share of group-local system topics
+//     (%RETRY%<group>, %DLQ%<group>), which every broker group must be able to write.
+//
+// A topic's incarnation is the create revision of its topics/ key: deleting a topic and
+// creating it again makes a new incarnation whose queues start at offset 0; brokers drop the
+// local data and consumer offsets of the old one.
+//
+// Offsets are keyed by broker group, so that a broker loads its own offsets with one prefix
+// read.
 //
 // # Offsets
 //
-// OffsetStore.Commit only updates memory. Every FlushInterval (1s) the changed offsets are
+// OffsetStore.Commit only updates memory, and sets the offset as RocketMQ's broker does: a
+// lower commit (a pull consumer that seeks back) moves the offset back. Every FlushInterval (1s) the changed offsets are
 // written in transactions of at most 128 puts (etcd's default --max-txn-ops), each guarded by
 // the key's mod revision; a conflict (a reset, or another writer) is resolved by gen, then by
 // the higher offset, so offsets never move backwards except through Reset, which bumps gen.
@@ -64,8 +79,8 @@
 // 79 transactions (10,000 key puts) per second across the cluster, within a single etcd's
 // several thousand transactions per second and 1.5 MiB request limit (a 128-put transaction is
 // about 15 KiB). Idle queues cost nothing: unchanged offsets are not rewritten. Membership costs
-// one lease keep-alive per broker per ~3s; routes change only when groups join or leave or
-// topics change. Watches stream changes; nothing polls etcd. Revisions grow with offset writes,
+// one lease keep-alive per broker per ~3s; routes change only when topics are created or
+// their queue counts change. Watches stream changes; nothing polls etcd. Revisions grow with offset writes,
 // so etcd must run with auto-compaction (e.g. --auto-compaction-retention=1h) and periodic
 // defragmentation.
 package meta

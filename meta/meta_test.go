@@ -2,7 +2,6 @@ package meta
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -86,59 +85,6 @@ func routeCounts(r Route) map[string]int32 {
 	return m
 }
 
-func TestAssignRoute(t *testing.T) {
-	tests := []struct {
-		queues int32
-		groups []string
-	}{
-		{8, []string{"g1", "g2"}},
-		{7, []string{"g1", "g2", "g3"}},
-		{1, []string{"a", "b", "c", "d"}},
-		{16, []string{"only"}},
-		{5, nil},
-		{3, []string{"b", "a", "b"}},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprintf("%d/%v", tc.queues, tc.groups), func(t *testing.T) {
-			topic := TopicConfig{Name: "T", ReadQueues: tc.queues, WriteQueues: tc.queues}
-			r := AssignRoute(topic, tc.groups)
-			if !r.Equal(AssignRoute(topic, tc.groups)) {
-				t.Fatal("not deterministic")
-			}
-			var total int32
-			lo, hi := int32(1<<30), int32(0)
-			for _, q := range r.Queues {
-				total += q.WriteQueues
-				if q.ReadQueues != q.WriteQueues {
-					t.Errorf("group %s read %d write %d", q.Group, q.ReadQueues, q.WriteQueues)
-				}
-				lo, hi = min(lo, q.WriteQueues), max(hi, q.WriteQueues)
-			}
-			if len(tc.groups) == 0 {
-				if len(r.Queues) != 0 {
-					t.Fatalf("no groups but route %v", r.Queues)
-				}
-				return
-			}
-			if total != tc.queues {
-				t.Fatalf("assigned %d queues, want %d: %v", total, tc.queues, r.Queues)
-			}
-			if int(tc.queues) >= len(tc.groups) && hi-lo > 1 {
-				t.Fatalf("uneven spread %v", r.Queues)
-			}
-		})
-	}
-	// Small topics do not all land on one group.
-	used := map[string]bool{}
-	for i := range 40 {
-		r := AssignRoute(TopicConfig{Name: fmt.Sprintf("t%d", i), ReadQueues: 1, WriteQueues: 1}, []string{"a", "b", "c"})
-		used[r.Queues[0].Group] = true
-	}
-	if len(used) != 3 {
-		t.Fatalf("single-queue topics used groups %v, want all 3", used)
-	}
-}
-
 func TestTopicsAndSubscriptionGroups(t *testing.T) {
 	srv := startEtcd(t)
 	c := newTestClient(t, srv.Endpoints())
@@ -146,7 +92,7 @@ func TestTopicsAndSubscriptionGroups(t *testing.T) {
 	register(t, c, "g1", "b1", 0)
 	register(t, c, "g2", "b2", 0)
 
-	if err := c.CreateTopic(ctx, TopicConfig{Name: "orders", WriteQueues: 8, RetentionMs: 3600_000}); err != nil {
+	if err := c.CreateTopic(ctx, TopicConfig{Name: "orders", WriteQueues: 4, RetentionMs: 3600_000}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.CreateTopic(ctx, TopicConfig{Name: "orders"}); !isErr(err, ErrExists) {
@@ -159,8 +105,8 @@ func TestTopicsAndSubscriptionGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := TopicConfig{Name: "orders", ReadQueues: 8, WriteQueues: 8, Perm: PermDefault, MessageType: MessageNormal, RetentionMs: 3600_000}
-	if got != want {
+	want := TopicConfig{Name: "orders", ReadQueues: 4, WriteQueues: 4, Perm: PermDefault, MessageType: MessageNormal, RetentionMs: 3600_000, Incarnation: got.Incarnation}
+	if got != want || got.Incarnation == 0 {
 		t.Fatalf("got %+v want %+v", got, want)
 	}
 	r, err := c.GetRoute(ctx, "orders")
@@ -170,11 +116,21 @@ func TestTopicsAndSubscriptionGroups(t *testing.T) {
 	if rc := routeCounts(r); rc["g1"] != 4 || rc["g2"] != 4 {
 		t.Fatalf("route %v, want 4 queues on each of g1, g2", r.Queues)
 	}
-	if err := c.UpdateTopic(ctx, TopicConfig{Name: "orders", WriteQueues: 16}); err != nil {
+	if _, err := c.UpdateQueues(ctx, "orders", 8, 8); err != nil {
 		t.Fatal(err)
 	}
+	if r, _ := c.GetRoute(ctx, "orders"); routeCounts(r)["g1"] != 8 || routeCounts(r)["g2"] != 8 {
+		t.Fatalf("after update route %v, want 8 on g1 and g2", r.Queues)
+	}
+	// A config update leaves the queues where they are.
+	if err := c.UpdateTopic(ctx, TopicConfig{Name: "orders", Perm: PermRead}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.GetTopic(ctx, "orders"); got.Perm != PermRead || got.WriteQueues != 8 {
+		t.Fatalf("after config update %+v", got)
+	}
 	if r, _ := c.GetRoute(ctx, "orders"); routeCounts(r)["g1"] != 8 {
-		t.Fatalf("after update route %v, want 8 on g1", r.Queues)
+		t.Fatalf("config update moved queues: %v", r.Queues)
 	}
 	if err := c.UpdateTopic(ctx, TopicConfig{Name: "missing"}); !isErr(err, ErrNotFound) {
 		t.Fatalf("update missing: %v", err)
@@ -194,6 +150,20 @@ func TestTopicsAndSubscriptionGroups(t *testing.T) {
 	}
 	if err := c.DeleteTopic(ctx, "audit"); !isErr(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
+	}
+	// Created again, it is a new incarnation.
+	first, _ := c.GetTopic(ctx, "orders")
+	if err := c.CreateTopic(ctx, TopicConfig{Name: "audit"}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := c.GetTopic(ctx, "audit"); again.Incarnation <= first.Incarnation {
+		t.Fatalf("recreated topic incarnation %d, not newer than %d", again.Incarnation, first.Incarnation)
+	}
+	if err := c.CreateTopic(ctx, TopicConfig{Name: "placed"}, "g2"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.GetRoute(ctx, "placed"); len(r.Queues) != 1 || r.Queues[0].Group != "g2" {
+		t.Fatalf("topic placed on g2 only has route %v", r.Queues)
 	}
 
 	sg := SubscriptionGroup{Name: "billing", ConsumeEnable: true, ConsumeBroadcast: true, MaxReconsumeTimes: 3}
@@ -329,29 +299,104 @@ func TestViewServesLastStateDuringOutage(t *testing.T) {
 	}
 }
 
-func TestRouteKeeperMovesQueuesWhenGroupLeaves(t *testing.T) {
+// TestRoutesStickThroughMembershipChanges: a group that leaves keeps its queues (it only
+// drops out of the name server's route), nobody else's queues grow, and it comes back with the
+// same queues.
+func TestRoutesStickThroughMembershipChanges(t *testing.T) {
+	srv := startEtcd(t)
+	c := newTestClient(t, srv.Endpoints())
+	ctx := testCtx(t)
+	v, err := c.NewView(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	register(t, c, "g1", "b1", 0)
+	r2 := register(t, c, "g2", "b2", 0)
+	if err := c.CreateTopic(ctx, TopicConfig{Name: "orders", WriteQueues: 4}); err != nil {
+		t.Fatal(err)
+	}
+	routed := func(s *Snapshot) map[string]int32 {
+		rd, _ := s.TopicRoute("c", "orders")
+		m := map[string]int32{}
+		for _, q := range rd.Queues {
+			m[q.Group] = q.WriteQueueNums
+		}
+		return m
+	}
+	waitView(t, v, 5*time.Second, "both groups routed", func(s *Snapshot) bool { return len(routed(s)) == 2 })
+	r2.Close()
+	s := waitView(t, v, 5*time.Second, "g2 out of the name server's route", func(s *Snapshot) bool { return len(routed(s)) == 1 })
+	if got := routed(s); got["g1"] != 4 {
+		t.Fatalf("with g2 down the route is %v, want g1 with its own 4 queues", got)
+	}
+	if r, _ := c.GetRoute(ctx, "orders"); routeCounts(r)["g1"] != 4 || routeCounts(r)["g2"] != 4 {
+		t.Fatalf("stored route changed while g2 was down: %v", r.Queues)
+	}
+	register(t, c, "g2", "b2", 0)
+	register(t, c, "g3", "b3", 0)
+	s = waitView(t, v, 5*time.Second, "g2 back", func(s *Snapshot) bool { return len(routed(s)) == 2 })
+	if got := routed(s); got["g1"] != 4 || got["g2"] != 4 {
+		t.Fatalf("after g2 returned the route is %v, want 4 and 4 (g3 gets nothing of an existing topic)", got)
+	}
+}
+
+// TestQueueCountChanges: growing raises both counts, shrinking lowers write first and read
+// only through LowerReadQueues, never below write; AddGroup adds a share once.
+func TestQueueCountChanges(t *testing.T) {
 	srv := startEtcd(t)
 	c := newTestClient(t, srv.Endpoints())
 	ctx := testCtx(t)
 	register(t, c, "g1", "b1", 0)
-	r2 := register(t, c, "g2", "b2", 0)
-	k := c.StartRouteKeeper("b1", 0)
-	t.Cleanup(func() { k.Close() })
-	if err := c.CreateTopic(ctx, TopicConfig{Name: "orders", WriteQueues: 8}); err != nil {
+	if err := c.CreateTopic(ctx, TopicConfig{Name: "orders", WriteQueues: 4}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "keeper leads", k.IsLeader)
-	r2.Close()
-	eventually(t, 10*time.Second, "all queues on g1", func() bool {
+	share := func() GroupQueues {
 		r, err := c.GetRoute(ctx, "orders")
-		return err == nil && len(r.Queues) == 1 && routeCounts(r)["g1"] == 8
-	})
-	register(t, c, "g3", "b3", 0)
-	eventually(t, 10*time.Second, "queues spread over g1 and g3", func() bool {
-		r, err := c.GetRoute(ctx, "orders")
-		rc := routeCounts(r)
-		return err == nil && rc["g1"] == 4 && rc["g3"] == 4
-	})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := r.Share("g1")
+		return q
+	}
+	if _, err := c.UpdateQueues(ctx, "orders", 8, 8); err != nil {
+		t.Fatal(err)
+	}
+	if q := share(); q.ReadQueues != 8 || q.WriteQueues != 8 {
+		t.Fatalf("after growing: %+v", q)
+	}
+	if _, err := c.UpdateQueues(ctx, "orders", 2, 2); err != nil {
+		t.Fatal(err)
+	}
+	if q := share(); q.ReadQueues != 8 || q.WriteQueues != 2 {
+		t.Fatalf("after shrinking: %+v, want read 8 (not drained) write 2", q)
+	}
+	if _, err := c.LowerReadQueues(ctx, "orders", "g1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if q := share(); q.ReadQueues != 2 || q.WriteQueues != 2 {
+		t.Fatalf("after lowering read: %+v, want read clamped to write 2", q)
+	}
+	if _, err := c.UpdateQueues(ctx, "orders", 0, 0); err == nil {
+		t.Fatal("0 queues accepted")
+	}
+	if _, err := c.UpdateQueues(ctx, "missing", 4, 4); !isErr(err, ErrNotFound) {
+		t.Fatalf("missing topic: %v", err)
+	}
+	for range 2 {
+		if _, err := c.AddGroup(ctx, "orders", "g9", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ := c.GetRoute(ctx, "orders")
+	if q, ok := r.Share("g9"); !ok || q.WriteQueues != 1 || len(r.Queues) != 2 {
+		t.Fatalf("after AddGroup twice: %v", r.Queues)
+	}
+	// With no broker group live, there is nowhere to create a topic.
+	c2 := newTestClient(t, srv.Endpoints())
+	if err := c2.CreateTopic(ctx, TopicConfig{Name: "x"}, "bad/group"); !isErr(err, ErrInvalidName) {
+		t.Fatalf("bad group name: %v", err)
+	}
 }
 
 func TestElection(t *testing.T) {

@@ -20,8 +20,8 @@ type QueueKey struct {
 }
 
 // offsetValue is the stored form of an offset, JSON {"v":1,"offset":N,"gen":G}. Gen counts
-// explicit resets: a write with a higher gen wins whatever its offset; within one gen an
-// offset only moves forward.
+// explicit resets: a write with a higher gen wins whatever its offset; within one gen the
+// last commit wins, lower or higher, as UPDATE_CONSUMER_OFFSET sets the offset in RocketMQ.
 type offsetValue struct {
 	Version int   `json:"v"`
 	Offset  int64 `json:"offset"`
@@ -49,7 +49,8 @@ type OffsetStoreConfig struct {
 // OffsetStore buffers consumer offsets of one broker group in memory and writes the changed
 // ones to etcd at most once per FlushInterval, many queues per transaction (up to 128 per etcd
 // transaction). While etcd is down it keeps every commit and retries with backoff; nothing is
-// dropped. Offsets only move forward except through Reset.
+// dropped. A commit sets the offset (a consumer that seeks back keeps its rewind); Reset
+// additionally wins over commits buffered elsewhere under the previous gen.
 type OffsetStore struct {
 	c      *Client
 	cfg    OffsetStoreConfig
@@ -131,8 +132,9 @@ func (s *OffsetStore) load(ctx context.Context) error {
 	return nil
 }
 
-// Commit records that group has consumed q up to offset. It never blocks on etcd; an offset
-// lower than the known one is ignored (offsets move backwards only through Reset).
+// Commit sets group's offset on q, lower or higher than the known one, as RocketMQ's
+// UPDATE_CONSUMER_OFFSET does: a pull consumer that seeks back and commits keeps its rewind
+// across a restart. It never blocks on etcd.
 func (s *OffsetStore) Commit(q QueueKey, offset int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -141,10 +143,56 @@ func (s *OffsetStore) Commit(q QueueKey, offset int64) {
 		s.entries[q] = &offsetEntry{offset: offset, flushed: -1, dirty: true}
 		return
 	}
-	if offset > e.offset {
+	if offset != e.offset {
 		e.offset = offset
 		e.dirty = true
 	}
+}
+
+// Forget drops every offset of topic from memory and from etcd: the topic was deleted, and
+// its next incarnation starts at offset 0 for every group.
+func (s *OffsetStore) Forget(ctx context.Context, topic string) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	for q := range s.entries {
+		if q.Topic == topic {
+			delete(s.entries, q)
+		}
+	}
+	s.mu.Unlock()
+	return s.c.deleteTopicOffsets(ctx, s.cfg.BrokerGroup, topic)
+}
+
+// deleteTopicOffsets deletes brokerGroup's stored offsets of topic, every consumer group's.
+func (c *Client) deleteTopicOffsets(ctx context.Context, brokerGroup, topic string) error {
+	prefix := c.key(dirOffsets, brokerGroup, "/")
+	var keys []string
+	err := c.scanKV(ctx, prefix, func(k string, _ []byte, _ int64) error {
+		parts := strings.Split(strings.TrimPrefix(k, prefix), "/")
+		if len(parts) == 3 && parts[1] == topic {
+			keys = append(keys, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete offsets of topic %s: %w", topic, err)
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), maxTxnOps)
+		ops := make([]clientv3.Op, n)
+		for i, k := range keys[:n] {
+			ops[i] = clientv3.OpDelete(k)
+		}
+		rctx, cancel := c.reqCtx(ctx)
+		_, err := c.cli.Txn(rctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("delete offsets of topic %s: %w", topic, err)
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
 // Get returns the committed offset of q as this store knows it.
@@ -273,8 +321,9 @@ func (s *OffsetStore) Flush(ctx context.Context) error {
 
 // flushChunk writes up to maxTxnOps offsets in one transaction guarded by each key's mod
 // revision. If anyone else wrote one of them (a reset, or a previous master), the transaction
-// fails, returns the current values, and they are merged: a higher gen or a higher offset in
-// etcd wins, otherwise ours is retried. It returns the number of keys still to write.
+// fails, returns the current values, and they are merged: a higher gen in etcd wins (a reset
+// made elsewhere), otherwise ours, the newest commit this broker received, is retried. It
+// returns the number of keys still to write.
 func (s *OffsetStore) flushChunk(ctx context.Context, ws []pendingWrite) (int, error) {
 	cmps := make([]clientv3.Cmp, len(ws))
 	puts := make([]clientv3.Op, len(ws))
@@ -326,7 +375,7 @@ func (s *OffsetStore) flushChunk(ctx context.Context, ws []pendingWrite) (int, e
 			continue // this key was not the conflict; it goes again next round
 		}
 		e.modRev = rev
-		if rev > 0 && (cur.Gen > e.gen || (cur.Gen == e.gen && cur.Offset >= e.offset)) {
+		if rev > 0 && (cur.Gen > e.gen || (cur.Gen == e.gen && cur.Offset == e.offset)) {
 			e.offset, e.gen, e.flushed, e.dirty = cur.Offset, cur.Gen, cur.Offset, false
 			continue
 		}

@@ -46,12 +46,12 @@ func TestOffsetStoreBatchesAndReloads(t *testing.T) {
 	if s.Pending() != 0 {
 		t.Fatalf("pending %d after flush", s.Pending())
 	}
-	// Backwards commits are ignored.
+	// A lower commit sets the offset, as a pull consumer's seek back does in RocketMQ.
 	s.Commit(QueueKey{"cg", "orders", 5}, 1)
-	if o, _ := s.Get(QueueKey{"cg", "orders", 5}); o != 50 {
-		t.Fatalf("offset moved backwards to %d", o)
+	if o, _ := s.Get(QueueKey{"cg", "orders", 5}); o != 1 {
+		t.Fatalf("offset after a lower commit %d, want 1", o)
 	}
-	s.Commit(QueueKey{"cg", "orders", 5}, 51)
+	s.Commit(QueueKey{"cg", "orders", 6}, 3)
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +63,11 @@ func TestOffsetStoreBatchesAndReloads(t *testing.T) {
 	}
 	for q := range queues {
 		want := int64(q * 10)
-		if q == 5 {
-			want = 51
+		switch q {
+		case 5:
+			want = 1
+		case 6:
+			want = 3
 		}
 		if got[QueueKey{"cg", "orders", int32(q)}] != want {
 			t.Fatalf("queue %d: %d, want %d", q, got[QueueKey{"cg", "orders", int32(q)}], want)
@@ -105,7 +108,7 @@ func TestOffsetStoreResetMovesBackwardsAndWins(t *testing.T) {
 	if o, _ := s.Get(q); o != 5 {
 		t.Fatalf("store kept %d, want to adopt the reset's 5", o)
 	}
-	// A second writer that advanced further wins over our lower offset.
+	// Within one gen the newest commit wins, even when another writer stored a higher one.
 	other := &OffsetStore{c: c, cfg: OffsetStoreConfig{BrokerGroup: "g1"}, prefix: c.key(dirOffsets, "g1/"), entries: map[QueueKey]*offsetEntry{}}
 	if err := other.load(ctx); err != nil {
 		t.Fatal(err)
@@ -118,8 +121,33 @@ func TestOffsetStoreResetMovesBackwardsAndWins(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if o, _ := c.GetOffset(ctx, "g1", q); o != 500 {
-		t.Fatalf("stored %d, want 500 (never backwards)", o)
+	if o, _ := c.GetOffset(ctx, "g1", q); o != 300 {
+		t.Fatalf("stored %d, want the newest commit 300", o)
+	}
+}
+
+func TestOffsetStoreForgetsDeletedTopic(t *testing.T) {
+	srv := startEtcd(t)
+	c := newTestClient(t, srv.Endpoints())
+	ctx := testCtx(t)
+	s := newStore(t, c, time.Hour)
+	for _, k := range []QueueKey{{"cg", "orders", 0}, {"cg", "orders", 1}, {"other", "orders", 0}, {"cg", "audit", 0}} {
+		s.Commit(k, 7)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Forget(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get(QueueKey{"cg", "orders", 1}); ok {
+		t.Fatal("forgotten offset still in memory")
+	}
+	if _, err := c.GetOffset(ctx, "g1", QueueKey{"other", "orders", 0}); !isErr(err, ErrNotFound) {
+		t.Fatalf("forgotten offset still in etcd: %v", err)
+	}
+	if o, err := c.GetOffset(ctx, "g1", QueueKey{"cg", "audit", 0}); err != nil || o != 7 {
+		t.Fatalf("offset of another topic: %d %v, want 7", o, err)
 	}
 }
 

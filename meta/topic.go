@@ -30,17 +30,22 @@ const (
 // TopicConfig is a topic's configuration, stored at topics/<Name>.
 type TopicConfig struct {
 	Name string `json:"name"`
-	// ReadQueues and WriteQueues are cluster-wide totals, spread over the live broker groups by
-	// the topic's Route (each group numbers its share 0..n-1, as RocketMQ's QueueData does).
+	// ReadQueues and WriteQueues are the queue counts a broker group gets when the topic is
+	// placed on it (at creation, or when a group joins it with AddGroup). The counts each
+	// group serves now are in the topic's Route, which is the truth.
 	ReadQueues  int32  `json:"readQueues"`
 	WriteQueues int32  `json:"writeQueues"`
 	Perm        int32  `json:"perm"`
 	MessageType string `json:"messageType"`
 	// RetentionMs is how long messages are kept across both tiers; 0 means the cluster default.
 	RetentionMs int64 `json:"retentionMs"`
+	// Incarnation tells a topic from a deleted one of the same name: the etcd create revision
+	// of its key, filled in when read (not stored in the value). Brokers drop local data of an
+	// older incarnation (a topic deleted and created again while they were down).
+	Incarnation int64 `json:"-"`
 }
 
-// MaxQueuesPerTopic bounds a topic's queue count so its route value stays small.
+// MaxQueuesPerTopic bounds a topic's queue count per broker group so its route value stays small.
 const MaxQueuesPerTopic = 1024
 
 // Validate fills defaults and reports a config that cannot be stored.
@@ -55,7 +60,10 @@ func (t *TopicConfig) Validate() error {
 		t.ReadQueues = t.WriteQueues
 	}
 	if t.WriteQueues > MaxQueuesPerTopic || t.ReadQueues > MaxQueuesPerTopic {
-		return fmt.Errorf("topic %s: %d read / %d write queues; at most %d", t.Name, t.ReadQueues, t.WriteQueues, MaxQueuesPerTopic)
+		return fmt.Errorf("topic %s: %d read / %d write queues per broker group; at most %d", t.Name, t.ReadQueues, t.WriteQueues, MaxQueuesPerTopic)
+	}
+	if t.ReadQueues < t.WriteQueues {
+		return fmt.Errorf("topic %s: %d read queues < %d write queues; messages on the extra write queues could never be read", t.Name, t.ReadQueues, t.WriteQueues)
 	}
 	if t.Perm == 0 {
 		t.Perm = PermDefault
@@ -76,36 +84,34 @@ func (t *TopicConfig) Validate() error {
 	return nil
 }
 
-// CreateTopic stores a new topic and its route over the broker groups live now (none yet is
-// fine: the route keeper assigns queues once groups join). It fails with ErrExists if the topic
-// is already there.
-func (c *Client) CreateTopic(ctx context.Context, t TopicConfig) error {
-	return c.putTopic(ctx, t, true)
-}
-
-// UpdateTopic replaces an existing topic's config and re-spreads its queues.
-func (c *Client) UpdateTopic(ctx context.Context, t TopicConfig) error {
-	return c.putTopic(ctx, t, false)
-}
-
-func (c *Client) putTopic(ctx context.Context, t TopicConfig, create bool) error {
+// CreateTopic stores a new topic and places its queues: ReadQueues and WriteQueues on each
+// of groups, or on every live broker group when none are named (RocketMQ's updateTopic over a
+// cluster). The queues keep their groups for life. It fails with ErrExists if the topic is
+// already there and with ErrNoBrokerGroup if there is nowhere to place it.
+func (c *Client) CreateTopic(ctx context.Context, t TopicConfig, groups ...string) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	groups, err := c.liveGroups(ctx)
-	if err != nil {
-		return fmt.Errorf("create topic %s: %w", t.Name, err)
+	for _, g := range groups {
+		if err := validateName("broker group", g); err != nil {
+			return err
+		}
+	}
+	if len(groups) == 0 {
+		var err error
+		if groups, err = c.liveGroups(ctx); err != nil {
+			return fmt.Errorf("create topic %s: %w", t.Name, err)
+		}
+		if len(groups) == 0 {
+			return fmt.Errorf("create topic %s: no broker group is live; start a broker first or name the groups: %w", t.Name, ErrNoBrokerGroup)
+		}
 	}
 	val, _ := json.Marshal(t)
-	route, _ := json.Marshal(AssignRoute(t, groups))
+	route, _ := json.Marshal(placeRoute(t.Name, groups, t.ReadQueues, t.WriteQueues))
 	tk := c.key(dirTopics, t.Name)
-	cmp := clientv3.Compare(clientv3.CreateRevision(tk), "=", 0)
-	if !create {
-		cmp = clientv3.Compare(clientv3.CreateRevision(tk), ">", 0)
-	}
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	resp, err := c.cli.Txn(rctx).If(cmp).Then(
+	resp, err := c.cli.Txn(rctx).If(clientv3.Compare(clientv3.CreateRevision(tk), "=", 0)).Then(
 		clientv3.OpPut(tk, string(val)),
 		clientv3.OpPut(c.key(dirRoutes, t.Name), string(route)),
 	).Commit()
@@ -113,10 +119,23 @@ func (c *Client) putTopic(ctx context.Context, t TopicConfig, create bool) error
 		return fmt.Errorf("store topic %s: %w", t.Name, err)
 	}
 	if !resp.Succeeded {
-		if create {
-			return fmt.Errorf("create topic %s: %w", t.Name, ErrExists)
-		}
-		return fmt.Errorf("update topic %s: %w", t.Name, ErrNotFound)
+		return fmt.Errorf("create topic %s: %w", t.Name, ErrExists)
+	}
+	return nil
+}
+
+// UpdateTopic replaces an existing topic's permission, message type and retention. Queue
+// counts change only through UpdateQueues, so the route is left as it is.
+func (c *Client) UpdateTopic(ctx context.Context, t TopicConfig) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	_, err := c.editRoute(ctx, t.Name, func(cur *TopicConfig, _ *Route) (bool, error) {
+		cur.Perm, cur.MessageType, cur.RetentionMs = t.Perm, t.MessageType, t.RetentionMs
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("update topic %s: %w", t.Name, err)
 	}
 	return nil
 }
@@ -124,21 +143,23 @@ func (c *Client) putTopic(ctx context.Context, t TopicConfig, create bool) error
 // GetTopic reads one topic's config.
 func (c *Client) GetTopic(ctx context.Context, name string) (TopicConfig, error) {
 	var t TopicConfig
-	err := c.getJSON(ctx, c.key(dirTopics, name), &t)
+	rev, err := c.getJSONRev(ctx, c.key(dirTopics, name), &t)
 	if err != nil {
 		return t, fmt.Errorf("get topic %s: %w", name, err)
 	}
+	t.Incarnation = rev
 	return t, nil
 }
 
 // ListTopics returns every topic, sorted by name.
 func (c *Client) ListTopics(ctx context.Context) ([]TopicConfig, error) {
 	var out []TopicConfig
-	err := c.listJSON(ctx, c.key(dirTopics), func(v []byte) error {
+	_, err := c.scanAt(ctx, c.key(dirTopics), 0, func(kv *mvccpb.KeyValue) error {
 		var t TopicConfig
-		if err := json.Unmarshal(v, &t); err != nil {
-			return err
+		if err := json.Unmarshal(kv.Value, &t); err != nil {
+			return fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
+		t.Incarnation = kv.CreateRevision
 		out = append(out, t)
 		return nil
 	})
@@ -264,19 +285,25 @@ func (c *Client) DeleteSubscriptionGroup(ctx context.Context, name string) error
 }
 
 func (c *Client) getJSON(ctx context.Context, key string, v any) error {
+	_, err := c.getJSONRev(ctx, key, v)
+	return err
+}
+
+// getJSONRev decodes key's value into v and returns the key's create revision.
+func (c *Client) getJSONRev(ctx context.Context, key string, v any) (int64, error) {
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	resp, err := c.cli.Get(rctx, key)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(resp.Kvs) == 0 {
-		return ErrNotFound
+		return 0, ErrNotFound
 	}
 	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
-		return fmt.Errorf("decode %s: %w", key, err)
+		return 0, fmt.Errorf("decode %s: %w", key, err)
 	}
-	return nil
+	return resp.Kvs[0].CreateRevision, nil
 }
 
 // listJSON visits every value under prefix, a page at a time so no response grows large.

@@ -74,7 +74,9 @@ func (s *Snapshot) TopicRoute(cluster, topic string) (TopicRouteData, bool) {
 	for _, gq := range r.Queues {
 		bd := s.BrokerGroup(cluster, gq.Group)
 		if len(bd.Addrs) == 0 {
-			continue // group not live in this snapshot; the keeper will move its queues
+			// Not live in this snapshot: producers and consumers skip the group until it
+			// registers again, with the same queues.
+			continue
 		}
 		out.Queues = append(out.Queues, QueueData{Group: gq.Group, ReadQueueNums: gq.ReadQueues, WriteQueueNums: gq.WriteQueues, Perm: t.Perm})
 		out.Brokers = append(out.Brokers, bd)
@@ -221,6 +223,7 @@ func (v *View) apply(s *Snapshot, dir string, ev *clientv3.Event) error {
 		} else {
 			var t TopicConfig
 			err = json.Unmarshal(ev.Kv.Value, &t)
+			t.Incarnation = ev.Kv.CreateRevision
 			s.Topics[name] = t
 		}
 	case dirRoutes:

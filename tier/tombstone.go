@@ -13,9 +13,11 @@ import (
 
 // Tombstone records that a topic was deleted: its records at commit-log positions below
 // Position belong to a deleted incarnation and are never served from the tier again
-// (QueueRange, Read, OffsetForTime, Lookup and ReadAt all skip them). Next holds, per queue,
-// the first queue offset of the topic's next incarnation: a recreated topic continues its
-// queues' offsets after the deleted ones, so queue offsets never repeat within a queue run.
+// (QueueRange, Read, OffsetForTime, Lookup and ReadAt all skip them). A recreated topic's
+// queues start again at offset 0 (as in RocketMQ); offload drops the deleted records, so no
+// queue run mixes the two incarnations. Next, optional, holds per queue the first queue offset
+// of the next incarnation; builds that continued offsets across incarnations wrote it, and a
+// run straddling the tombstone is clamped to it.
 type Tombstone struct {
 	Topic    string           `json:"topic"`
 	Position int64            `json:"position"`

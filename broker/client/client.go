@@ -152,16 +152,43 @@ func (c *Client) Route(ctx context.Context, topic string) (Route, error) {
 	return r, nil
 }
 
-// CreateTopic creates (or updates) a topic with queues queues per broker group, through the
-// name server, which writes it to the cluster metadata.
-func (c *Client) CreateTopic(ctx context.Context, topic string, queues int) error {
+// CreateTopic creates a topic with queues queues on each of groups (every live broker group
+// when none are named), or sets an existing topic's queue count to queues on those groups
+// (every group of its route when none are named), through the name server, which writes it
+// to the cluster metadata. A shrink lowers write queues at once and read queues once drained.
+func (c *Client) CreateTopic(ctx context.Context, topic string, queues int, groups ...string) error {
 	ext := remoting.ExtFields{
 		"topic": topic, "defaultTopic": "TBW102", "readQueueNums": strconv.Itoa(queues),
 		"writeQueueNums": strconv.Itoa(queues), "perm": "6", "topicFilterType": "SINGLE_TAG",
 		"topicSysFlag": "0", "order": "false",
 	}
+	if len(groups) > 0 {
+		ext["brokerGroups"] = strings.Join(groups, ",")
+	}
 	_, err := c.invoke(ctx, c.namesrv, remoting.NewRequest(remoting.CodeUpdateAndCreateTopic, ext, nil))
 	return err
+}
+
+// BrokerGroups maps every live broker group to its master's address, from the name server's
+// GET_BROKER_CLUSTER_INFO.
+func (c *Client) BrokerGroups(ctx context.Context) (map[string]string, error) {
+	resp, err := c.invoke(ctx, c.namesrv, remoting.NewRequest(remoting.CodeGetBrokerClusterInfo, nil, nil))
+	if err != nil {
+		return nil, err
+	}
+	var info struct {
+		BrokerAddrTable map[string]struct {
+			BrokerAddrs map[string]string `json:"brokerAddrs"`
+		} `json:"brokerAddrTable"`
+	}
+	if err := json.Unmarshal(resp.Body, &info); err != nil {
+		return nil, fmt.Errorf("cluster info: bad JSON from %s: %w", c.namesrv, err)
+	}
+	out := make(map[string]string, len(info.BrokerAddrTable))
+	for name, bd := range info.BrokerAddrTable {
+		out[name] = bd.BrokerAddrs["0"]
+	}
+	return out, nil
 }
 
 // Topics lists every topic the cluster knows.

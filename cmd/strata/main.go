@@ -23,7 +23,7 @@ type command struct {
 var commands = map[string]command{
 	"dev":     {"run everything in one process: embedded etcd, one broker, a filesystem bucket", runDev},
 	"broker":  {"run a cluster node from a YAML config (--config FILE)", runBroker},
-	"topic":   {"create, list or describe topics (topic create|list|describe)", runTopic},
+	"topic":   {"create, update, list or describe topics (topic create|update|list|describe)", runTopic},
 	"produce": {"send messages from arguments or stdin lines", runProduce},
 	"consume": {"print a topic's messages from an offset or a time, optionally following", runConsume},
 	"bench":   {"load generator: produce throughput and publish-to-consume latency", runBench},

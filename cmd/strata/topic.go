@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,18 +27,23 @@ func dialNamesrv(ctx context.Context, addr string) (*client.Client, context.Cont
 
 func runTopic(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: strata topic create|list|describe [flags]")
+		return errors.New("usage: strata topic create|update|list|describe [flags]")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("topic "+sub, flag.ContinueOnError)
 	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
 	topic := fs.String("topic", "", "topic name")
-	queues := fs.Int("queues", 4, "queues of the topic across all broker groups (create)")
+	queues := fs.Int("queues", 4, "queues per broker group (create, update)")
+	groupList := fs.String("groups", "", "comma-separated broker groups to place the topic on (create: default every live group; update: default the groups it is on)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if sub != "list" && *topic == "" {
 		return fmt.Errorf("topic %s: --topic is required", sub)
+	}
+	var groups []string
+	if *groupList != "" {
+		groups = strings.Split(*groupList, ",")
 	}
 	c, ctx, cancel, err := dialNamesrv(ctx, *namesrv)
 	if err != nil {
@@ -46,14 +52,29 @@ func runTopic(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	defer c.Close()
 	switch sub {
-	case "create":
+	case "create", "update":
 		if *queues < 1 || *queues > 1024 {
 			return fmt.Errorf("--queues %d: want 1..1024", *queues)
 		}
-		if err := c.CreateTopic(ctx, *topic, *queues); err != nil {
-			return fmt.Errorf("create topic %s: %w", *topic, err)
+		_, rerr := c.Route(ctx, *topic)
+		exists := rerr == nil
+		if rerr != nil && !errors.Is(rerr, client.ErrTopicNotFound) {
+			return rerr
 		}
-		fmt.Fprintf(stdout, "created topic %s with %d queues\n", *topic, *queues)
+		if sub == "create" && exists {
+			return fmt.Errorf("topic %s already exists; change its queues with `strata topic update --topic %s --queues N`", *topic, *topic)
+		}
+		if sub == "update" && !exists {
+			return fmt.Errorf("topic %s does not exist; create it with `strata topic create --topic %s`", *topic, *topic)
+		}
+		if err := c.CreateTopic(ctx, *topic, *queues, groups...); err != nil {
+			return fmt.Errorf("%s topic %s: %w", sub, *topic, err)
+		}
+		if sub == "create" {
+			fmt.Fprintf(stdout, "created topic %s with %d queues per broker group\n", *topic, *queues)
+		} else {
+			fmt.Fprintf(stdout, "updated topic %s to %d queues per broker group (a shrink stops writes to the removed queues now and stops reads once consumers drained them)\n", *topic, *queues)
+		}
 	case "list":
 		topics, err := c.Topics(ctx)
 		if err != nil {
@@ -80,7 +101,7 @@ func runTopic(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	default:
-		return fmt.Errorf("unknown topic subcommand %q: want create, list or describe", sub)
+		return fmt.Errorf("unknown topic subcommand %q: want create, update, list or describe", sub)
 	}
 	return nil
 }
