@@ -15,6 +15,7 @@ import (
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
+	"github.com/stratamq/strata/query"
 	"github.com/stratamq/strata/tier"
 	"github.com/stratamq/strata/tier/objstore"
 )
@@ -155,6 +156,14 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	}
 	// Topics deleted (or deleted and created again) while this broker was down.
 	b.reconcileTopics(ctx, b.meta.view.Snapshot())
+	if !b.cfg.DisableTraceTopic {
+		// Out of the box, as RocketMQ's traceTopicEnable: clients drop trace records for a
+		// topic without a route.
+		if _, err := b.meta.createTopicIfAbsent(ctx, topicInfo{Name: query.TraceTopic, ReadQueueNums: 1, WriteQueueNums: 1,
+			Perm: permRW, RetentionMs: b.cfg.TraceRetention.Milliseconds()}, b.cfg.BrokerName); err != nil {
+			return fmt.Errorf("broker: create the message-trace topic %s: %w", query.TraceTopic, err)
+		}
+	}
 	b.wg.Add(1)
 	go b.followTopicDeletions()
 	b.serve(b.nsServer, b.nsLn)

@@ -29,6 +29,8 @@ type topicInfo struct {
 	Perm           int
 	// Incarnation tells the topic from a deleted one of the same name (meta.TopicConfig).
 	Incarnation int64
+	// RetentionMs is the topic's retention across both tiers (0: the cluster default).
+	RetentionMs int64
 	// Queues is the route: each broker group's share, numbered 0..n-1 within the group. A
 	// group keeps its share for life, live or not.
 	Queues []groupQueues
@@ -174,7 +176,8 @@ func topicFrom(s *meta.Snapshot, name string) (topicInfo, bool) {
 	if !ok {
 		return topicInfo{}, false
 	}
-	ti := topicInfo{Name: name, ReadQueueNums: int(t.ReadQueues), WriteQueueNums: int(t.WriteQueues), Perm: int(t.Perm), Incarnation: t.Incarnation}
+	ti := topicInfo{Name: name, ReadQueueNums: int(t.ReadQueues), WriteQueueNums: int(t.WriteQueues), Perm: int(t.Perm),
+		Incarnation: t.Incarnation, RetentionMs: t.RetentionMs}
 	for _, q := range s.Routes[name].Queues {
 		ti.Queues = append(ti.Queues, groupQueues{BrokerName: q.Group, ReadQueueNums: int(q.ReadQueues), WriteQueueNums: int(q.WriteQueues)})
 	}
@@ -195,7 +198,7 @@ func (m *clusterMeta) topics() []topicInfo {
 }
 
 func metaTopic(t topicInfo) meta.TopicConfig {
-	return meta.TopicConfig{Name: t.Name, ReadQueues: int32(t.ReadQueueNums), WriteQueues: int32(t.WriteQueueNums), Perm: int32(t.Perm)}
+	return meta.TopicConfig{Name: t.Name, ReadQueues: int32(t.ReadQueueNums), WriteQueues: int32(t.WriteQueueNums), Perm: int32(t.Perm), RetentionMs: t.RetentionMs}
 }
 
 // routed reports whether the view holds topic with a route.

@@ -33,6 +33,7 @@ const (
 	DefaultHousekeepingPeriod = 10 * time.Second
 	DefaultLockExpiry         = 60 * time.Second
 	DefaultMaxBatchMessages   = 1024
+	DefaultTraceRetention     = 7 * 24 * time.Hour
 )
 
 // Config configures a Broker. It is a plain struct: cmd/strata fills it from flags, YAML and
@@ -68,6 +69,13 @@ type Config struct {
 	MaxMessageBytes int
 	// MaxBatchMessages bounds the messages of one SEND_BATCH_MESSAGE.
 	MaxBatchMessages int
+
+	// DisableTraceTopic stops the broker from creating RMQ_SYS_TRACE_TOPIC, the topic that
+	// clients with message trace on write to (RocketMQ's traceTopicEnable, on by default
+	// here): without it, clients drop their trace records silently.
+	DisableTraceTopic bool
+	// TraceRetention is the trace topic's retention across both tiers.
+	TraceRetention time.Duration
 
 	// Store configures the hot tier. Dir defaults to DataDir/store; MaxMessageBytes is set
 	// from the record size MaxMessageBytes implies.
@@ -178,6 +186,9 @@ func (c *Config) Validate() error {
 	if c.MaxBatchMessages == 0 {
 		c.MaxBatchMessages = DefaultMaxBatchMessages
 	}
+	if c.TraceRetention == 0 {
+		c.TraceRetention = DefaultTraceRetention
+	}
 	// A record adds at most ~64 KiB of fixed fields, topic and properties to the body.
 	if c.Store.MaxMessageBytes == 0 {
 		c.Store.MaxMessageBytes = c.MaxMessageBytes + 64<<10
@@ -210,8 +221,8 @@ func (c *Config) Validate() error {
 		c.HousekeepingPeriod < 0 || c.LockExpiry < 0 || c.MaxBatchMessages < 1 {
 		return errors.New("broker config: limits and periods must be positive")
 	}
-	if c.LocalRetention < 0 || c.MaxLocalBytes < 0 {
-		return errors.New("broker config: LocalRetention and MaxLocalBytes must not be negative")
+	if c.LocalRetention < 0 || c.MaxLocalBytes < 0 || c.TraceRetention < 0 {
+		return errors.New("broker config: LocalRetention, MaxLocalBytes and TraceRetention must not be negative")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -44,9 +44,13 @@ type NodeConfig struct {
 	// MaxConnections bounds client connections per listener.
 	MaxConnections int `yaml:"max_connections"`
 	// IdleTimeout closes a connection that has sent nothing for this long.
-	IdleTimeout Duration  `yaml:"idle_timeout"`
-	Store       StoreYAML `yaml:"store"`
-	Tier        TierYAML  `yaml:"tier"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// TraceTopicEnable creates RMQ_SYS_TRACE_TOPIC, where clients with trace on write.
+	TraceTopicEnable bool `yaml:"trace_topic_enable"`
+	// TraceRetention is how long trace records are kept.
+	TraceRetention Duration  `yaml:"trace_retention"`
+	Store          StoreYAML `yaml:"store"`
+	Tier           TierYAML  `yaml:"tier"`
 }
 
 // TierYAML configures the cold tier.
@@ -94,6 +98,8 @@ func defaultNodeConfig() NodeConfig {
 		HTTPAddr:         "0.0.0.0:8080",
 		DefaultQueueNums: broker.DefaultQueueNums,
 		MaxMessageBytes:  broker.DefaultMaxMessageBytes,
+		TraceTopicEnable: true,
+		TraceRetention:   Duration(broker.DefaultTraceRetention),
 		Store: StoreYAML{
 			SegmentSize:   store.DefaultSegmentBytes,
 			Flush:         "async",
@@ -194,16 +200,18 @@ func setField(fv reflect.Value, val string) error {
 // brokerConfig turns the node config into the broker's own configuration.
 func (c NodeConfig) brokerConfig() (broker.Config, error) {
 	bc := broker.Config{
-		ClusterName:      c.Cluster,
-		BrokerName:       c.BrokerName,
-		DataDir:          c.DataDir,
-		NameServerListen: c.NamesrvAddr,
-		BrokerListen:     c.BrokerAddr,
-		HTTPListen:       c.HTTPAddr,
-		AdvertisedAddr:   c.AdvertisedAddr,
-		AutoCreateTopics: c.AutoCreateTopics,
-		DefaultQueueNums: c.DefaultQueueNums,
-		MaxMessageBytes:  int(c.MaxMessageBytes),
+		ClusterName:       c.Cluster,
+		BrokerName:        c.BrokerName,
+		DataDir:           c.DataDir,
+		NameServerListen:  c.NamesrvAddr,
+		BrokerListen:      c.BrokerAddr,
+		HTTPListen:        c.HTTPAddr,
+		AdvertisedAddr:    c.AdvertisedAddr,
+		AutoCreateTopics:  c.AutoCreateTopics,
+		DefaultQueueNums:  c.DefaultQueueNums,
+		MaxMessageBytes:   int(c.MaxMessageBytes),
+		DisableTraceTopic: !c.TraceTopicEnable,
+		TraceRetention:    c.TraceRetention.duration(),
 		Store: store.Config{
 			SegmentBytes:  int64(c.Store.SegmentSize),
 			FlushInterval: Duration(c.Store.FlushInterval).duration(),
