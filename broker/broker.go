@@ -54,7 +54,7 @@ type Broker struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	started   bool
+	started   time.Time // set by Start; zero until then
 	closed    bool
 	closeErr  error
 	closeDone chan struct{}
@@ -91,11 +91,11 @@ func New(cfg Config, mc *meta.Client) (*Broker, error) {
 // serving. On error everything it started is closed again.
 func (b *Broker) Start(ctx context.Context) (err error) {
 	b.mu.Lock()
-	if b.started || b.closed {
+	if !b.started.IsZero() || b.closed {
 		b.mu.Unlock()
 		return errors.New("broker: Start called twice or after Close")
 	}
-	b.started = true
+	b.started = time.Now()
 	b.mu.Unlock()
 	defer func() {
 		if err != nil {

@@ -19,6 +19,11 @@ type heartbeatData struct {
 		GroupName string `json:"groupName"`
 	} `json:"producerDataSet"`
 	ConsumerDataSet []consumerData `json:"consumerDataSet"`
+
+	// From the request header, not the body: the client's language and protocol version,
+	// which admin tools show per connection.
+	language string
+	version  int16
 }
 
 type consumerData struct {
@@ -65,8 +70,12 @@ type consumerChannel struct {
 	conn          *remoting.Conn
 	lastHeartbeat time.Time
 	messageModel  string
-	fromWhere     string                  // consumeFromWhere, e.g. CONSUME_FROM_TIMESTAMP
+	fromWhere     string // consumeFromWhere, e.g. CONSUME_FROM_TIMESTAMP
+	consumeType   string // CONSUME_PASSIVELY (push) or CONSUME_ACTIVELY (pull)
+	language      string
+	version       int16
 	subs          map[string]subscription // by topic
+	subData       []subscriptionData      // as the heartbeat sent them, for admin tools
 }
 
 // subscription is a registered subscription in the form the pull path filters with.
@@ -133,6 +142,7 @@ func (r *clientRegistry) register(conn *remoting.Conn, hb *heartbeatData, now ti
 		changed := ch == nil || ch.clientID != hb.ClientID || !sameSubscriptions(ch.subs, subs)
 		g.channels[conn.ID()] = &consumerChannel{
 			clientID: hb.ClientID, conn: conn, lastHeartbeat: now, messageModel: cd.MessageModel, fromWhere: cd.ConsumeFromWhere, subs: subs,
+			consumeType: cd.ConsumeType, language: hb.language, version: hb.version, subData: cd.SubscriptionDataSet,
 		}
 		if changed && cd.MessageModel != messageModelBroadcasting {
 			changes = append(changes, change{cd.GroupName, g.connsLocked()})

@@ -37,7 +37,21 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 	case remoting.CodeInvokeBrokerToResetOffset:
 		resp = b.handleResetOffset(ctx, req)
 	case remoting.CodeGetConsumeStats:
-		resp = b.handleConsumeStats(req)
+		resp = b.handleConsumeStats(ctx, req)
+	case remoting.CodeGetTopicStatsInfo:
+		resp = b.handleTopicStats(ctx, req)
+	case remoting.CodeGetAllTopicConfig:
+		resp = b.handleAllTopicConfig(req)
+	case remoting.CodeGetBrokerRuntimeInfo:
+		resp = b.handleRuntimeInfo(req)
+	case remoting.CodeQueryTopicConsumeByWho:
+		resp = b.handleConsumeByWho(req)
+	case remoting.CodeDeleteSubscriptionGroup:
+		resp = b.handleDeleteGroup(ctx, req)
+	case remoting.CodeGetConsumerConnectionList:
+		resp = b.handleConsumerConnections(req)
+	case remoting.CodeGetConsumerRunningInfo:
+		resp = b.handleConsumerRunningInfo(ctx, req)
 	case remoting.CodeQueryMessage, remoting.CodeViewMessageByID, CodeGetTierLocation:
 		resp = b.serveQuery(ctx, req)
 	case remoting.CodeUpdateAndCreateTopic:
@@ -87,6 +101,7 @@ func (b *Broker) handleHeartbeat(ctx context.Context, conn *remoting.Conn, req *
 			}
 		}
 	}
+	hb.language, hb.version = req.Language, req.Version
 	b.clients.register(conn, &hb, time.Now())
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }

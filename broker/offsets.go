@@ -41,8 +41,8 @@ import (
 // exactly the reset offset, or resetFenceTTL passes.
 //
 // GET_CONSUME_STATS (208), admin → broker. extFields consumerGroup, topic (optional: every
-// topic the group has offsets for or subscribes to). Strata answers with its own JSON body
-// (not Java's fastjson ConsumeStats), consumeStats below.
+// topic the group has offsets for or subscribes to). Strata answers with Java's ConsumeStats
+// (admin.go), or with its own JSON body, consumeStats below, when asked (strataFormat=1).
 
 // resetFenceTTL bounds how long a reset queue ignores stale commits.
 const resetFenceTTL = 30 * time.Second
@@ -328,8 +328,10 @@ type queueStats struct {
 	Tier string `json:"tier"`
 }
 
-// handleConsumeStats serves GET_CONSUME_STATS (208) with Strata's body (consumeStats).
-func (b *Broker) handleConsumeStats(req *remoting.Command) *remoting.Command {
+// handleConsumeStats serves GET_CONSUME_STATS (208): RocketMQ's ConsumeStats (admin.go), or
+// Strata's own body (consumeStats, with the tiers) when the request carries the extField
+// strataFormat=1, as `strata group describe` sends it.
+func (b *Broker) handleConsumeStats(ctx context.Context, req *remoting.Command) *remoting.Command {
 	group, err := req.ExtFields.String("consumerGroup")
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
@@ -352,6 +354,15 @@ func (b *Broker) handleConsumeStats(req *remoting.Command) *remoting.Command {
 			}
 		}
 		sort.Strings(topics)
+	}
+	if req.ExtFields.StringOr("strataFormat", "") != "1" {
+		body, err := b.javaConsumeStats(ctx, group, topics)
+		if err != nil {
+			return remoting.NewErrorResponse(req, remoting.RespSystemError, err)
+		}
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.Body = body
+		return resp
 	}
 	l := b.retroLog()
 	st := consumeStats{Version: 1, Group: group, BrokerName: b.cfg.BrokerName, Clients: len(b.clients.groupConns(group)), Queues: []queueStats{}}

@@ -164,6 +164,31 @@ func (s *OffsetStore) Forget(ctx context.Context, topic string) error {
 	return s.c.deleteTopicOffsets(ctx, s.cfg.BrokerGroup, topic)
 }
 
+// ForgetGroup drops every offset of consumer group from memory and from etcd: the group
+// was deleted.
+func (s *OffsetStore) ForgetGroup(ctx context.Context, group string) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	for q := range s.entries {
+		if q.Group == group {
+			delete(s.entries, q)
+		}
+	}
+	s.mu.Unlock()
+	if err := s.c.deletePrefix(ctx, s.prefix+group+"/"); err != nil {
+		return fmt.Errorf("delete offsets of group %s: %w", group, err)
+	}
+	return nil
+}
+
+func (c *Client) deletePrefix(ctx context.Context, prefix string) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	_, err := c.cli.Delete(rctx, prefix, clientv3.WithPrefix())
+	return err
+}
+
 // deleteTopicOffsets deletes brokerGroup's stored offsets of topic, every consumer group's.
 func (c *Client) deleteTopicOffsets(ctx context.Context, brokerGroup, topic string) error {
 	prefix := c.key(dirOffsets, brokerGroup, "/")

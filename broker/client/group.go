@@ -133,7 +133,7 @@ func (c *Client) ConsumeStats(ctx context.Context, group, topic string) ([]Queue
 		if topic != "" {
 			ext["topic"] = topic
 		}
-		resp, err := c.invoke(ctx, addr, remoting.NewRequest(remoting.CodeGetConsumeStats, ext, nil))
+		resp, err := c.invoke(ctx, addr, remoting.NewRequest(remoting.CodeGetConsumeStats, withStrataFormat(ext), nil))
 		if err != nil {
 			return nil, fmt.Errorf("consume stats of group %s on broker %s: %w", group, name, err)
 		}
@@ -185,4 +185,11 @@ func (c *Client) brokers(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// withStrataFormat asks GET_CONSUME_STATS for Strata's own body (with the tiers) instead of
+// RocketMQ's ConsumeStats.
+func withStrataFormat(ext remoting.ExtFields) remoting.ExtFields {
+	ext["strataFormat"] = "1"
+	return ext
 }

@@ -88,6 +88,7 @@ const (
 	RespTransactionShouldRollback  int16 = 201
 	RespTransactionStateUnknow     int16 = 202
 	RespTransactionStateGroupWrong int16 = 203
+	RespConsumerNotOnline          int16 = 206
 	RespNoMessage                  int16 = 208
 )
 
