@@ -203,13 +203,16 @@ type RecordHeader struct {
 	Tags            string
 	Keys            []string
 	UniqKey         string
+	// Properties is the record's encoded properties string ("k\x01v\x02...", see
+	// properties.go), shared with Topic's allocation: property filters read it in place.
+	Properties string
 	// BodyOffset and BodyLen locate the body inside the record.
 	BodyOffset, BodyLen int
 }
 
 // ParseRecordHeader validates the record at the start of rec (every length against the
-// record's total size) and returns its indexable fields. Topic, Tags and UniqKey share one
-// allocation (a copy of the topic and properties bytes).
+// record's total size) and returns its indexable fields. Topic, Tags, UniqKey and Properties
+// share one allocation (a copy of the topic and properties bytes).
 func ParseRecordHeader(rec []byte) (RecordHeader, error) {
 	if h, ok := parseRecordHeaderFast(rec); ok {
 		return h, nil
@@ -258,7 +261,7 @@ func parseRecordHeaderFast(rec []byte) (RecordHeader, bool) {
 		TotalSize: int32(total), QueueID: int32(be.Uint32(rec[posQueueID:])), SysFlag: sys,
 		QueueOffset: int64(be.Uint64(rec[posQueueOffset:])), CommitLogOffset: int64(be.Uint64(rec[posCommitLog:])),
 		BornTimestamp: int64(be.Uint64(rec[posBornTime:])), StoreTimestamp: int64(be.Uint64(rec[posStoreTime:])),
-		BodyCRC: be.Uint32(rec[posBodyCRC:]), Topic: strs[:topicLen], BodyOffset: bodyOff, BodyLen: bodyLen,
+		BodyCRC: be.Uint32(rec[posBodyCRC:]), Topic: strs[:topicLen], Properties: props, BodyOffset: bodyOff, BodyLen: bodyLen,
 	}
 	h.Tags, _ = propertyValue(props, PropertyTags)
 	if keys, ok := propertyValue(props, PropertyKeys); ok {
@@ -278,7 +281,7 @@ func parseRecordHeaderSlow(rec []byte) (RecordHeader, error) {
 	h = RecordHeader{
 		TotalSize: int32(n), QueueID: m.QueueID, SysFlag: m.SysFlag, QueueOffset: m.QueueOffset,
 		CommitLogOffset: m.CommitLogOffset, BornTimestamp: m.BornTimestamp, StoreTimestamp: m.StoreTimestamp,
-		BodyCRC: binary.BigEndian.Uint32(rec[posBodyCRC:]), Topic: m.Topic,
+		BodyCRC: binary.BigEndian.Uint32(rec[posBodyCRC:]), Topic: m.Topic, Properties: props,
 	}
 	h.BodyOffset, h.BodyLen = bodyPos(rec, m.SysFlag)
 	h.Tags, _ = propertyValue(props, PropertyTags)
