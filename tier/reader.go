@@ -116,7 +116,7 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 			}
 			scanned++
 			wide = stream // a read that goes on past its first block is sequential
-			err = SplitRecords(raw, func(rec []byte, h *message.RecordHeader) (bool, error) {
+			err = splitRecordsFrom(raw, res.NextOffset, func(rec []byte, h *message.RecordHeader) (bool, error) {
 				if h.QueueOffset < res.NextOffset {
 					return true, nil
 				}

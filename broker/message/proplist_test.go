@@ -106,6 +106,10 @@ func FuzzParseRecordHeader(f *testing.F) {
 	f.Add(rec[:len(rec)-1])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want, wantErr := parseRecordHeaderSlow(b)
+		// PeekRecord agrees with the full parse wherever that succeeds.
+		if size, qo, ok := PeekRecord(b); wantErr == nil && (!ok || size != int(want.TotalSize) || qo != want.QueueOffset) {
+			t.Fatalf("PeekRecord = %d, %d, %v; the parse says %d, %d", size, qo, ok, want.TotalSize, want.QueueOffset)
+		}
 		got, ok := parseRecordHeaderFast(b)
 		if !ok {
 			if wantErr == nil && int32(uint32(b[4])<<24|uint32(b[5])<<16|uint32(b[6])<<8|uint32(b[7])) != MagicCodeV2 {

@@ -220,6 +220,20 @@ func ParseRecordHeader(rec []byte) (RecordHeader, error) {
 	return parseRecordHeaderSlow(rec)
 }
 
+// PeekRecord reads the total size and queue offset at the start of a stored record without
+// checking anything else, for skipping records of a block whose checksum was verified. ok
+// is false when rec is too short for them or the size is not one of a record that fits rec.
+func PeekRecord(rec []byte) (size int, queueOffset int64, ok bool) {
+	if len(rec) < MinRecordBytes {
+		return 0, 0, false
+	}
+	size = int(int32(binary.BigEndian.Uint32(rec)))
+	if size < MinRecordBytes || size > len(rec) {
+		return 0, 0, false
+	}
+	return size, int64(binary.BigEndian.Uint64(rec[posQueueOffset:])), true
+}
+
 // parseRecordHeaderFast reads the header in place, without building a Message. It accepts
 // exactly the records decode accepts (FuzzParseRecordHeader checks this); on anything it
 // would refuse it reports !ok and parseRecordHeaderSlow produces the error.
