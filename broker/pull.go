@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/broker/filter"
-	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 )
@@ -264,8 +263,7 @@ func (b *Broker) keepMatching(out *store.ReadResult, res store.ReadResult, f *fi
 	for i, e := range res.Entries {
 		rec := res.Records[pos : pos+int(e.Size)]
 		pos += int(e.Size)
-		hdr, err := message.ParseRecordHeader(rec)
-		if err != nil || !f.MatchRecord(&hdr) {
+		if !f.MatchStoredRecord(rec) {
 			continue
 		}
 		if n >= maxMsgs || n > 0 && bytes+len(rec) > b.cfg.MaxPullBytes {

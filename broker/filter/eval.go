@@ -2,6 +2,7 @@ package filter
 
 import (
 	"strings"
+	"unsafe"
 )
 
 // Match reports whether a message with these properties passes: the expression must
@@ -40,6 +41,14 @@ func (x *Expr) MatchEncoded(props string) bool {
 	}
 	var buf [inlineSlots]slot
 	return cond(x.root, props, nil, x.slots(&buf)) == triTrue
+}
+
+// MatchEncodedBytes is MatchEncoded on bytes, such as a stored record's properties
+// (message.RecordProperties), without copying them. props must not change during the call.
+func (x *Expr) MatchEncodedBytes(props []byte) bool {
+	// A string view of props: evaluation keeps no string beyond the call (slots hold
+	// offsets, values live on the stack), so nothing can see the bytes after it returns.
+	return x.MatchEncoded(unsafe.String(unsafe.SliceData(props), len(props)))
 }
 
 // inlineSlots property values are memoised on the stack during one evaluation.

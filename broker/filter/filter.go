@@ -114,6 +114,23 @@ func (f *Filter) MatchRecord(h *message.RecordHeader) bool {
 	return f.tags.Match(h.Tags)
 }
 
+// MatchStoredRecord decides on a stored record (broker/message layout) without parsing its
+// header or copying anything for SQL92: it reads the properties in place. A record that
+// does not parse does not match.
+func (f *Filter) MatchStoredRecord(rec []byte) bool {
+	switch {
+	case f == nil:
+		return true
+	case f.sql != nil:
+		props, err := message.RecordProperties(rec)
+		return err == nil && f.sql.MatchEncodedBytes(props)
+	case f.tags.All():
+		return true
+	}
+	h, err := message.ParseRecordHeader(rec)
+	return err == nil && f.tags.Match(h.Tags)
+}
+
 // Match decides on a message's properties.
 func (f *Filter) Match(p Properties) bool {
 	switch {

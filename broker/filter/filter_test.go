@@ -56,7 +56,7 @@ func TestParseTags(t *testing.T) {
 	}
 }
 
-func record(t *testing.T, props map[string]string) *message.RecordHeader {
+func encodeRecord(t *testing.T, props map[string]string) []byte {
 	t.Helper()
 	host := netip.MustParseAddrPort("10.0.0.1:10911")
 	m := &message.Message{Topic: "T", Body: []byte("body"), BornHost: host, StoreHost: host, Properties: props}
@@ -64,7 +64,12 @@ func record(t *testing.T, props map[string]string) *message.RecordHeader {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := message.ParseRecordHeader(rec)
+	return rec
+}
+
+func record(t *testing.T, props map[string]string) *message.RecordHeader {
+	t.Helper()
+	h, err := message.ParseRecordHeader(encodeRecord(t, props))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +77,9 @@ func record(t *testing.T, props map[string]string) *message.RecordHeader {
 }
 
 func TestFilter(t *testing.T) {
-	red := record(t, map[string]string{"a": "15", "color": "red", message.PropertyTags: "TagA"})
-	blue := record(t, map[string]string{"a": "15", "color": "blue", message.PropertyTags: "TagB"})
+	redRec := encodeRecord(t, map[string]string{"a": "15", "color": "red", message.PropertyTags: "TagA"})
+	blueRec := encodeRecord(t, map[string]string{"a": "15", "color": "blue", message.PropertyTags: "TagB"})
+	red, blue := record(t, map[string]string{"a": "15", "color": "red", message.PropertyTags: "TagA"}), record(t, map[string]string{"a": "15", "color": "blue", message.PropertyTags: "TagB"})
 	for _, tc := range []struct {
 		typ, expr string
 		red, blue bool
@@ -94,6 +100,12 @@ func TestFilter(t *testing.T) {
 		if f.MatchRecord(red) != tc.red || f.MatchRecord(blue) != tc.blue {
 			t.Errorf("%s: red %v blue %v", f, f.MatchRecord(red), f.MatchRecord(blue))
 		}
+		if f.MatchStoredRecord(redRec) != tc.red || f.MatchStoredRecord(blueRec) != tc.blue {
+			t.Errorf("%s: stored red %v blue %v", f, f.MatchStoredRecord(redRec), f.MatchStoredRecord(blueRec))
+		}
+		if f.MatchStoredRecord(redRec[:len(redRec)-1]) && !f.MatchesAll() {
+			t.Errorf("%s: a truncated record matches", f)
+		}
 		props := MapProperties{"a": "15", "color": "red", message.PropertyTags: "TagA"}
 		if f.Match(props) != tc.red {
 			t.Errorf("%s: Match on red properties %v", f, f.Match(props))
@@ -106,7 +118,7 @@ func TestFilter(t *testing.T) {
 		}
 	}
 	var none *Filter
-	if !none.MatchRecord(red) || !none.Match(MapProperties{}) || !none.MatchesAll() || none.TagCodes() != nil ||
+	if !none.MatchRecord(red) || !none.MatchStoredRecord(redRec) || !none.Match(MapProperties{}) || !none.MatchesAll() || none.TagCodes() != nil ||
 		none.Type() != TypeTag || none.Expression() != "*" || none.String() != "TAG *" || none.SQL() != nil {
 		t.Error("the nil Filter must keep everything")
 	}
@@ -125,5 +137,8 @@ func TestFilter(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(100, func() { f.MatchRecord(red) }); allocs != 0 {
 		t.Errorf("MatchRecord allocates %v times", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { f.MatchStoredRecord(redRec) }); allocs != 0 {
+		t.Errorf("MatchStoredRecord allocates %v times", allocs)
 	}
 }

@@ -234,6 +234,53 @@ func PeekRecord(rec []byte) (size int, queueOffset int64, ok bool) {
 	return size, int64(binary.BigEndian.Uint64(rec[posQueueOffset:])), true
 }
 
+// RecordProperties returns the encoded properties of the record at the start of rec, as a
+// slice of rec: property filters read it in place, with no copy. It accepts exactly the
+// records ParseRecordHeader accepts.
+func RecordProperties(rec []byte) ([]byte, error) {
+	if props, ok := recordPropertiesFast(rec); ok {
+		return props, nil
+	}
+	_, props, n, err := decode(rec, false) // V2 and every error
+	if err != nil {
+		return nil, err
+	}
+	return rec[n-len(props) : n], nil
+}
+
+// recordPropertiesFast is parseRecordHeaderFast's walk, without the header.
+func recordPropertiesFast(rec []byte) ([]byte, bool) {
+	if len(rec) < MinRecordBytes {
+		return nil, false
+	}
+	be := binary.BigEndian
+	total := int(int32(be.Uint32(rec)))
+	if total < MinRecordBytes || total > len(rec) || int32(be.Uint32(rec[posMagic:])) != MagicCodeV1 {
+		return nil, false
+	}
+	sys := int32(be.Uint32(rec[posSysFlag:]))
+	posBodyLen := posBornHost + hostLen(sys&FlagBornHostV6 != 0) + 8 + hostLen(sys&FlagStoreHostV6 != 0) + 4 + 8
+	if posBodyLen+4 > total {
+		return nil, false
+	}
+	bodyLen := int(int32(be.Uint32(rec[posBodyLen:])))
+	bodyOff := posBodyLen + 4
+	if bodyLen < 0 || bodyLen > total-bodyOff-1 {
+		return nil, false
+	}
+	topicOff := bodyOff + bodyLen + 1
+	topicLen := int(rec[topicOff-1])
+	propLenOff := topicOff + topicLen
+	if topicLen == 0 || propLenOff+2 > total {
+		return nil, false
+	}
+	propLen := int(int16(be.Uint16(rec[propLenOff:])))
+	if propLen < 0 || propLenOff+2+propLen != total {
+		return nil, false
+	}
+	return rec[propLenOff+2 : total : total], true
+}
+
 // parseRecordHeaderFast reads the header in place, without building a Message. It accepts
 // exactly the records decode accepts (FuzzParseRecordHeader checks this); on anything it
 // would refuse it reports !ok and parseRecordHeaderSlow produces the error.
