@@ -140,7 +140,13 @@ func subscriptionFlags(tags, where string) (exprType, expr string, err error) {
 		return filter.TypeTag, tags, nil
 	}
 	if t := strings.TrimSpace(tags); t != "" && t != "*" {
-		return "", "", fmt.Errorf("--tag and --where exclude each other; filter on the tag inside --where, e.g. --where \"TAGS IN ('TagA', 'TagB') AND (%s)\"", where)
+		var quoted []string
+		for _, tag := range strings.Split(t, "||") {
+			if tag = strings.TrimSpace(tag); tag != "" {
+				quoted = append(quoted, "'"+strings.ReplaceAll(tag, "'", "''")+"'")
+			}
+		}
+		return "", "", fmt.Errorf("--tag and --where exclude each other; filter on the tag inside --where: --where \"TAGS IN (%s) AND (%s)\"", strings.Join(quoted, ", "), where)
 	}
 	if _, err := filter.Compile(where); err != nil {
 		return "", "", fmt.Errorf("--where: %w", err)
