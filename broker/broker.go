@@ -45,6 +45,7 @@ type Broker struct {
 	advertised          string
 
 	clients *clientRegistry
+	filters *filterCache // compiled subscription expressions (filters.go)
 	locks   *lockTable
 	metrics *metrics
 	held    atomic.Int64 // pulls being held
@@ -81,9 +82,10 @@ func New(cfg Config, mc *meta.Client) (*Broker, error) {
 		cancel:    cancel,
 		closeDone: make(chan struct{}),
 	}
+	b.filters = newFilterCache(cfg.SQL92Limits)
 	b.clients = newClientRegistry(func(group string, conns []*remoting.Conn) {
 		notifyConsumerIDsChanged(b.ctx, group, conns)
-	})
+	}, b.filters.compile)
 	return b, nil
 }
 

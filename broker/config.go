@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/tier"
@@ -34,6 +35,10 @@ const (
 	DefaultLockExpiry         = 60 * time.Second
 	DefaultMaxBatchMessages   = 1024
 	DefaultTraceRetention     = 7 * 24 * time.Hour
+	// DefaultMaxFilterScanMessages lets a pull with an SQL92 filter examine this many hot
+	// messages before it answers with what matched (Java examines 800: maxFilterMessageSize
+	// 16000 bytes of consume queue).
+	DefaultMaxFilterScanMessages = 4096
 )
 
 // Config configures a Broker. It is a plain struct: cmd/strata fills it from flags, YAML and
@@ -109,6 +114,12 @@ type Config struct {
 	// MaxPullMessages and MaxPullBytes cap one pull response.
 	MaxPullMessages int
 	MaxPullBytes    int
+	// MaxFilterScanMessages bounds the hot messages one pull with an SQL92 filter examines;
+	// when none of them match, the pull answers PULL_RETRY_IMMEDIATELY past them. The cold
+	// tier bounds its own scan by blocks.
+	MaxFilterScanMessages int
+	// SQL92Limits bound the length and nesting of SQL92 subscription expressions.
+	SQL92Limits filter.Limits
 
 	// ClientExpiry drops a client's registrations after this long without a heartbeat.
 	ClientExpiry time.Duration
@@ -208,6 +219,9 @@ func (c *Config) Validate() error {
 	if c.MaxPullBytes == 0 {
 		c.MaxPullBytes = DefaultMaxPullBytes
 	}
+	if c.MaxFilterScanMessages == 0 {
+		c.MaxFilterScanMessages = DefaultMaxFilterScanMessages
+	}
 	if c.ClientExpiry == 0 {
 		c.ClientExpiry = DefaultClientExpiry
 	}
@@ -217,7 +231,7 @@ func (c *Config) Validate() error {
 	if c.LockExpiry == 0 {
 		c.LockExpiry = DefaultLockExpiry
 	}
-	if c.MaxHeldPulls < 0 || c.MaxPullMessages < 1 || c.MaxPullBytes < 1 || c.ClientExpiry < 0 ||
+	if c.MaxHeldPulls < 0 || c.MaxPullMessages < 1 || c.MaxPullBytes < 1 || c.MaxFilterScanMessages < 1 || c.ClientExpiry < 0 ||
 		c.HousekeepingPeriod < 0 || c.LockExpiry < 0 || c.MaxBatchMessages < 1 {
 		return errors.New("broker config: limits and periods must be positive")
 	}

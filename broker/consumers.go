@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 )
 
@@ -82,7 +83,16 @@ type consumerChannel struct {
 type subscription struct {
 	expression string
 	exprType   string
-	filter     tagFilter
+	filter     *filter.Filter
+	// err is why the expression was refused; pulls that rely on this subscription answer
+	// with it until the consumer sends a valid one.
+	err error
+}
+
+// subscriptionError is a subscription a heartbeat could not register.
+type subscriptionError struct {
+	group, topic string
+	err          error
 }
 
 type consumerGroup struct {
@@ -105,27 +115,44 @@ type clientRegistry struct {
 
 	// notify is called, outside mu, for every group whose membership changed.
 	notify func(group string, conns []*remoting.Conn)
+	// compile turns a subscription expression into its filter.
+	compile func(exprType, expr string) (*filter.Filter, error)
 }
 
-func newClientRegistry(notify func(group string, conns []*remoting.Conn)) *clientRegistry {
+func newClientRegistry(notify func(group string, conns []*remoting.Conn), compile func(exprType, expr string) (*filter.Filter, error)) *clientRegistry {
 	return &clientRegistry{
 		consumers: make(map[string]*consumerGroup),
 		producers: make(map[string]map[uint64]*producerChannel),
 		watched:   make(map[uint64]bool),
 		notify:    notify,
+		compile:   compile,
 	}
 }
 
 // register records a heartbeat synchronously, so GET_CONSUMER_LIST sent right after it lists
-// the caller (§6.3). It notifies groups whose channels or subscriptions changed.
-func (r *clientRegistry) register(conn *remoting.Conn, hb *heartbeatData, now time.Time) {
+// the caller (§6.3). It notifies groups whose channels or subscriptions changed. It returns
+// the subscriptions whose expression does not compile; they are registered all the same,
+// with their error, and everything else in the heartbeat takes effect.
+func (r *clientRegistry) register(conn *remoting.Conn, hb *heartbeatData, now time.Time) []subscriptionError {
 	type change struct {
 		group string
 		conns []*remoting.Conn
 	}
 	var changes []change
+	var refused []subscriptionError
+	compiled := make([]map[string]subscription, len(hb.ConsumerDataSet))
+	for i, cd := range hb.ConsumerDataSet {
+		compiled[i] = make(map[string]subscription, len(cd.SubscriptionDataSet))
+		for _, sd := range cd.SubscriptionDataSet {
+			f, err := r.compile(sd.ExpressionType, sd.SubString)
+			compiled[i][sd.Topic] = subscription{expression: sd.SubString, exprType: sd.ExpressionType, filter: f, err: err}
+			if err != nil && cd.GroupName != "" {
+				refused = append(refused, subscriptionError{cd.GroupName, sd.Topic, err})
+			}
+		}
+	}
 	r.mu.Lock()
-	for _, cd := range hb.ConsumerDataSet {
+	for i, cd := range hb.ConsumerDataSet {
 		if cd.GroupName == "" {
 			continue
 		}
@@ -134,10 +161,7 @@ func (r *clientRegistry) register(conn *remoting.Conn, hb *heartbeatData, now ti
 			g = &consumerGroup{channels: make(map[uint64]*consumerChannel)}
 			r.consumers[cd.GroupName] = g
 		}
-		subs := make(map[string]subscription, len(cd.SubscriptionDataSet))
-		for _, sd := range cd.SubscriptionDataSet {
-			subs[sd.Topic] = subscription{expression: sd.SubString, exprType: sd.ExpressionType, filter: parseTagExpression(sd.SubString)}
-		}
+		subs := compiled[i]
 		ch := g.channels[conn.ID()]
 		changed := ch == nil || ch.clientID != hb.ClientID || !sameSubscriptions(ch.subs, subs)
 		g.channels[conn.ID()] = &consumerChannel{
@@ -168,6 +192,7 @@ func (r *clientRegistry) register(conn *remoting.Conn, hb *heartbeatData, now ti
 	for _, c := range changes {
 		r.notify(c.group, c.conns)
 	}
+	return refused
 }
 
 func sameSubscriptions(a, b map[string]subscription) bool {

@@ -6,6 +6,8 @@
 //     any broker can serve as a client's name server.
 //   - The broker role (send.go, pull.go, consumers.go, offsets.go, admin.go) produces,
 //     long-polls, keeps consumer-group membership per connection and commits offsets.
+//     Subscriptions (TAG and SQL92) compile once through filters.go into broker/filter
+//     values; pulls filter with them in the hot store's records and in the cold tier's reader.
 //   - HTTPHandler serves /healthz, /readyz and /metrics.
 //
 // Start reading at Broker (broker.go): New, Start, Close. PROTOCOL.md (shared docs) is the

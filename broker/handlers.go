@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
@@ -102,7 +103,17 @@ func (b *Broker) handleHeartbeat(ctx context.Context, conn *remoting.Conn, req *
 		}
 	}
 	hb.language, hb.version = req.Language, req.Version
-	b.clients.register(conn, &hb, time.Now())
+	if refused := b.clients.register(conn, &hb, time.Now()); len(refused) > 0 {
+		// Everything else in the heartbeat is registered; the Go client logs this remark
+		// as a warning ("send heart beat to broker failed"), which is where a push
+		// consumer's developer can see it.
+		msgs := make([]string, len(refused))
+		for i, r := range refused {
+			msgs[i] = fmt.Sprintf("consumer group %s: the subscription to topic %s is refused: %v", r.group, r.topic, r.err)
+		}
+		return remoting.NewResponse(req, remoting.RespSubscriptionParseFailed,
+			strings.Join(msgs, "; ")+"; fix the expression in the consumer (pulls of the topic fail with this error until then)")
+	}
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 

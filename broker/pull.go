@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 )
@@ -90,27 +90,9 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("consumer group %s has consumption disabled", h.group))
 	}
 	// Step 3: the subscription.
-	var filter tagFilter
-	switch {
-	case strings.HasPrefix(h.topic, retryTopicPrefix):
-		filter = tagFilter{all: true} // retries are not re-filtered (§9.3)
-	case h.sysFlag&pullSubscription != 0:
-		if !strings.EqualFold(h.exprType, "TAG") && h.exprType != "" {
-			return remoting.NewResponse(req, remoting.RespSystemError,
-				fmt.Sprintf("expression type %s is not supported by this broker; subscribe with a TAG expression", h.exprType))
-		}
-		filter = parseTagExpression(h.subscription)
-	default:
-		sub, ok := b.clients.subscription(h.group, h.topic, conn)
-		if !ok {
-			return remoting.NewResponse(req, remoting.RespSubscriptionNotExist,
-				fmt.Sprintf("consumer group %s has no subscription to %s registered by heartbeat", h.group, h.topic))
-		}
-		if sub.exprType != "" && !strings.EqualFold(sub.exprType, "TAG") {
-			return remoting.NewResponse(req, remoting.RespSystemError,
-				fmt.Sprintf("expression type %s is not supported by this broker; subscribe with a TAG expression", sub.exprType))
-		}
-		filter = sub.filter
+	f, refused := b.pullFilter(req, conn, h)
+	if refused != nil {
+		return refused
 	}
 	// Commit-in-pull, on the first execution only (§6.7).
 	if h.sysFlag&pullCommitOffset != 0 && h.commitOffset >= 0 {
@@ -122,7 +104,7 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		maxMsgs = b.cfg.MaxPullMessages
 	}
 	read := func(offset int64) (*remoting.Command, error) {
-		res, err := b.readFiltered(ctx, h.topic, h.queueID, offset, maxMsgs, filter)
+		res, err := b.readFiltered(ctx, h.topic, h.queueID, offset, maxMsgs, f)
 		if err != nil {
 			return nil, err
 		}
@@ -189,15 +171,49 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 	}
 }
 
-// readFiltered reads with the consume-queue hash filter, then drops records whose TAGS do
-// not match exactly (hash collisions, §9.2), rebuilding the body only when something drops.
-func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f tagFilter) (store.ReadResult, error) {
-	rr := store.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxMessages: maxMsgs, MaxBytes: b.cfg.MaxPullBytes}
-	if !f.all {
-		for c := range f.codes {
-			rr.TagCodes = append(rr.TagCodes, c)
-		}
+// pullFilter resolves the filter of a pull (§7.3 step 3), or the error answer. A nil filter
+// keeps everything.
+func (b *Broker) pullFilter(req *remoting.Command, conn *remoting.Conn, h pullHeader) (*filter.Filter, *remoting.Command) {
+	if strings.HasPrefix(h.topic, retryTopicPrefix) {
+		return nil, nil // retries are not re-filtered (filterSupportRetry=false, §9.3)
 	}
+	if h.sysFlag&pullSubscription != 0 {
+		exprType := h.exprType
+		// The Go client's lite pull (Poll) and PostSubscriptionWhenPull send an SQL92
+		// subscription labelled TAG (§7.2). When the group registered that very text as
+		// SQL92 for the topic, that is what the client means.
+		if !strings.EqualFold(exprType, filter.TypeSQL92) {
+			if sub, ok := b.clients.subscription(h.group, h.topic, conn); ok &&
+				strings.EqualFold(sub.exprType, filter.TypeSQL92) && sub.expression == h.subscription {
+				exprType = filter.TypeSQL92
+			}
+		}
+		f, err := b.filters.compile(exprType, h.subscription)
+		if err != nil {
+			return nil, remoting.NewResponse(req, remoting.RespSubscriptionParseFailed,
+				fmt.Sprintf("consumer group %s: the subscription to topic %s is refused: %v", h.group, h.topic, err))
+		}
+		return f, nil
+	}
+	sub, ok := b.clients.subscription(h.group, h.topic, conn)
+	if !ok {
+		return nil, remoting.NewResponse(req, remoting.RespSubscriptionNotExist,
+			fmt.Sprintf("consumer group %s has no subscription to %s registered by heartbeat", h.group, h.topic))
+	}
+	if sub.err != nil {
+		return nil, remoting.NewResponse(req, remoting.RespSubscriptionParseFailed,
+			fmt.Sprintf("consumer group %s: the subscription to topic %s registered by heartbeat was refused: %v; fix the expression in the consumer", h.group, h.topic, sub.err))
+	}
+	return sub.filter, nil
+}
+
+// readFiltered reads a queue through f. The hot tier applies a TAG filter's tag codes in the
+// consume queue, then the exact TAGS here drops hash collisions (§9.2); an SQL92 filter is
+// evaluated here on every record's properties, reading on in growing windows until maxMsgs
+// match, MaxFilterScanMessages were examined or the queue ends. The cold tier filters in
+// its block reader (readCold). The body is rebuilt only when something drops.
+func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter) (store.ReadResult, error) {
+	rr := store.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxMessages: maxMsgs, MaxBytes: b.cfg.MaxPullBytes, TagCodes: f.TagCodes()}
 	res, err := b.store.Read(ctx, rr)
 	if err == nil && b.tier != nil {
 		// Offsets no longer on local disk come from the cold tier; otherwise res stands,
@@ -208,39 +224,68 @@ func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, 
 		}
 		res = cold
 	}
-	if err != nil || f.all || res.Status != store.ReadFound {
+	if err != nil || f.MatchesAll() || res.Status != store.ReadFound {
 		return res, err
 	}
+	out := res
+	out.Records, out.Entries = nil, nil
+	scanned, window := 0, maxMsgs
+	for {
+		full := b.keepMatching(&out, res, f, maxMsgs)
+		scanned += len(res.Entries)
+		if full || f.SQL() == nil || scanned >= b.cfg.MaxFilterScanMessages || out.NextOffset >= res.MaxOffset {
+			break
+		}
+		window = min(window*2, b.cfg.MaxFilterScanMessages-scanned)
+		rr.Offset, rr.MaxMessages = out.NextOffset, window
+		if res, err = b.store.Read(ctx, rr); err != nil {
+			return store.ReadResult{}, err
+		}
+		if res.Status != store.ReadFound {
+			break // retention moved the queue on, or nothing newer: answer what matched
+		}
+	}
+	if len(out.Entries) == 0 {
+		out.Status, out.Records = store.ReadNoMatch, nil
+	}
+	return out, nil
+}
+
+// keepMatching adds to out the records of res that f keeps, until maxMsgs or MaxPullBytes
+// are reached, and sets out.NextOffset to the first record it did not examine. When out is
+// empty and every record of res passes, it takes res as it is, without copying. It reports
+// whether out is full.
+func (b *Broker) keepMatching(out *store.ReadResult, res store.ReadResult, f *filter.Filter, maxMsgs int) bool {
 	keep := make([]bool, len(res.Entries))
-	kept := 0
+	n, bytes, stop := len(out.Entries), len(out.Records), len(res.Entries)
+	out.NextOffset = res.NextOffset
 	pos := 0
 	for i, e := range res.Entries {
-		hdr, err := message.ParseRecordHeader(res.Records[pos : pos+int(e.Size)])
-		if err == nil && f.matchTag(hdr.Tags) {
-			keep[i] = true
-			kept++
-		}
+		rec := res.Records[pos : pos+int(e.Size)]
 		pos += int(e.Size)
+		if !f.MatchStoredRecord(rec) {
+			continue
+		}
+		if n >= maxMsgs || n > 0 && bytes+len(rec) > b.cfg.MaxPullBytes {
+			stop, out.NextOffset = i, e.QueueOffset // the next pull starts here
+			break
+		}
+		keep[i] = true
+		n, bytes = n+1, bytes+len(rec)
 	}
-	if kept == len(res.Entries) {
-		return res, nil
+	if len(out.Entries) == 0 && n == len(res.Entries) {
+		out.Records, out.Entries = res.Records, res.Entries
+		return n >= maxMsgs
 	}
-	body := make([]byte, 0, len(res.Records))
-	entries := make([]store.ReadEntry, 0, kept)
 	pos = 0
-	for i, e := range res.Entries {
+	for i, e := range res.Entries[:stop] {
 		if keep[i] {
-			body = append(body, res.Records[pos:pos+int(e.Size)]...)
-			entries = append(entries, e)
+			out.Records = append(out.Records, res.Records[pos:pos+int(e.Size)]...)
+			out.Entries = append(out.Entries, e)
 		}
 		pos += int(e.Size)
 	}
-	res.Records, res.Entries = body, entries
-	if kept == 0 {
-		res.Status = store.ReadNoMatch
-		res.Records = nil
-	}
-	return res, nil
+	return n >= maxMsgs || stop < len(res.Entries)
 }
 
 // pullCode maps a store outcome to the response code (§7.4).

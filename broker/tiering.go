@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
@@ -49,7 +50,7 @@ func (s tierSegment) Records(ctx context.Context, fn func(rec []byte) error) err
 		return err
 	}
 	defer it.Close()
-	filter := s.b != nil && s.b.offloadFilters(s.seg.BaseOffset)
+	dropDeleted := s.b != nil && s.b.offloadFilters(s.seg.BaseOffset)
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -63,7 +64,7 @@ func (s tierSegment) Records(ctx context.Context, fn func(rec []byte) error) err
 		if err != nil {
 			return err
 		}
-		if filter {
+		if dropDeleted {
 			if keep, err := s.b.keepForOffload(pos, rec); err != nil || !keep {
 				if err != nil {
 					return err
@@ -200,10 +201,11 @@ func (b *Broker) tierBackpressure(req *remoting.Command) *remoting.Command {
 }
 
 // readCold serves a pull from the tier when the store no longer holds the offset (below
-// its min offset, or the queue gone from local disk). It applies the same filter as the hot
-// path: the tag hash code first, then the exact tag. ok is false when the store's answer
-// stands (no tier, or the tier holds nothing at or after offset).
-func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f tagFilter, hot store.ReadResult) (store.ReadResult, bool, error) {
+// its min offset, or the queue gone from local disk). The tier's block reader applies the
+// same filter as the hot path (the tag hash code first, then the record check: exact tag or
+// SQL92), so unmatched records never leave it. ok is false when the store's answer stands
+// (no tier, or the tier holds nothing at or after offset).
+func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter, hot store.ReadResult) (store.ReadResult, bool, error) {
 	if b.tier == nil {
 		return hot, false, nil
 	}
@@ -223,8 +225,11 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 	// hold there (a deleted topic's records, tier/tombstone.go).
 	offset = max(offset, first)
 	req := tier.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxCount: maxMsgs, MaxBytes: b.cfg.MaxPullBytes}
-	if !f.all {
-		req.TagFilter = func(code int64) bool { return f.codes[code] }
+	if f.TagCodes() != nil {
+		req.TagFilter = f.MatchTagCode
+	}
+	if !f.MatchesAll() {
+		req.Match = f.MatchRecord
 	}
 	cr, err := b.tier.Read(ctx, req)
 	if errors.Is(err, tier.ErrNotInTier) {
@@ -238,9 +243,6 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 		h, err := message.ParseRecordHeader(rec)
 		if err != nil {
 			return store.ReadResult{}, true, fmt.Errorf("cold read %s/%d at %d: %w", topic, queueID, offset, err)
-		}
-		if !f.matchTag(h.Tags) {
-			continue
 		}
 		res.Records = append(res.Records, rec...)
 		res.Entries = append(res.Entries, store.ReadEntry{QueueOffset: h.QueueOffset, CommitLogOffset: h.CommitLogOffset,

@@ -359,4 +359,18 @@ tier:
 		t.Fatalf("export summary: %d rows, %d cold, %d hot; want 200 from the bucket", rows, cold, hot)
 	}
 	checkExport(t, readExport(t, out), want)
+
+	// An SQL92 filter is applied as the bucket is read.
+	var some []*message.Message
+	for _, m := range want {
+		if n, _ := strconv.Atoi(m.Properties["custom"]); n >= 10 && n <= 19 && m.Tags() != "TagB" {
+			some = append(some, m)
+		}
+	}
+	rows, cold, _ = parseSummary(t, runCLI(t, "", "export", "--etcd", strings.Join(etcd.Endpoints(), ","), "--cluster", "it",
+		"--bucket", "file://"+bucketDir, "--topic", exportTopic, "--where", "custom BETWEEN 10 AND 19 AND TAGS <> 'TagB'", "--out", out))
+	if rows != len(some) || cold != rows || len(some) == 0 {
+		t.Fatalf("export --where from the bucket: %d rows (%d cold), want %d", rows, cold, len(some))
+	}
+	checkExport(t, readExport(t, out), some)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/tier"
 )
@@ -25,7 +26,7 @@ var _ ColdReader = (*tier.Tier)(nil)
 
 // HotBatch is one read of a queue's hot part.
 type HotBatch struct {
-	// Messages passed the tag filter, in queue order.
+	// Messages passed the filter, in queue order.
 	Messages []*message.Message
 	// NextOffset is the offset to read next, past filtered-out messages too.
 	NextOffset int64
@@ -35,7 +36,8 @@ type HotBatch struct {
 
 // HotReader reads queues through a broker (broker/client in the CLI, the store in tests).
 type HotReader interface {
-	Read(ctx context.Context, topic string, queueID int32, offset int64, maxMessages int, tags *TagFilter) (HotBatch, error)
+	// Read returns messages f keeps (a nil f keeps all), as a pull with f's subscription.
+	Read(ctx context.Context, topic string, queueID int32, offset int64, maxMessages int, f *filter.Filter) (HotBatch, error)
 	MinOffset(ctx context.Context, topic string, queueID int32) (int64, error)
 	MaxOffset(ctx context.Context, topic string, queueID int32) (int64, error)
 	OffsetForTime(ctx context.Context, topic string, queueID int32, tsMs int64) (int64, error)
@@ -183,8 +185,9 @@ type Stats struct {
 
 // Exporter streams planned ranges into a FileWriter.
 type Exporter struct {
-	// Tags filters rows; nil keeps all.
-	Tags *TagFilter
+	// Filter keeps the rows of messages it matches, a TAG or an SQL92 expression; nil keeps
+	// all. Cold data is filtered in the tier's block reader, hot data by the broker.
+	Filter *filter.Filter
 	// Progress, when set, is called after each read with the offsets covered so far (across
 	// ranges, filtered-out ones included) and the message bytes written so far.
 	Progress func(offsets, bytes int64)
@@ -242,8 +245,14 @@ func (e *Exporter) runRange(ctx context.Context, r Range, w *FileWriter, st *Sta
 				st.Skipped += coldFirst - next
 				next = coldFirst
 			}
-			res, err := r.Cold.Read(ctx, tier.ReadRequest{Topic: r.Topic, QueueID: r.QueueID, Offset: next,
-				MaxCount: maxMsgs, MaxBytes: maxBytes, TagFilter: e.Tags.matchCode})
+			req := tier.ReadRequest{Topic: r.Topic, QueueID: r.QueueID, Offset: next, MaxCount: maxMsgs, MaxBytes: maxBytes}
+			if e.Filter.TagCodes() != nil {
+				req.TagFilter = e.Filter.MatchTagCode
+			}
+			if !e.Filter.MatchesAll() {
+				req.Match = e.Filter.MatchRecord
+			}
+			res, err := r.Cold.Read(ctx, req)
 			if err != nil {
 				return next - r.From, fmt.Errorf("%s: cold read at %d: %w", where, next, err)
 			}
@@ -254,9 +263,6 @@ func (e *Exporter) runRange(ctx context.Context, r Range, w *FileWriter, st *Sta
 				}
 				if m.QueueOffset >= r.To {
 					break
-				}
-				if !e.Tags.MatchTag(m.Tags()) {
-					continue
 				}
 				if err := w.Add(m); err != nil {
 					return next - r.From, err
@@ -275,7 +281,7 @@ func (e *Exporter) runRange(ctx context.Context, r Range, w *FileWriter, st *Sta
 			progress(r.Count())
 			return r.Count(), nil
 		default:
-			b, err := r.Hot.Read(ctx, r.Topic, r.QueueID, next, maxMsgs, e.Tags)
+			b, err := r.Hot.Read(ctx, r.Topic, r.QueueID, next, maxMsgs, e.Filter)
 			if err != nil {
 				return next - r.From, fmt.Errorf("%s: read through the broker at %d: %w", where, next, err)
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -14,11 +15,12 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/apache/arrow/go/v15/parquet/file"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/message"
 )
 
 // exportFile plans and runs an export into a file and returns its path and stats.
-func exportFile(t *testing.T, queues []Queue, from, to Bound, tags string, opts WriterOptions) (string, Stats) {
+func exportFile(t *testing.T, queues []Queue, from, to Bound, f *filter.Filter, opts WriterOptions) (string, Stats) {
 	t.Helper()
 	ctx := testCtx(t)
 	ranges, err := Plan(ctx, queues, from, to)
@@ -36,7 +38,7 @@ func exportFile(t *testing.T, queues []Queue, from, to Bound, tags string, opts 
 		t.Fatal(err)
 	}
 	var lastProgress int64
-	e := &Exporter{Tags: ParseTagFilter(tags), ReadMessages: 37, Progress: func(offsets, _ int64) { lastProgress = offsets }}
+	e := &Exporter{Filter: f, ReadMessages: 37, Progress: func(offsets, _ int64) { lastProgress = offsets }}
 	st, err := e.Run(ctx, ranges, w)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +164,7 @@ func (f *fixture) all() []*message.Message {
 
 func TestExportArrowSpansBothTiers(t *testing.T) {
 	f := newFixture(t, 600)
-	path, st := exportFile(t, f.queues(false), Bound{}, Bound{}, "", WriterOptions{Format: FormatArrow, BatchRows: 100})
+	path, st := exportFile(t, f.queues(false), Bound{}, Bound{}, nil, WriterOptions{Format: FormatArrow, BatchRows: 100})
 	got, batches := readArrow(t, path)
 	sameMessages(t, got, f.all())
 	if st.ColdRows == 0 || st.HotRows == 0 || st.Rows != 1200 || st.Skipped != 0 {
@@ -183,7 +185,7 @@ func TestExportArrowSpansBothTiers(t *testing.T) {
 func TestExportOffsetAndTimeBounds(t *testing.T) {
 	f := newFixture(t, 600)
 	// Offsets: [100, 550) of each queue, across the tier boundary.
-	path, _ := exportFile(t, f.queues(false), Bound{Set: true, Offset: 100}, Bound{Set: true, Offset: 550}, "", WriterOptions{})
+	path, _ := exportFile(t, f.queues(false), Bound{Set: true, Offset: 100}, Bound{Set: true, Offset: 550}, nil, WriterOptions{})
 	got, _ := readArrow(t, path)
 	sameMessages(t, got, append(append([]*message.Message(nil), f.want[0][100:550]...), f.want[1][100:550]...))
 
@@ -197,14 +199,14 @@ func TestExportOffsetAndTimeBounds(t *testing.T) {
 			}
 		}
 	}
-	path, _ = exportFile(t, f.queues(false), Bound{Set: true, IsTime: true, TimeMs: fromMs}, Bound{Set: true, IsTime: true, TimeMs: toMs}, "", WriterOptions{})
+	path, _ = exportFile(t, f.queues(false), Bound{Set: true, IsTime: true, TimeMs: fromMs}, Bound{Set: true, IsTime: true, TimeMs: toMs}, nil, WriterOptions{})
 	got, _ = readArrow(t, path)
 	sameMessages(t, got, want)
 }
 
 func TestExportTagFilter(t *testing.T) {
 	f := newFixture(t, 600)
-	path, st := exportFile(t, f.queues(false), Bound{}, Bound{}, "TagA || TagC", WriterOptions{BatchBytes: 16 << 10})
+	path, st := exportFile(t, f.queues(false), Bound{}, Bound{}, mustFilter(t, filter.TypeTag, "TagA || TagC"), WriterOptions{BatchBytes: 16 << 10})
 	got, _ := readArrow(t, path)
 	var want []*message.Message
 	for _, m := range f.all() {
@@ -216,6 +218,52 @@ func TestExportTagFilter(t *testing.T) {
 	if st.ColdRows == 0 || st.HotRows == 0 {
 		t.Fatalf("stats %+v: want rows from both tiers", st)
 	}
+}
+
+func mustFilter(t *testing.T, exprType, expr string) *filter.Filter {
+	t.Helper()
+	f, err := filter.New(exprType, expr, filter.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// An SQL92 filter keeps the same rows whether they come from the bucket or the broker, and
+// with no broker at all.
+func TestExportSQL92Filter(t *testing.T) {
+	f := newFixture(t, 600)
+	where := mustFilter(t, filter.TypeSQL92, "order BETWEEN 100 AND 590 AND TAGS <> 'TagB'")
+	keep := func(m *message.Message) bool {
+		tag, ok := m.Properties[message.PropertyTags]
+		n, _ := strconv.Atoi(m.Properties["order"])
+		return ok && tag != "TagB" && n >= 100 && n <= 590 // a missing TAGS makes <> null
+	}
+	var want []*message.Message
+	for _, m := range f.all() {
+		if keep(m) {
+			want = append(want, m)
+		}
+	}
+	path, st := exportFile(t, f.queues(false), Bound{}, Bound{}, where, WriterOptions{})
+	got, _ := readArrow(t, path)
+	sameMessages(t, got, want)
+	if st.ColdRows == 0 || st.HotRows == 0 {
+		t.Fatalf("stats %+v: want rows from both tiers", st)
+	}
+	// Brokerless: the bucket's part, filtered the same way.
+	path, _ = exportFile(t, f.queues(true), Bound{}, Bound{}, where, WriterOptions{})
+	got, _ = readArrow(t, path)
+	var coldWant []*message.Message
+	for q := int32(0); q < 2; q++ {
+		_, last, _ := f.reader.QueueRange(testTopic, q)
+		for _, m := range f.want[q][:last+1] {
+			if keep(m) {
+				coldWant = append(coldWant, m)
+			}
+		}
+	}
+	sameMessages(t, got, coldWant)
 }
 
 func TestExportEmptyRange(t *testing.T) {
@@ -231,7 +279,7 @@ func TestExportEmptyRange(t *testing.T) {
 		{"no message has the tag", Bound{}, Bound{}, "NoSuchTag"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path, st := exportFile(t, f.queues(false), tc.from, tc.to, tc.tags, WriterOptions{})
+			path, st := exportFile(t, f.queues(false), tc.from, tc.to, mustFilter(t, filter.TypeTag, tc.tags), WriterOptions{})
 			got, _ := readArrow(t, path)
 			if len(got) != 0 || st.Rows != 0 {
 				t.Fatalf("%d rows (stats %+v), want none", len(got), st)
@@ -246,7 +294,7 @@ func TestExportBrokerlessReadsTheBucketOnly(t *testing.T) {
 	if err := f.st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	path, st := exportFile(t, f.queues(true), Bound{}, Bound{}, "", WriterOptions{})
+	path, st := exportFile(t, f.queues(true), Bound{}, Bound{}, nil, WriterOptions{})
 	got, _ := readArrow(t, path)
 	var want []*message.Message
 	for q := int32(0); q < 2; q++ {
@@ -258,7 +306,7 @@ func TestExportBrokerlessReadsTheBucketOnly(t *testing.T) {
 		t.Fatalf("stats %+v: an unbounded brokerless export ends at the cold tier's end", st)
 	}
 	// Asking past the cold end without a broker reports the missing part.
-	_, st = exportFile(t, f.queues(true), Bound{}, Bound{Set: true, Offset: 600}, "", WriterOptions{})
+	_, st = exportFile(t, f.queues(true), Bound{}, Bound{Set: true, Offset: 600}, nil, WriterOptions{})
 	if len(st.Incomplete) != 2 {
 		t.Fatalf("stats %+v: want both queues reported incomplete", st)
 	}
@@ -266,7 +314,7 @@ func TestExportBrokerlessReadsTheBucketOnly(t *testing.T) {
 
 func TestExportParquetReadBack(t *testing.T) {
 	f := newFixture(t, 400)
-	path, st := exportFile(t, f.queues(false), Bound{}, Bound{}, "", WriterOptions{Format: FormatParquet, BatchRows: 128})
+	path, st := exportFile(t, f.queues(false), Bound{}, Bound{}, nil, WriterOptions{Format: FormatParquet, BatchRows: 128})
 	pf, err := file.OpenParquetFile(path, false)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
@@ -65,14 +66,8 @@ func (s sealedSegment) Records(ctx context.Context, fn func([]byte) error) error
 // storeHot reads the hot tier directly: the HotReader a broker's pull path amounts to.
 type storeHot struct{ st *store.Store }
 
-func (h storeHot) Read(ctx context.Context, topic string, q int32, off int64, n int, tags *TagFilter) (HotBatch, error) {
-	req := store.ReadRequest{Topic: topic, QueueID: q, Offset: off, MaxMessages: n}
-	if tags != nil {
-		for c := range tags.codes {
-			req.TagCodes = append(req.TagCodes, c)
-		}
-	}
-	r, err := h.st.Read(ctx, req)
+func (h storeHot) Read(ctx context.Context, topic string, q int32, off int64, n int, f *filter.Filter) (HotBatch, error) {
+	r, err := h.st.Read(ctx, store.ReadRequest{Topic: topic, QueueID: q, Offset: off, MaxMessages: n, TagCodes: f.TagCodes()})
 	if err != nil {
 		return HotBatch{}, err
 	}
@@ -82,7 +77,7 @@ func (h storeHot) Read(ctx context.Context, topic string, q int32, off int64, n 
 	}
 	out := msgs[:0]
 	for _, m := range msgs {
-		if tags.MatchTag(m.Tags()) {
+		if f.Match(filter.MapProperties(m.Properties)) {
 			out = append(out, m)
 		}
 	}

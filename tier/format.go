@@ -539,7 +539,18 @@ func DecodeSegmentObject(obj []byte) (*SegmentIndex, []QueueKeys, error) {
 // SplitRecords walks the records of a decoded block and calls fn with each record and its
 // header. A record that does not parse is reported as corrupt.
 func SplitRecords(raw []byte, fn func(rec []byte, h *message.RecordHeader) (bool, error)) error {
+	return splitRecordsFrom(raw, 0, fn)
+}
+
+// splitRecordsFrom is SplitRecords for the records at queue offset from and later: those
+// before it are stepped over by their size alone, not parsed (the block's checksum was
+// verified), so a read that starts mid-block does not pay for parsing the records it skips.
+func splitRecordsFrom(raw []byte, from int64, fn func(rec []byte, h *message.RecordHeader) (bool, error)) error {
 	for off := 0; off < len(raw); {
+		if size, qo, ok := message.PeekRecord(raw[off:]); ok && qo < from {
+			off += size
+			continue
+		}
 		h, err := message.ParseRecordHeader(raw[off:])
 		if err != nil {
 			return fmt.Errorf("%w: record at block byte %d: %v", ErrCorrupt, off, err)

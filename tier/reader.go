@@ -28,6 +28,11 @@ type ReadRequest struct {
 	// TagFilter, when set, keeps only records whose tag hash code (message.TagHashCode of
 	// the TAGS property) it accepts.
 	TagFilter func(tagsCode int64) bool
+	// Match, when set, keeps only records it accepts, after TagFilter. It sees the parsed
+	// header, whose Properties field holds the encoded properties (the broker passes its
+	// subscription's filter.Filter.MatchRecord), so records a consumer does not want never
+	// leave the tier. It must not keep h.
+	Match func(h *message.RecordHeader) bool
 }
 
 // ReadResult holds stored records (broker/message layout, ready to send) in queue order.
@@ -111,7 +116,7 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 			}
 			scanned++
 			wide = stream // a read that goes on past its first block is sequential
-			err = SplitRecords(raw, func(rec []byte, h *message.RecordHeader) (bool, error) {
+			err = splitRecordsFrom(raw, res.NextOffset, func(rec []byte, h *message.RecordHeader) (bool, error) {
 				if h.QueueOffset < res.NextOffset {
 					return true, nil
 				}
@@ -120,6 +125,9 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 				}
 				res.NextOffset = h.QueueOffset + 1
 				if req.TagFilter != nil && !req.TagFilter(message.TagHashCode(h.Tags)) {
+					return true, nil
+				}
+				if req.Match != nil && !req.Match(h) {
 					return true, nil
 				}
 				res.Records = append(res.Records, rec)

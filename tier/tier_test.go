@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +89,35 @@ func TestOffloadThenColdRead(t *testing.T) {
 	for _, r := range res.Records {
 		if h, _ := message.ParseRecordHeader(r); h.Tags != "tag0" {
 			t.Fatalf("filter let through tag %q", h.Tags)
+		}
+	}
+	// Record predicate (the broker's SQL92 filter): only records it accepts come back,
+	// across blocks, with NextOffset past the rejected ones.
+	keep := func(h *message.RecordHeader) bool { return strings.Contains(h.Properties, "order-3\x02") }
+	var wantKept [][]byte
+	for _, rec := range g.want[k] {
+		if h, _ := message.ParseRecordHeader(rec); keep(&h) {
+			wantKept = append(wantKept, rec)
+		}
+	}
+	var kept [][]byte
+	for off := int64(0); ; {
+		res, err := tr.Read(waitCtx(t), ReadRequest{Topic: k.topic, QueueID: k.queue, Offset: off, MaxCount: 7, Match: keep})
+		if errors.Is(err, ErrNotInTier) {
+			break
+		}
+		if err != nil || res.NextOffset <= off {
+			t.Fatalf("matched read at %d: next %d, %v", off, res.NextOffset, err)
+		}
+		kept = append(kept, res.Records...)
+		off = res.NextOffset
+	}
+	if len(wantKept) == 0 || len(kept) != len(wantKept) {
+		t.Fatalf("matched read: %d records, want %d", len(kept), len(wantKept))
+	}
+	for i := range kept {
+		if !bytes.Equal(kept[i], wantKept[i]) {
+			t.Fatalf("matched read: record %d differs", i)
 		}
 	}
 	// MaxBytes bounds a read but always returns one record.

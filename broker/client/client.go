@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 )
@@ -248,19 +249,29 @@ type PullResult struct {
 // Pull reads up to max messages of q from offset. suspendMillis > 0 lets the broker hold the
 // pull until a message arrives; tagExpr filters by tag ("" or "*" for all).
 func (c *Client) Pull(ctx context.Context, group string, q Queue, offset int64, max int, suspendMillis int64, tagExpr string) (PullResult, error) {
+	return c.PullFilter(ctx, group, q, offset, max, suspendMillis, filter.TypeTag, tagExpr)
+}
+
+// PullFilter is Pull with a subscription of either type: exprType TAG (tagExpr as in Pull)
+// or SQL92 (a property filter the broker evaluates, such as "a > 5 AND color = 'red'").
+func (c *Client) PullFilter(ctx context.Context, group string, q Queue, offset int64, max int, suspendMillis int64, exprType, expr string) (PullResult, error) {
 	sysFlag := 4 // subscription in the request
 	if suspendMillis > 0 {
 		sysFlag |= 2
 	}
-	if tagExpr == "" {
-		tagExpr = "*"
+	if exprType == "" {
+		exprType = filter.TypeTag
+	}
+	tags := filter.ParseTags(expr)
+	if strings.EqualFold(exprType, filter.TypeTag) {
+		expr = tags.String() // "*" for everything
 	}
 	ext := remoting.ExtFields{
 		"consumerGroup": group, "topic": q.Topic, "queueId": strconv.Itoa(int(q.QueueID)),
 		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(max),
 		"sysFlag": strconv.Itoa(sysFlag), "commitOffset": "0",
 		"suspendTimeoutMillis": strconv.FormatInt(suspendMillis, 10),
-		"subscription":         tagExpr, "subVersion": "0", "expressionType": "TAG",
+		"subscription":         expr, "subVersion": "0", "expressionType": exprType,
 	}
 	resp, err := c.invoke(ctx, q.Addr, remoting.NewRequest(remoting.CodePullMessage, ext, nil),
 		remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved)
@@ -282,23 +293,15 @@ func (c *Client) Pull(ctx context.Context, group string, q Queue, offset int64, 
 	if err != nil {
 		return r, fmt.Errorf("pull %s/%d@%d: %w", q.Topic, q.QueueID, offset, err)
 	}
-	if tagExpr != "*" {
-		r.Messages = filterTags(r.Messages, tagExpr)
+	if strings.EqualFold(exprType, filter.TypeTag) && !tags.All() {
+		// The exact tag check the official clients do after the broker's hash filter.
+		out := r.Messages[:0]
+		for _, m := range r.Messages {
+			if tags.Match(m.Tags()) {
+				out = append(out, m)
+			}
+		}
+		r.Messages = out
 	}
 	return r, nil
-}
-
-// filterTags applies the exact tag check the official clients do after the broker's hash filter.
-func filterTags(msgs []*message.Message, expr string) []*message.Message {
-	want := map[string]bool{}
-	for _, t := range strings.Split(expr, "||") {
-		want[strings.TrimSpace(t)] = true
-	}
-	out := msgs[:0]
-	for _, m := range msgs {
-		if want[m.Tags()] {
-			out = append(out, m)
-		}
-	}
-	return out
 }

@@ -106,6 +106,14 @@ func FuzzParseRecordHeader(f *testing.F) {
 	f.Add(rec[:len(rec)-1])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want, wantErr := parseRecordHeaderSlow(b)
+		// PeekRecord agrees with the full parse wherever that succeeds.
+		if size, qo, ok := PeekRecord(b); wantErr == nil && (!ok || size != int(want.TotalSize) || qo != want.QueueOffset) {
+			t.Fatalf("PeekRecord = %d, %d, %v; the parse says %d, %d", size, qo, ok, want.TotalSize, want.QueueOffset)
+		}
+		// RecordProperties accepts what the parse accepts and finds the same properties.
+		if props, err := RecordProperties(b); (err == nil) != (wantErr == nil) || err == nil && string(props) != want.Properties {
+			t.Fatalf("RecordProperties = %q, %v; the parse says %q, %v", props, err, want.Properties, wantErr)
+		}
 		got, ok := parseRecordHeaderFast(b)
 		if !ok {
 			if wantErr == nil && int32(uint32(b[4])<<24|uint32(b[5])<<16|uint32(b[6])<<8|uint32(b[7])) != MagicCodeV2 {

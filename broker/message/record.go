@@ -203,18 +203,82 @@ type RecordHeader struct {
 	Tags            string
 	Keys            []string
 	UniqKey         string
+	// Properties is the record's encoded properties string ("k\x01v\x02...", see
+	// properties.go), shared with Topic's allocation: property filters read it in place.
+	Properties string
 	// BodyOffset and BodyLen locate the body inside the record.
 	BodyOffset, BodyLen int
 }
 
 // ParseRecordHeader validates the record at the start of rec (every length against the
-// record's total size) and returns its indexable fields. Topic, Tags and UniqKey share one
-// allocation (a copy of the topic and properties bytes).
+// record's total size) and returns its indexable fields. Topic, Tags, UniqKey and Properties
+// share one allocation (a copy of the topic and properties bytes).
 func ParseRecordHeader(rec []byte) (RecordHeader, error) {
 	if h, ok := parseRecordHeaderFast(rec); ok {
 		return h, nil
 	}
 	return parseRecordHeaderSlow(rec)
+}
+
+// PeekRecord reads the total size and queue offset at the start of a stored record without
+// checking anything else, for skipping records of a block whose checksum was verified. ok
+// is false when rec is too short for them or the size is not one of a record that fits rec.
+func PeekRecord(rec []byte) (size int, queueOffset int64, ok bool) {
+	if len(rec) < MinRecordBytes {
+		return 0, 0, false
+	}
+	size = int(int32(binary.BigEndian.Uint32(rec)))
+	if size < MinRecordBytes || size > len(rec) {
+		return 0, 0, false
+	}
+	return size, int64(binary.BigEndian.Uint64(rec[posQueueOffset:])), true
+}
+
+// RecordProperties returns the encoded properties of the record at the start of rec, as a
+// slice of rec: property filters read it in place, with no copy. It accepts exactly the
+// records ParseRecordHeader accepts.
+func RecordProperties(rec []byte) ([]byte, error) {
+	if props, ok := recordPropertiesFast(rec); ok {
+		return props, nil
+	}
+	_, props, n, err := decode(rec, false) // V2 and every error
+	if err != nil {
+		return nil, err
+	}
+	return rec[n-len(props) : n], nil
+}
+
+// recordPropertiesFast is parseRecordHeaderFast's walk, without the header.
+func recordPropertiesFast(rec []byte) ([]byte, bool) {
+	if len(rec) < MinRecordBytes {
+		return nil, false
+	}
+	be := binary.BigEndian
+	total := int(int32(be.Uint32(rec)))
+	if total < MinRecordBytes || total > len(rec) || int32(be.Uint32(rec[posMagic:])) != MagicCodeV1 {
+		return nil, false
+	}
+	sys := int32(be.Uint32(rec[posSysFlag:]))
+	posBodyLen := posBornHost + hostLen(sys&FlagBornHostV6 != 0) + 8 + hostLen(sys&FlagStoreHostV6 != 0) + 4 + 8
+	if posBodyLen+4 > total {
+		return nil, false
+	}
+	bodyLen := int(int32(be.Uint32(rec[posBodyLen:])))
+	bodyOff := posBodyLen + 4
+	if bodyLen < 0 || bodyLen > total-bodyOff-1 {
+		return nil, false
+	}
+	topicOff := bodyOff + bodyLen + 1
+	topicLen := int(rec[topicOff-1])
+	propLenOff := topicOff + topicLen
+	if topicLen == 0 || propLenOff+2 > total {
+		return nil, false
+	}
+	propLen := int(int16(be.Uint16(rec[propLenOff:])))
+	if propLen < 0 || propLenOff+2+propLen != total {
+		return nil, false
+	}
+	return rec[propLenOff+2 : total : total], true
 }
 
 // parseRecordHeaderFast reads the header in place, without building a Message. It accepts
@@ -258,7 +322,7 @@ func parseRecordHeaderFast(rec []byte) (RecordHeader, bool) {
 		TotalSize: int32(total), QueueID: int32(be.Uint32(rec[posQueueID:])), SysFlag: sys,
 		QueueOffset: int64(be.Uint64(rec[posQueueOffset:])), CommitLogOffset: int64(be.Uint64(rec[posCommitLog:])),
 		BornTimestamp: int64(be.Uint64(rec[posBornTime:])), StoreTimestamp: int64(be.Uint64(rec[posStoreTime:])),
-		BodyCRC: be.Uint32(rec[posBodyCRC:]), Topic: strs[:topicLen], BodyOffset: bodyOff, BodyLen: bodyLen,
+		BodyCRC: be.Uint32(rec[posBodyCRC:]), Topic: strs[:topicLen], Properties: props, BodyOffset: bodyOff, BodyLen: bodyLen,
 	}
 	h.Tags, _ = propertyValue(props, PropertyTags)
 	if keys, ok := propertyValue(props, PropertyKeys); ok {
@@ -278,7 +342,7 @@ func parseRecordHeaderSlow(rec []byte) (RecordHeader, error) {
 	h = RecordHeader{
 		TotalSize: int32(n), QueueID: m.QueueID, SysFlag: m.SysFlag, QueueOffset: m.QueueOffset,
 		CommitLogOffset: m.CommitLogOffset, BornTimestamp: m.BornTimestamp, StoreTimestamp: m.StoreTimestamp,
-		BodyCRC: binary.BigEndian.Uint32(rec[posBodyCRC:]), Topic: m.Topic,
+		BodyCRC: binary.BigEndian.Uint32(rec[posBodyCRC:]), Topic: m.Topic, Properties: props,
 	}
 	h.BodyOffset, h.BodyLen = bodyPos(rec, m.SysFlag)
 	h.Tags, _ = propertyValue(props, PropertyTags)

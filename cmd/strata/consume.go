@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/stratamq/strata/broker/client"
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/message"
 )
 
@@ -23,12 +25,17 @@ func runConsume(ctx context.Context, args []string, stdout io.Writer) error {
 	follow := fs.Bool("follow", false, "keep waiting for new messages")
 	count := fs.Int("count", 0, "stop after this many messages (0: no limit)")
 	tags := fs.String("tag", "*", "tag filter, e.g. \"TagA || TagB\"")
+	where := fs.String("where", "", "SQL92 property filter, e.g. \"a BETWEEN 10 AND 20 AND color = 'red'\" (the broker evaluates it)")
 	asJSON := fs.Bool("json", false, "print one JSON object per message")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *topic == "" {
 		return errors.New("--topic is required")
+	}
+	exprType, expr, err := subscriptionFlags(*tags, *where)
+	if err != nil {
+		return err
 	}
 	if *fromOffset >= 0 && *fromTime != "" {
 		return errors.New("--from-offset and --from-time exclude each other")
@@ -90,7 +97,7 @@ func runConsume(ctx context.Context, args []string, stdout io.Writer) error {
 			if *follow && len(queues) == 1 {
 				suspend = 15000
 			}
-			res, err := c.Pull(ctx, "strata-cli-consume", q, next[i], 64, suspend, *tags)
+			res, err := c.PullFilter(ctx, "strata-cli-consume", q, next[i], 64, suspend, exprType, expr)
 			if err != nil {
 				return err
 			}
@@ -123,6 +130,28 @@ func runConsume(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}
 	}
+}
+
+// subscriptionFlags turns --tag and --where into one subscription: a pull carries one
+// expression, so they exclude each other (the tag is a property in SQL92). --where is
+// compiled here so a mistake is reported, with its column, before anything is dialled.
+func subscriptionFlags(tags, where string) (exprType, expr string, err error) {
+	if where == "" {
+		return filter.TypeTag, tags, nil
+	}
+	if t := strings.TrimSpace(tags); t != "" && t != "*" {
+		var quoted []string
+		for _, tag := range strings.Split(t, "||") {
+			if tag = strings.TrimSpace(tag); tag != "" {
+				quoted = append(quoted, "'"+strings.ReplaceAll(tag, "'", "''")+"'")
+			}
+		}
+		return "", "", fmt.Errorf("--tag and --where exclude each other; filter on the tag inside --where: --where \"TAGS IN (%s) AND (%s)\"", strings.Join(quoted, ", "), where)
+	}
+	if _, err := filter.Compile(where); err != nil {
+		return "", "", fmt.Errorf("--where: %w", err)
+	}
+	return filter.TypeSQL92, where, nil
 }
 
 func printMessage(w io.Writer, enc *json.Encoder, asJSON bool, m *message.Message) error {

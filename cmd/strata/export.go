@@ -13,6 +13,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/client"
+	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/query"
@@ -25,6 +26,9 @@ const exportUsage = `usage: strata export --topic T --out FILE [flags]
 
 Exports a topic's messages to an Arrow IPC file (or Parquet), one row per message. Cold
 ranges are read straight from the bucket; hot ranges come through the brokers.
+
+Filters: --tag "TagA || TagB" or --where "<SQL92>" (RocketMQ's property filter language,
+e.g. "a BETWEEN 10 AND 20 AND color = 'red'"); rows are filtered before they are built.
 
 Where the data comes from:
   --namesrv ADDR           (default) learn the brokers, the bucket and the tier pointers
@@ -50,6 +54,7 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	from := fs.String("from", "", "start: a queue offset or an RFC 3339 time (default: the oldest message)")
 	to := fs.String("to", "", "end, exclusive: a queue offset or an RFC 3339 time (default: the newest message now)")
 	tags := fs.String("tag", "*", "tag filter, e.g. \"TagA || TagB\"")
+	where := fs.String("where", "", "SQL92 property filter, e.g. \"a BETWEEN 10 AND 20 AND color = 'red'\"; cold data is filtered as it is read from the bucket")
 	out := fs.String("out", "", "output file (- for standard output)")
 	format := fs.String("format", "arrow", "arrow (Arrow IPC file) or parquet")
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +66,14 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	f, err := query.ParseFormat(*format)
 	if err != nil {
 		return fmt.Errorf("--format: %w", err)
+	}
+	exprType, expr, err := subscriptionFlags(*tags, *where)
+	if err != nil {
+		return err
+	}
+	rows, err := filter.New(exprType, expr, filter.Limits{})
+	if err != nil {
+		return err
 	}
 	fromB, err := query.ParseBound(*from)
 	if err != nil {
@@ -121,7 +134,7 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fail(err)
 	}
-	e := &query.Exporter{Tags: query.ParseTagFilter(*tags)}
+	e := &query.Exporter{Filter: rows}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionSetDescription("export "+*topic), progressbar.OptionShowCount(),
@@ -324,8 +337,8 @@ type clientHot struct {
 	q client.Queue
 }
 
-func (h clientHot) Read(ctx context.Context, _ string, _ int32, offset int64, n int, tags *query.TagFilter) (query.HotBatch, error) {
-	r, err := h.c.Pull(ctx, "strata-cli-export", h.q, offset, min(n, 1024), 0, tags.Expr())
+func (h clientHot) Read(ctx context.Context, _ string, _ int32, offset int64, n int, f *filter.Filter) (query.HotBatch, error) {
+	r, err := h.c.PullFilter(ctx, "strata-cli-export", h.q, offset, min(n, 1024), 0, f.Type(), f.Expression())
 	if err != nil {
 		return query.HotBatch{}, err
 	}
