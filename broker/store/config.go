@@ -34,6 +34,15 @@ const (
 	DefaultFlushInterval      = 200 * time.Millisecond
 	DefaultCheckpointInterval = time.Second
 	DefaultMaxMessageBytes    = 4 << 20
+	// DefaultConsumeQueueCacheBytes caches 4,096 consume-queue pages (594k entries).
+	DefaultConsumeQueueCacheBytes = 16 << 20
+	// DefaultKeyIndexCacheBytes caches 2,048 key-index blocks.
+	DefaultKeyIndexCacheBytes = 8 << 20
+	// DefaultKeyIndexFileKeys makes 32 MiB key-index files whose active slot table takes
+	// 1 MiB of memory.
+	DefaultKeyIndexFileKeys = 1 << 20
+	// DefaultRecoveryReplayBytes bounds the log tail Open replays to about a second of work.
+	DefaultRecoveryReplayBytes = 256 << 20
 )
 
 // Config configures a Store. Zero fields take the defaults above; SealAfter 0 means segments
@@ -49,6 +58,20 @@ type Config struct {
 	// CheckpointInterval is how often consume queues and the key index are written and
 	// fsynced and the recovery checkpoint advanced.
 	CheckpointInterval time.Duration
+	// RecoveryReplayBytes bounds the commit-log tail Open replays after a crash (plus what
+	// one CheckpointInterval appends): a queue whose unfinished consume-queue page holds
+	// entries further back than half of it has them written out at the next checkpoint.
+	RecoveryReplayBytes int64
+	// ConsumeQueueCacheBytes bounds the in-process cache of consume-queue pages read from
+	// disk; with the page tables (16 bytes per 145 messages) and each queue's unfinished
+	// page, it is all the heap the consume queues take.
+	ConsumeQueueCacheBytes int64
+	// KeyIndexCacheBytes bounds the in-process cache of key-index blocks read from disk.
+	KeyIndexCacheBytes int64
+	// KeyIndexFileKeys is the number of key references one key-index file holds (32 bytes
+	// each). The active file's slot table, a quarter as many 4-byte slots, is in memory and
+	// rebuilt from the file at open.
+	KeyIndexFileKeys int
 	// SealAfter seals a non-empty active segment once its first record is this old.
 	SealAfter time.Duration
 	// MaxMessageBytes bounds one encoded record (its TOTALSIZE).
@@ -76,6 +99,28 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.RecoveryReplayBytes == 0 {
+		c.RecoveryReplayBytes = DefaultRecoveryReplayBytes
+	}
+	if c.ConsumeQueueCacheBytes == 0 {
+		c.ConsumeQueueCacheBytes = DefaultConsumeQueueCacheBytes
+	}
+	if c.KeyIndexCacheBytes == 0 {
+		c.KeyIndexCacheBytes = DefaultKeyIndexCacheBytes
+	}
+	if c.KeyIndexFileKeys == 0 {
+		c.KeyIndexFileKeys = DefaultKeyIndexFileKeys
+	}
+	if c.RecoveryReplayBytes < 4096 {
+		return fmt.Errorf("store config: RecoveryReplayBytes %d is below 4096", c.RecoveryReplayBytes)
+	}
+	if c.ConsumeQueueCacheBytes < blockBytes || c.KeyIndexCacheBytes < blockBytes {
+		return fmt.Errorf("store config: ConsumeQueueCacheBytes %d and KeyIndexCacheBytes %d must hold at least one %d-byte block",
+			c.ConsumeQueueCacheBytes, c.KeyIndexCacheBytes, blockBytes)
+	}
+	if c.KeyIndexFileKeys < 64 || c.KeyIndexFileKeys > 1<<26 {
+		return fmt.Errorf("store config: KeyIndexFileKeys %d outside 64..%d", c.KeyIndexFileKeys, 1<<26)
 	}
 	if c.FlushMode != FlushAsync && c.FlushMode != FlushSync {
 		return fmt.Errorf("store config: unknown flush mode %d; use FlushAsync or FlushSync", c.FlushMode)

@@ -6,89 +6,115 @@ import (
 	"sync/atomic"
 )
 
-// cqEntry is one consume-queue entry: where a queue offset's record sits in the commit log,
-// its tag hash code (filtering without reading the log) and its store time (time lookup
-// without reading the log). On disk entries live in the per-segment index files (FORMAT.md).
-type cqEntry struct {
-	pos     int64
-	size    int32
-	tag     int64
-	storeTs int64
+// pageRef locates one full consume-queue page of a queue.
+type pageRef struct {
+	ref     uint64 // page-file number << 32 | page index in that file
+	firstTs int64  // store time of the page's first entry: time lookup without I/O
 }
 
-// consumeQueue is one (topic, queue id)'s entries, in memory. The writer goroutine appends;
-// readers take mu.RLock.
+func (r pageRef) file() uint32  { return uint32(r.ref >> 32) }
+func (r pageRef) index() uint32 { return uint32(r.ref) }
+
+// consumeQueue is one (topic, queue id)'s in-memory state: its offset bounds, a table of its
+// full pages on disk (16 bytes per 145 entries) and its unfinished last page. The index
+// mutex orders every change; readers take mu.RLock and copy what they need.
 type consumeQueue struct {
 	topic string
 	id    int32
 
-	mu      sync.RWMutex
-	base    int64 // queue offset of entries[0]; the min offset
-	entries []cqEntry
-	waitCh  chan struct{} // closed and cleared on the next append; nil when no one waits
+	mu       sync.RWMutex
+	num      uint32 // queue number in the page map; 0 until first written
+	epoch    uint64 // bumped when the queue restarts at another offset
+	minOff   int64  // oldest visible offset (retention moves it)
+	pageBase int64  // offset of pages[0]'s first entry
+	pages    []pageRef
+	open     []cqEntry     // entries after the last full page
+	waitCh   chan struct{} // closed and cleared on the next append; nil when no one waits
 
-	// max is base+len(entries), published after the entries are visible.
+	// max is the end offset, published after the entries are visible.
 	max atomic.Int64
+
+	// Index mutex only.
+	createdPos  int64 // commit-log end when created: a later topic tombstone kills it
+	synced      int   // open[:synced] are durable in fragments
+	unsyncedPos int64 // commit-log position of open[synced]; -1 when all are durable
+
 	// next is the next queue offset to assign; writer goroutine only.
 	next int64
 }
 
+func newConsumeQueue(topic string, id int32, createdPos int64) *consumeQueue {
+	return &consumeQueue{topic: topic, id: id, createdPos: createdPos, unsyncedPos: -1}
+}
+
+func (q *consumeQueue) openBaseLocked() int64 {
+	return q.pageBase + int64(len(q.pages))*cqPageEntries
+}
+
+func (q *consumeQueue) endLocked() int64 { return q.openBaseLocked() + int64(len(q.open)) }
+
 func (q *consumeQueue) bounds() (min, max int64) {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
-	return q.base, q.base + int64(len(q.entries))
+	return q.minOff, q.endLocked()
 }
 
-// appendEntry adds the entry for offset off. A gap (entries lost below, or the first entry
-// after a deletion) restarts the queue at off.
-func (q *consumeQueue) appendEntry(off int64, e cqEntry) {
-	end := q.base + int64(len(q.entries))
-	switch {
-	case off == end:
-		q.entries = append(q.entries, e)
-	case len(q.entries) == 0 || off > end:
-		q.entries = append(q.entries[:0], e)
-		q.base = off
-	default: // already present (replay overlap): keep the first.
-		return
-	}
+// restartLocked empties the queue and makes it continue at off.
+func (q *consumeQueue) restartLocked(off int64) {
+	q.pages = nil
+	q.open = q.open[:0]
+	q.pageBase, q.minOff = off, off
+	q.epoch++
+	q.synced, q.unsyncedPos = 0, -1
 }
 
-// publish makes appended entries visible to waiters. Caller holds mu.
+// publishLocked makes appended entries visible to waiters. Caller holds mu.
 func (q *consumeQueue) publishLocked() {
-	q.max.Store(q.base + int64(len(q.entries)))
+	q.max.Store(q.endLocked())
 	if q.waitCh != nil {
 		close(q.waitCh)
 		q.waitCh = nil
 	}
 }
 
-// trimBelow drops entries whose commit-log position is below pos; it returns whether the
-// queue became empty.
-func (q *consumeQueue) trimBelow(pos int64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	k := sort.Search(len(q.entries), func(i int) bool { return q.entries[i].pos >= pos })
-	if k == 0 {
-		return
-	}
-	rest := len(q.entries) - k
-	if rest < len(q.entries)/2 {
-		// Copy so the dropped prefix can be collected.
-		q.entries = append(make([]cqEntry, 0, rest+rest/4+8), q.entries[k:]...)
-	} else {
-		q.entries = q.entries[k:]
-	}
-	q.base += int64(k)
+// queueView is a reader's copy of a queue's bounds and of the page refs and unfinished
+// entries covering a range of offsets, taken under the queue's read lock so that the disk
+// reads happen without it.
+type queueView struct {
+	num            uint32
+	epoch          uint64
+	minOff, maxOff int64
+	refFirst       int64 // offset of refs[0]'s first entry
+	refs           []pageRef
+	openFirst      int64 // offset of open[0]
+	open           []cqEntry
 }
 
-// offsetForTime returns the first offset whose store time is at or after ts; max if every
-// entry is older, min if every entry is newer (PROTOCOL.md §8, LOWER).
-func (q *consumeQueue) offsetForTime(ts int64) int64 {
-	q.mu.RLock()
-	defer q.mu.RUnlock()
-	k := sort.Search(len(q.entries), func(i int) bool { return q.entries[i].storeTs >= ts })
-	return q.base + int64(k)
+// viewLocked copies what is needed to read offsets [from, to).
+func (q *consumeQueue) viewLocked(from, to int64) queueView {
+	v := queueView{num: q.num, epoch: q.epoch, minOff: q.minOff, maxOff: q.endLocked()}
+	from, to = max(from, q.pageBase), min(to, v.maxOff)
+	if from >= to {
+		return v
+	}
+	ob := q.openBaseLocked()
+	if from < ob {
+		k0 := (from - q.pageBase) / cqPageEntries
+		k1 := (min(to, ob) - 1 - q.pageBase) / cqPageEntries
+		v.refs = append([]pageRef(nil), q.pages[k0:k1+1]...)
+		v.refFirst = q.pageBase + k0*cqPageEntries
+	}
+	if to > ob {
+		start := max(from, ob)
+		v.open = append([]cqEntry(nil), q.open[start-ob:to-ob]...)
+		v.openFirst = start
+	}
+	return v
+}
+
+// searchPages returns the index of the first page whose first store time is at or after ts.
+func (q *consumeQueue) searchPagesLocked(ts int64) int {
+	return sort.Search(len(q.pages), func(i int) bool { return q.pages[i].firstTs >= ts })
 }
 
 // QueueID names one consume queue.

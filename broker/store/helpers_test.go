@@ -83,9 +83,7 @@ func (s *Store) crash() {
 	s.closeMu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
-	for _, g := range s.segments {
-		g.f.Close()
-	}
+	s.closeFiles()
 }
 
 func body(i int) string { return fmt.Sprintf("message-%05d", i) }

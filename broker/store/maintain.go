@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -38,8 +38,11 @@ func (s *Store) maintainLoop() {
 			}
 			if now.Sub(lastCheckpoint) >= s.cfg.CheckpointInterval {
 				lastCheckpoint = now
-				if err := s.flushIndex(); err != nil {
-					slog.Warn("segment index write failed; will retry", "dir", s.cfg.Dir, "err", err)
+				if err := s.checkpointNow(false); err != nil {
+					err = fmt.Errorf("%w: index checkpoint: %v; restart the broker to recover", ErrWriteFailed, err)
+					s.fail(err)
+					slog.Error("index checkpoint failed; appends are refused", "dir", s.cfg.Dir, "err", err)
+					continue
 				}
 			}
 			if s.cfg.SealAfter > 0 {
@@ -51,82 +54,6 @@ func (s *Store) maintainLoop() {
 			s.applyRetention()
 		}
 	}
-}
-
-// flushIndex writes the pending segment-index entries. The log is fsynced first, so a durable
-// index entry always describes a durable record.
-func (s *Store) flushIndex() error {
-	s.idxMu.Lock()
-	pending := s.idxPending
-	s.idxPending = make(map[int64][]byte)
-	s.idxMu.Unlock()
-	if len(pending) == 0 {
-		return nil
-	}
-	// Under FlushSync every dispatched record is already fsynced.
-	if s.cfg.FlushMode != FlushSync {
-		if err := s.syncFile(s.activeSegment().f); err != nil {
-			s.restorePending(pending)
-			return fmt.Errorf("fsync commit log before index: %w", err)
-		}
-	}
-	bases := make([]int64, 0, len(pending))
-	for b := range pending {
-		bases = append(bases, b)
-	}
-	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-	for i, base := range bases {
-		if err := s.writeIndex(base, pending[base]); err != nil {
-			rest := make(map[int64][]byte)
-			for _, b := range bases[i:] {
-				rest[b] = pending[b]
-			}
-			s.restorePending(rest)
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Store) restorePending(p map[int64][]byte) {
-	s.idxMu.Lock()
-	defer s.idxMu.Unlock()
-	for b, data := range p {
-		s.idxPending[b] = append(data, s.idxPending[b]...)
-	}
-}
-
-func (s *Store) writeIndex(base int64, data []byte) error {
-	s.segMu.RLock()
-	live := false
-	for _, g := range s.segments {
-		live = live || g.base == base
-	}
-	s.segMu.RUnlock()
-	if !live {
-		return nil // deleted by retention meanwhile
-	}
-	path := indexName(s.logDir, base)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("write segment index %d: %w", base, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("write segment index %d: %w", base, err)
-	}
-	if _, err := f.WriteAt(data, st.Size()); err != nil {
-		f.Truncate(st.Size())
-		return fmt.Errorf("write segment index %d: %w", base, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync segment index %d: %w", base, err)
-	}
-	if st.Size() == 0 {
-		return syncDir(s.logDir)
-	}
-	return nil
 }
 
 // applyRetention deletes the oldest sealed segments while the policy allows it.
@@ -152,17 +79,29 @@ func (s *Store) applyRetention() {
 	}
 }
 
-// deleteSegment removes the oldest segment; consume queues and the key index drop what
-// pointed into it, so reads below the new min offset report offset-too-small.
+// deleteSegment removes the oldest segment with its seal file, consume-queue files and the
+// key index files that only point below the new oldest segment; the queues' oldest visible
+// offsets move up, so reads below them report offset-too-small.
 func (s *Store) deleteSegment(g *segment) error {
 	s.segMu.Lock()
 	s.segments = s.segments[1:]
 	newMin := s.segments[0].base
 	s.minPos.Store(newMin)
 	s.segMu.Unlock()
-	s.idxMu.Lock()
-	delete(s.idxPending, g.base)
-	s.idxMu.Unlock()
+	g.f.Close()
+	if err := os.Remove(g.path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove segment %d: %w", g.base, err)
+	}
+	firstLive, err := s.dropCQFilesBelow(newMin)
+	if err != nil {
+		return fmt.Errorf("remove consume-queue files of segment %d: %w", g.base, err)
+	}
+	if err := s.idx.keys.dropBelow(newMin); err != nil {
+		return err
+	}
+	if err := os.Remove(s.sealPath(g.base)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove seal of segment %d: %w", g.base, err)
+	}
 	s.qmu.RLock()
 	qs := make([]*consumeQueue, 0, len(s.queues))
 	for _, q := range s.queues {
@@ -170,19 +109,14 @@ func (s *Store) deleteSegment(g *segment) error {
 	}
 	s.qmu.RUnlock()
 	for _, q := range qs {
-		q.trimBelow(newMin)
+		if err := s.trimQueue(q, newMin, firstLive); err != nil {
+			return fmt.Errorf("trim %s/%d below segment %d: %w", q.topic, q.id, newMin, err)
+		}
 	}
-	s.keyMu.Lock()
-	s.keys.trimBelow(newMin)
-	s.keyMu.Unlock()
-	g.f.Close()
-	if err := os.Remove(g.path); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove segment %d: %w", g.base, err)
+	if err := syncDir(s.logDir); err != nil {
+		return err
 	}
-	if err := os.Remove(indexName(s.logDir, g.base)); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove segment index %d: %w", g.base, err)
-	}
-	return syncDir(s.logDir)
+	return syncDir(filepath.Join(s.cfg.Dir, indexDir))
 }
 
 // notifyLoop tells seal listeners about sealed segments, in order, off the writer goroutine.

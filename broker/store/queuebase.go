@@ -19,20 +19,28 @@ func (s *Store) EnsureQueueOffset(ctx context.Context, topic string, queueID int
 	return s.runControl(ctx, &writeOp{kind: opQueueBase, topic: topic, queue: queueID, next: next, done: make(chan struct{})})
 }
 
-// raiseQueueBase runs on the writer goroutine, so q.next is not being assigned meanwhile.
+// raiseQueueBase runs on the writer goroutine, so q.next is not being assigned meanwhile
+// and every assigned offset is indexed.
 func (s *Store) raiseQueueBase(topic string, queueID int32, next int64) error {
 	q := s.queue(topic, queueID, true)
+	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.next >= next {
 		return nil
 	}
-	if len(q.entries) > 0 {
+	if end := q.endLocked(); q.minOff < end {
 		return fmt.Errorf("ensure queue offset %s/%d at %d: the queue holds local offsets %d..%d below it; the hot store and the cold tier disagree",
-			topic, queueID, next, q.base, q.base+int64(len(q.entries))-1)
+			topic, queueID, next, q.minOff, end-1)
 	}
-	q.base, q.next = next, next
-	q.entries = q.entries[:0]
+	q.restartLocked(next)
+	if err := s.writeResetLocked(q, next); err != nil {
+		err = fmt.Errorf("%w: index: %v; restart the broker to rebuild the index from the commit log", ErrWriteFailed, err)
+		s.fail(err)
+		return err
+	}
+	q.next = next
 	q.publishLocked()
 	return nil
 }

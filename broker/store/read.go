@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -87,39 +88,53 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	if q == nil {
 		return ReadResult{Status: ReadNoMessageInQueue}, nil
 	}
-	var picked []ReadEntry
 	q.mu.RLock()
-	minOff, maxOff := q.base, q.base+int64(len(q.entries))
-	res := ReadResult{MinOffset: minOff, MaxOffset: maxOff}
-	switch {
-	case maxOff == 0:
-		res.Status, res.NextOffset = ReadNoMessageInQueue, 0
-	case req.Offset < minOff:
-		res.Status, res.NextOffset = ReadOffsetTooSmall, minOff
-	case req.Offset == maxOff:
-		res.Status, res.NextOffset = ReadNoNewMessage, req.Offset
-	case req.Offset > maxOff:
-		res.Status, res.NextOffset = ReadOffsetOverflow, maxOff
-	default:
-		bytes := 0
-		off := req.Offset
-		for scanned := 0; off < maxOff && scanned < maxScanEntries && len(picked) < maxMsgs; scanned++ {
-			e := q.entries[off-minOff]
-			if len(req.TagCodes) > 0 && !containsCode(req.TagCodes, e.tag) {
-				off++
-				continue
-			}
-			if len(picked) > 0 && bytes+int(e.size) > maxBytes {
-				break
-			}
-			bytes += int(e.size)
-			picked = append(picked, ReadEntry{QueueOffset: off, CommitLogOffset: e.pos, Size: e.size, TagCode: e.tag, StoreTimestamp: e.storeTs})
-			off++
-		}
-		res.NextOffset = off
-		res.Status = ReadNoMatch
-	}
+	v := q.viewLocked(req.Offset, req.Offset+maxScanEntries)
 	q.mu.RUnlock()
+	res := ReadResult{MinOffset: v.minOff, MaxOffset: v.maxOff}
+	switch {
+	case v.maxOff == 0:
+		res.Status, res.NextOffset = ReadNoMessageInQueue, 0
+		return res, nil
+	case req.Offset < v.minOff:
+		res.Status, res.NextOffset = ReadOffsetTooSmall, v.minOff
+		return res, nil
+	case req.Offset == v.maxOff:
+		res.Status, res.NextOffset = ReadNoNewMessage, req.Offset
+		return res, nil
+	case req.Offset > v.maxOff:
+		res.Status, res.NextOffset = ReadOffsetOverflow, v.maxOff
+		return res, nil
+	}
+	var picked []ReadEntry
+	bytes := 0
+	off := req.Offset
+	limit := min(v.maxOff, req.Offset+maxScanEntries)
+	err := s.eachEntry(&v, off, limit, func(o int64, e cqEntry) bool {
+		if len(picked) >= maxMsgs {
+			return false
+		}
+		if len(req.TagCodes) > 0 && !containsCode(req.TagCodes, e.tag) {
+			off = o + 1
+			return true
+		}
+		if len(picked) > 0 && bytes+int(e.size) > maxBytes {
+			return false
+		}
+		bytes += int(e.size)
+		picked = append(picked, ReadEntry{QueueOffset: o, CommitLogOffset: e.pos, Size: e.size, TagCode: e.tag, StoreTimestamp: e.storeTs})
+		off = o + 1
+		return true
+	})
+	if errors.Is(err, errPageGone) && len(picked) == 0 { // deleted by retention meanwhile
+		minOff, _ := q.bounds()
+		return ReadResult{Status: ReadOffsetTooSmall, NextOffset: minOff, MinOffset: minOff, MaxOffset: v.maxOff}, nil
+	}
+	if err != nil && !errors.Is(err, errPageGone) {
+		return ReadResult{}, fmt.Errorf("read %s/%d offset %d: %w", req.Topic, req.QueueID, off, err)
+	}
+	res.NextOffset = off
+	res.Status = ReadNoMatch
 	if len(picked) == 0 {
 		return res, nil
 	}
@@ -130,23 +145,111 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	buf := make([]byte, 0, total)
 	s.segMu.RLock()
 	defer s.segMu.RUnlock()
-	for i, e := range picked {
-		var err error
-		buf, err = s.readFrameLocked(buf, e.CommitLogOffset, e.Size)
-		if err != nil {
-			if e.CommitLogOffset < s.minPos.Load() { // deleted by retention meanwhile
-				if i == 0 {
-					minOff, _ := q.bounds()
-					return ReadResult{Status: ReadOffsetTooSmall, NextOffset: minOff, MinOffset: minOff, MaxOffset: res.MaxOffset}, nil
-				}
-				picked, res.NextOffset = picked[:i], e.QueueOffset
-				break
+	buf, n, err := s.readFramesLocked(buf, picked)
+	if err != nil {
+		if picked[n].CommitLogOffset < s.minPos.Load() { // deleted by retention meanwhile
+			if n == 0 {
+				minOff, _ := q.bounds()
+				return ReadResult{Status: ReadOffsetTooSmall, NextOffset: minOff, MinOffset: minOff, MaxOffset: res.MaxOffset}, nil
 			}
-			return ReadResult{}, fmt.Errorf("read %s/%d offset %d: %w", req.Topic, req.QueueID, e.QueueOffset, err)
+		} else {
+			return ReadResult{}, fmt.Errorf("read %s/%d offset %d: %w", req.Topic, req.QueueID, picked[n].QueueOffset, err)
 		}
+		picked, res.NextOffset = picked[:n], picked[n].QueueOffset
 	}
 	res.Status, res.Records, res.Entries = ReadFound, buf, picked
 	return res, nil
+}
+
+// eachEntry calls fn for the entries of offsets [from, to) of the view, in order, until fn
+// returns false; pages are read through the consume-queue cache.
+func (s *Store) eachEntry(v *queueView, from, to int64, fn func(off int64, e cqEntry) bool) error {
+	var page []byte
+	for k, ref := range v.refs {
+		first := v.refFirst + int64(k)*cqPageEntries
+		if first+cqPageEntries <= from {
+			continue
+		}
+		if first >= to {
+			return nil
+		}
+		if page == nil {
+			page = make([]byte, cqPageBytes)
+		}
+		if err := s.readCQPage(ref, v.num, first, page); err != nil {
+			return err
+		}
+		for i := max(from-first, 0); i < cqPageEntries && first+i < to; i++ {
+			if !fn(first+i, getCQEntry(page[cqPageHeaderBytes+i*cqEntryBytes:])) {
+				return nil
+			}
+		}
+	}
+	for i, e := range v.open {
+		o := v.openFirst + int64(i)
+		if o < from {
+			continue
+		}
+		if o >= to || !fn(o, e) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// readFramesLocked appends the records of entries to dst, reading each run of records that
+// lie back to back in one segment with one read, and checking every CRC32C. On error it
+// returns how many records it appended. Caller holds segMu.RLock.
+func (s *Store) readFramesLocked(dst []byte, entries []ReadEntry) ([]byte, int, error) {
+	for i := 0; i < len(entries); {
+		e := entries[i]
+		g, err := s.segmentForLocked(e.CommitLogOffset)
+		if err != nil {
+			return dst, i, err
+		}
+		end := g.base + g.size.Load()
+		j, runEnd := i+1, e.CommitLogOffset+int64(e.Size)+frameTrailerBytes
+		for j < len(entries) && entries[j].CommitLogOffset == runEnd && runEnd-e.CommitLogOffset < 1<<20 {
+			runEnd += int64(entries[j].Size) + frameTrailerBytes
+			j++
+		}
+		if e.CommitLogOffset < g.base+segmentHeaderBytes || runEnd > end {
+			if j == i+1 {
+				return dst, i, fmt.Errorf("%w: record at %d of %d bytes runs past segment end", ErrOffsetNotFound, e.CommitLogOffset, e.Size)
+			}
+			j, runEnd = i+1, e.CommitLogOffset+int64(e.Size)+frameTrailerBytes // read it alone
+			if runEnd > end {
+				return dst, i, fmt.Errorf("%w: record at %d of %d bytes runs past segment end", ErrOffsetNotFound, e.CommitLogOffset, e.Size)
+			}
+		}
+		start := len(dst)
+		n := int(runEnd - e.CommitLogOffset)
+		dst = append(dst, make([]byte, n)...)
+		if _, err := g.f.ReadAt(dst[start:], e.CommitLogOffset-g.base); err != nil {
+			return dst[:start], i, fmt.Errorf("read commit log at %d: %w", e.CommitLogOffset, err)
+		}
+		w, r := start, start
+		for k := i; k < j; k++ {
+			size := int(entries[k].Size)
+			b := dst[r : r+size+frameTrailerBytes]
+			if int(int32(binary.BigEndian.Uint32(b))) != size || crc32c(b[:size]) != binary.BigEndian.Uint32(b[size:]) {
+				return dst[:w], k, fmt.Errorf("%w: no intact record of %d bytes at commit-log position %d", ErrCorrupt, size, entries[k].CommitLogOffset)
+			}
+			copy(dst[w:], b[:size])
+			w, r = w+size, r+size+frameTrailerBytes
+		}
+		dst = dst[:w]
+		i = j
+	}
+	return dst, len(entries), nil
+}
+
+func (s *Store) segmentForLocked(pos int64) (*segment, error) {
+	i := sort.Search(len(s.segments), func(i int) bool { return s.segments[i].base > pos }) - 1
+	if i < 0 {
+		return nil, fmt.Errorf("%w: %d is below the oldest local segment", ErrOffsetNotFound, pos)
+	}
+	return s.segments[i], nil
 }
 
 func containsCode(codes []int64, c int64) bool {
@@ -161,11 +264,10 @@ func containsCode(codes []int64, c int64) bool {
 // readFrameLocked appends the record stored at pos (size bytes; 0 = read it from the record)
 // to dst after checking its CRC32C. Caller holds segMu.RLock.
 func (s *Store) readFrameLocked(dst []byte, pos int64, size int32) ([]byte, error) {
-	i := sort.Search(len(s.segments), func(i int) bool { return s.segments[i].base > pos }) - 1
-	if i < 0 {
-		return dst, fmt.Errorf("%w: %d is below the oldest local segment", ErrOffsetNotFound, pos)
+	g, err := s.segmentForLocked(pos)
+	if err != nil {
+		return dst, err
 	}
-	g := s.segments[i]
 	end := g.base + g.size.Load()
 	if pos < g.base+segmentHeaderBytes || pos+message.MinRecordBytes+frameTrailerBytes > end {
 		return dst, fmt.Errorf("%w: %d is outside segment %d", ErrOffsetNotFound, pos, g.base)
@@ -227,12 +329,50 @@ func (s *Store) MaxOffset(topic string, queueID int32) int64 {
 
 // OffsetForTime returns the first offset whose store time is at or after tsMillis; the max
 // offset if every message is older, the min offset if every message is newer; 0 for an unknown
-// queue.
+// queue. It binary-searches the in-memory page table by first store time and reads one page.
 func (s *Store) OffsetForTime(topic string, queueID int32, tsMillis int64) (int64, error) {
-	if q := s.queue(topic, queueID, false); q != nil {
-		return q.offsetForTime(tsMillis), nil
+	q := s.queue(topic, queueID, false)
+	if q == nil {
+		return 0, nil
 	}
-	return 0, nil
+	for {
+		q.mu.RLock()
+		j := q.searchPagesLocked(tsMillis)
+		var v queueView
+		from, to := q.minOff, q.endLocked()
+		switch {
+		case j == 0 && len(q.pages) > 0: // every page starts at or after ts
+			q.mu.RUnlock()
+			return from, nil
+		case j == 0: // no pages: the unfinished page only
+			v = q.viewLocked(from, to)
+		default: // in page j-1 or at the start of the one after it
+			lo := q.pageBase + int64(j-1)*cqPageEntries
+			hi := min(lo+cqPageEntries, q.openBaseLocked())
+			if j == len(q.pages) {
+				hi = to
+			}
+			from = max(from, lo)
+			v = q.viewLocked(from, hi)
+			to = hi
+		}
+		q.mu.RUnlock()
+		ans := to
+		err := s.eachEntry(&v, from, to, func(o int64, e cqEntry) bool {
+			if e.storeTs >= tsMillis {
+				ans = o
+				return false
+			}
+			return true
+		})
+		if errors.Is(err, errPageGone) {
+			continue // retention moved the queue's start meanwhile
+		}
+		if err != nil {
+			return 0, fmt.Errorf("offset for time in %s/%d: %w", topic, queueID, err)
+		}
+		return max(ans, v.minOff), nil
+	}
 }
 
 // EarliestStoreTime is the store time of the message at the min offset, -1 if the queue has
@@ -242,12 +382,24 @@ func (s *Store) EarliestStoreTime(topic string, queueID int32) (int64, error) {
 	if q == nil {
 		return -1, nil
 	}
-	q.mu.RLock()
-	defer q.mu.RUnlock()
-	if len(q.entries) == 0 {
-		return -1, nil
+	for {
+		q.mu.RLock()
+		from := q.minOff
+		v := q.viewLocked(from, from+1)
+		q.mu.RUnlock()
+		if from >= v.maxOff {
+			return -1, nil
+		}
+		ts := int64(-1)
+		err := s.eachEntry(&v, from, from+1, func(_ int64, e cqEntry) bool { ts = e.storeTs; return false })
+		if errors.Is(err, errPageGone) {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("earliest store time of %s/%d: %w", topic, queueID, err)
+		}
+		return ts, nil
 	}
-	return q.entries[0].storeTs, nil
 }
 
 // KeyHit is one message found by key or unique key.
@@ -267,28 +419,31 @@ func (s *Store) LookupKey(topic, key string, beginMs, endMs int64, max int) ([]K
 	if max <= 0 {
 		max = 64
 	}
-	s.keyMu.RLock()
-	refs := s.keys.lookup(keyHash(topic, key))
-	s.keyMu.RUnlock()
 	s.qmu.RLock()
 	below, dead := s.deleted[topic]
 	s.qmu.RUnlock()
+	minPos := s.minPos.Load()
 	var hits []KeyHit
-	for i := len(refs) - 1; i >= 0 && len(hits) < max; i-- {
-		r := refs[i]
-		if r.storeTs < beginMs || r.storeTs > endMs || (dead && r.pos < below) {
-			continue
+	lastPos := int64(-1)
+	err := s.idx.keys.each(keyHash(topic, key), beginMs, endMs, func(e keyEntry) bool {
+		if e.pos < minPos || (dead && e.pos < below) || e.pos == lastPos {
+			return true
 		}
-		rec, err := s.ReadAt(r.pos, r.size)
+		lastPos = e.pos // a record naming the key twice is one hit
+		rec, err := s.ReadAt(e.pos, e.size)
 		if err != nil {
-			continue // deleted by retention meanwhile
+			return true // deleted by retention meanwhile
 		}
 		h, err := message.ParseRecordHeader(rec)
 		if err != nil || h.Topic != topic || !(h.UniqKey == key || containsKey(h.Keys, key)) {
-			continue // hash collision
+			return true // hash collision
 		}
-		hits = append(hits, KeyHit{Topic: topic, QueueID: r.queueID, QueueOffset: r.qoff, CommitLogOffset: r.pos,
-			Size: r.size, StoreTimestamp: r.storeTs, Record: rec})
+		hits = append(hits, KeyHit{Topic: topic, QueueID: h.QueueID, QueueOffset: h.QueueOffset, CommitLogOffset: e.pos,
+			Size: e.size, StoreTimestamp: h.StoreTimestamp, Record: rec})
+		return len(hits) < max
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lookup key %q of %s: %w", key, topic, err)
 	}
 	for i, j := 0, len(hits)-1; i < j; i, j = i+1, j-1 {
 		hits[i], hits[j] = hits[j], hits[i]

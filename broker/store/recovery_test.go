@@ -18,10 +18,16 @@ type acked struct {
 }
 
 // fillStore appends n acknowledged records to a sync-flush store over several segments and
-// stops it, cleanly (index files complete, possibly ahead of a later truncation) or as a
-// crash (index files behind the log).
+// stops it, cleanly (index complete, ahead of a later truncation) or as a crash (index
+// checkpoint behind the log).
 func fillStore(t *testing.T, dir string, n int, clean bool) (Config, []acked) {
-	cfg := Config{Dir: dir, FlushMode: FlushSync, SegmentBytes: 4096, MaxMessageBytes: 1024, CheckpointInterval: 5 * time.Millisecond}
+	return fillStoreWith(t, Config{Dir: dir, CheckpointInterval: 5 * time.Millisecond}, n, clean, true)
+}
+
+// fillStoreWith is fillStore with a config of the caller's; with pause it gives the
+// checkpointer time to run half way.
+func fillStoreWith(t *testing.T, cfg Config, n int, clean, pause bool) (Config, []acked) {
+	cfg.FlushMode, cfg.SegmentBytes, cfg.MaxMessageBytes = FlushSync, 4096, 1024
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +38,8 @@ func fillStore(t *testing.T, dir string, n int, clean bool) (Config, []acked) {
 		r := mustAppend(t, s, encode(t, a.topic, a.queue, a.body, map[string]string{"KEYS": "key" + body(i)}))
 		a.res = r[0]
 		out = append(out, a)
-		if i == n/2 {
-			time.Sleep(20 * time.Millisecond) // let a checkpoint write part of the index
+		if pause && i == n/2 {
+			time.Sleep(20 * time.Millisecond) // let a checkpoint cover part of the log
 		}
 	}
 	if clean {
@@ -210,10 +216,12 @@ func flipByte(t *testing.T, path string, at int64) {
 	f.WriteAt(b, at)
 }
 
-// A flipped byte in the last segment is found by the startup scan: the log is cut before it.
+// A flipped byte in the log tail after the last checkpoint is found by the replay at open:
+// the log is cut before it.
 func TestCorruptTailRecordIsCut(t *testing.T) {
 	dir := t.TempDir()
-	cfg, all := fillStore(t, dir, 50, true)
+	// No checkpoint but Open's: the crash leaves the whole log to replay.
+	cfg, all := fillStoreWith(t, Config{Dir: dir, CheckpointInterval: time.Hour}, 50, false, false)
 	base, path := lastSegment(t, dir)
 	k := len(all) - 3
 	victim := all[k].res
@@ -223,6 +231,35 @@ func TestCorruptTailRecordIsCut(t *testing.T) {
 	flipByte(t, path, victim.CommitLogOffset-base+int64(victim.Size)-3)
 	s := openStore(t, cfg)
 	verifyExactly(t, s, all[:k])
+}
+
+// A flipped byte in the active segment below the checkpoint (a clean close) is not rescanned
+// at open, and is never served: the read fails with ErrCorrupt, the records around it are
+// served and appends continue after the log end.
+func TestCorruptRecordBelowCheckpointIsNeverServed(t *testing.T) {
+	dir := t.TempDir()
+	cfg, all := fillStore(t, dir, 50, true)
+	base, path := lastSegment(t, dir)
+	k := len(all) - 3
+	victim := all[k]
+	flipByte(t, path, victim.res.CommitLogOffset-base+int64(victim.res.Size)-3)
+	s := openStore(t, cfg)
+	if _, err := s.ReadAt(victim.res.CommitLogOffset, victim.res.Size); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("ReadAt of the flipped record: %v", err)
+	}
+	if _, err := s.Read(context.Background(), ReadRequest{Topic: victim.topic, QueueID: victim.queue, Offset: victim.res.QueueOffset}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read of the flipped record: %v", err)
+	}
+	for _, a := range []acked{all[k-1], all[k+1]} {
+		r, err := s.Read(context.Background(), ReadRequest{Topic: a.topic, QueueID: a.queue, Offset: a.res.QueueOffset, MaxMessages: 1})
+		if err != nil || r.Status != ReadFound || r.Entries[0].CommitLogOffset != a.res.CommitLogOffset {
+			t.Fatalf("neighbour %+v: %+v, %v", a.res, r.Status, err)
+		}
+	}
+	last := all[len(all)-1].res
+	if r := mustAppend(t, s, encode(t, "a", 0, "after", nil)); r[0].CommitLogOffset != last.CommitLogOffset+int64(last.Size)+frameTrailerBytes {
+		t.Fatalf("append after the corrupt record landed at %d", r[0].CommitLogOffset)
+	}
 }
 
 // A flipped byte in a sealed segment (covered by its index) is never served: reads fail

@@ -267,3 +267,83 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// Seal file (FORMAT.md): index/<base>.seal records a sealed segment's valid end and store
+// time range, written and fsynced before the next segment is created, so Open sizes sealed
+// segments and reports their times without scanning them.
+const (
+	sealExt       = ".seal"
+	sealFileBytes = 48
+	sealVersion   = 1
+)
+
+var sealMagic = [4]byte{'S', 'S', 'E', 'L'}
+
+type sealInfo struct {
+	base, end       int64
+	firstTs, lastTs int64
+}
+
+func encodeSeal(si sealInfo) []byte {
+	b := make([]byte, sealFileBytes)
+	copy(b, sealMagic[:])
+	b[4] = sealVersion
+	be := binary.BigEndian
+	be.PutUint64(b[8:], uint64(si.base))
+	be.PutUint64(b[16:], uint64(si.end))
+	be.PutUint64(b[24:], uint64(si.firstTs))
+	be.PutUint64(b[32:], uint64(si.lastTs))
+	be.PutUint32(b[40:], crc32c(b[:40]))
+	return b
+}
+
+func decodeSeal(b []byte, base int64) (sealInfo, error) {
+	var si sealInfo
+	be := binary.BigEndian
+	if len(b) != sealFileBytes || [4]byte(b[:4]) != sealMagic || crc32c(b[:40]) != be.Uint32(b[40:]) {
+		return si, fmt.Errorf("%w: seal file", ErrCorrupt)
+	}
+	if b[4] != sealVersion {
+		return si, fmt.Errorf("%w: seal file version %d, this build reads %d", ErrCorrupt, b[4], sealVersion)
+	}
+	si = sealInfo{base: int64(be.Uint64(b[8:])), end: int64(be.Uint64(b[16:])), firstTs: int64(be.Uint64(b[24:])), lastTs: int64(be.Uint64(b[32:]))}
+	if si.base != base || si.end < base+segmentHeaderBytes || si.lastTs < si.firstTs {
+		return sealInfo{}, fmt.Errorf("%w: seal file fields out of range", ErrCorrupt)
+	}
+	return si, nil
+}
+
+func (s *Store) sealPath(base int64) string {
+	return s.indexPath(fmt.Sprintf("%020d%s", base, sealExt))
+}
+
+func (s *Store) readSeal(base int64) (sealInfo, bool) {
+	b, err := os.ReadFile(s.sealPath(base))
+	if err != nil {
+		return sealInfo{}, false
+	}
+	si, err := decodeSeal(b, base)
+	return si, err == nil
+}
+
+// writeSeal durably records g's end and times.
+func (s *Store) writeSeal(g *segment) error {
+	b := encodeSeal(sealInfo{base: g.base, end: g.base + g.size.Load(), firstTs: g.firstTime.Load(), lastTs: g.lastTime.Load()})
+	path := s.sealPath(g.base)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write seal of segment %d: %w", g.base, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write seal of segment %d: %w", g.base, err)
+	}
+	if err := s.syncFile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync seal of segment %d: %w", g.base, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}

@@ -5,15 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/stratamq/strata/broker/message"
 )
 
 // Store is the hot tier of one broker: a commit log shared by all topics, the consume queues
@@ -36,11 +33,18 @@ type Store struct {
 	queues  map[queueKey]*consumeQueue
 	deleted map[string]int64 // topic → commit-log position below which its records are deleted
 
-	keyMu sync.RWMutex
-	keys  keyIndex
+	idx            indexState
+	ckptMu         sync.Mutex // one checkpoint at a time
+	ckptSeq        uint64
+	ckptFile       *os.File
+	lastCheckpoint atomic.Pointer[checkpoint]
+	loadFirstPos   map[*consumeQueue]int64 // Open only
+	indexCorrupt   atomic.Bool             // a page failed its check: the next Open rebuilds
 
-	idxMu      sync.Mutex
-	idxPending map[int64][]byte // segment base → encoded index entries not yet written
+	// What Open did, for tests and logs: records indexed from the log, and whether every
+	// index file was rebuilt.
+	recoveredRecords int64
+	rebuiltIndex     bool
 
 	hookMu    sync.Mutex
 	listeners []func(SealedSegment)
@@ -60,6 +64,7 @@ type Store struct {
 	failed      atomic.Pointer[error] // sticky write failure
 	lastStoreTs int64                 // writer goroutine only
 	wbuf        []byte                // writer goroutine only
+	recBuf      []logRecord           // writer goroutine only
 }
 
 const (
@@ -75,28 +80,35 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:        cfg,
-		logDir:     filepath.Join(cfg.Dir, commitLogDir),
-		maxRecord:  int(min(cfg.SegmentBytes, 1<<31-1)),
-		writeAt:    func(f *os.File, b []byte, off int64) (int, error) { return f.WriteAt(b, off) },
-		syncFile:   func(f *os.File) error { return f.Sync() },
-		queues:     make(map[queueKey]*consumeQueue),
-		deleted:    make(map[string]int64),
-		keys:       newKeyIndex(),
-		idxPending: make(map[int64][]byte),
-		sealWake:   make(chan struct{}, 1),
-		ops:        make(chan *writeOp, 1024),
-		rollCh:     make(chan struct{}, 1),
-		stop:       make(chan struct{}),
+		cfg:          cfg,
+		logDir:       filepath.Join(cfg.Dir, commitLogDir),
+		maxRecord:    int(min(cfg.SegmentBytes, 1<<31-1)),
+		writeAt:      func(f *os.File, b []byte, off int64) (int, error) { return f.WriteAt(b, off) },
+		syncFile:     func(f *os.File) error { return f.Sync() },
+		queues:       make(map[queueKey]*consumeQueue),
+		deleted:      make(map[string]int64),
+		loadFirstPos: make(map[*consumeQueue]int64),
+		sealWake:     make(chan struct{}, 1),
+		ops:          make(chan *writeOp, 1024),
+		rollCh:       make(chan struct{}, 1),
+		stop:         make(chan struct{}),
 	}
+	s.idx.pageBuf = make([]byte, cqPageBytes)
+	s.idx.cqCache = newBlockCache(cfg.ConsumeQueueCacheBytes)
+	s.idx.keys = keyIndex{dir: filepath.Join(cfg.Dir, indexDir), capacity: uint32(cfg.KeyIndexFileKeys),
+		slots: keySlots(cfg.KeyIndexFileKeys), cache: newBlockCache(cfg.KeyIndexCacheBytes)}
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
 	}
-	if err := s.recover(); err != nil {
-		for _, g := range s.segments {
-			g.f.Close()
-		}
+	if err := s.recover(context.Background()); err != nil {
+		s.closeFiles()
 		return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
+	}
+	s.loadFirstPos = nil
+	// A checkpoint now makes a long replay (or a rebuild) the last one.
+	if err := s.checkpointNow(false); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("open store %s: write the index checkpoint: %w", cfg.Dir, err)
 	}
 	s.wg.Add(3)
 	go s.writeLoop()
@@ -105,172 +117,30 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// recover loads the segments, rebuilds consume queues and the key index from the segment
-// index files plus a scan of whatever those do not cover, and drops a torn or corrupt tail.
-func (s *Store) recover() error {
-	if err := s.loadTombstones(); err != nil {
-		return err
-	}
-	bases, err := listSegments(s.logDir)
-	if err != nil {
-		return err
-	}
-	if len(bases) == 0 {
-		g, err := s.createSegment(s.cfg.BaseOffset)
-		if err != nil {
-			return err
-		}
-		s.segments = []*segment{g}
-		s.minPos.Store(g.base)
-		s.logEnd.Store(g.base + segmentHeaderBytes)
-		return nil
-	}
-	for i, base := range bases {
-		last := i == len(bases)-1
-		path := segmentName(s.logDir, base)
-		flag := os.O_RDONLY
-		if last {
-			flag = os.O_RDWR
-		}
-		f, err := os.OpenFile(path, flag, 0)
-		if err != nil {
-			return fmt.Errorf("open segment %d: %w", base, err)
-		}
-		g := &segment{base: base, path: path, f: f}
-		s.segments = append(s.segments, g)
-		st, err := f.Stat()
-		if err != nil {
-			return fmt.Errorf("stat segment %d: %w", base, err)
-		}
-		ipath := indexName(s.logDir, base)
-		// The last segment may have a torn or corrupt tail: rebuild its index from a full
-		// scan, so that every record it serves has passed its checksum at startup.
-		var entries []indexEntry
-		var used int64
-		if !last {
-			if entries, used, err = loadIndexFile(ipath, base+st.Size()); err != nil {
-				return err
-			}
-		}
-		if len(entries) > 0 || used > 0 {
-			if err := os.Truncate(ipath, used); err != nil && !os.IsNotExist(err) {
-				return fmt.Errorf("truncate segment index %d: %w", base, err)
-			}
-		}
-		if used == 0 {
-			s.idxPending[base] = encodeIndexHeader()
-			os.Remove(ipath)
-		}
-		for k := range entries {
-			s.dispatch(g, &entries[k])
-		}
-		var resume int64 // file offset where the index stops covering records
-		if n := len(entries); n > 0 {
-			resume = entries[n-1].pos + int64(entries[n-1].size) + frameTrailerBytes - base
-		}
-		valid, bad, err := scanSegment(f, base, resume, s.maxRecord, func(pos int64, rec []byte, h *message.RecordHeader) {
-			e := entryFromHeader(pos, h)
-			s.idxPending[base] = appendIndexEntry(s.idxPending[base], &e)
-			s.dispatch(g, &e)
-		})
-		if err != nil {
-			return err
-		}
-		if valid == 0 { // bad header
-			if !last {
-				return fmt.Errorf("%w: segment %d has a bad header; move %s aside to start without it", ErrCorrupt, base, path)
-			}
-			if err := f.Truncate(0); err != nil {
-				return fmt.Errorf("reset segment %d: %w", base, err)
-			}
-			if _, err := f.WriteAt(encodeSegmentHeader(base), 0); err != nil {
-				return fmt.Errorf("reset segment %d: %w", base, err)
-			}
-			if err := f.Sync(); err != nil {
-				return fmt.Errorf("reset segment %d: %w", base, err)
-			}
-			valid = segmentHeaderBytes
-		} else if bad {
-			if last {
-				if err := f.Truncate(valid); err != nil {
-					return fmt.Errorf("truncate torn tail of segment %d at %d: %w", base, valid, err)
-				}
-				if err := f.Sync(); err != nil {
-					return fmt.Errorf("truncate torn tail of segment %d: %w", base, err)
-				}
-			} else {
-				slog.Warn("commit log segment has a corrupt record; serving the valid prefix",
-					"segment", base, "validBytes", valid, "fileBytes", st.Size())
-			}
-		}
-		g.size.Store(valid)
-		g.sealed = !last
-	}
-	act := s.segments[len(s.segments)-1]
-	s.minPos.Store(s.segments[0].base)
-	s.logEnd.Store(act.base + act.size.Load())
-	s.qmu.Lock()
-	for _, q := range s.queues {
-		q.mu.Lock()
-		q.next = q.base + int64(len(q.entries))
-		q.publishLocked()
-		q.mu.Unlock()
-	}
-	s.qmu.Unlock()
-	return nil
-}
-
-// dispatch adds a stored record to its consume queue and the key index, and to the segment's
-// time range. Used by recovery and by the writer.
-func (s *Store) dispatch(g *segment, e *indexEntry) {
-	if g.firstTime.Load() == 0 {
-		g.firstTime.Store(e.storeTs)
-	}
-	g.lastTime.Store(e.storeTs)
-	if e.storeTs > s.lastStoreTs {
-		s.lastStoreTs = e.storeTs
-	}
-	s.qmu.RLock()
-	below, dead := s.deleted[e.topic]
-	s.qmu.RUnlock()
-	if dead && e.pos < below {
-		return
-	}
-	q := s.queue(e.topic, e.queueID, true)
-	q.mu.Lock()
-	q.appendEntry(e.queueOffset, cqEntry{pos: e.pos, size: e.size, tag: e.tag, storeTs: e.storeTs})
-	q.publishLocked()
-	q.mu.Unlock()
-	if e.sysFlag&message.FlagTransactionMask == message.FlagTransactionRollback {
-		return
-	}
-	if e.uniqKey == "" && len(e.keys) == 0 {
-		return
-	}
-	ref := keyRef{pos: e.pos, size: e.size, queueID: e.queueID, qoff: e.queueOffset, storeTs: e.storeTs}
-	s.keyMu.Lock()
-	if e.uniqKey != "" {
-		s.keys.add(keyHash(e.topic, e.uniqKey), ref)
-	}
-	for _, k := range e.keys {
-		s.keys.add(keyHash(e.topic, k), ref)
-	}
-	s.keyMu.Unlock()
-}
-
 // queue returns the consume queue of (topic, id), creating it if create is set.
 func (s *Store) queue(topic string, id int32, create bool) *consumeQueue {
+	if !create {
+		s.qmu.RLock()
+		defer s.qmu.RUnlock()
+		return s.queues[queueKey{topic, id}]
+	}
+	return s.queueAt(topic, id, s.logEnd.Load())
+}
+
+// queueAt returns the consume queue of (topic, id), creating it as of commit-log position
+// createdPos (a topic tombstone above it makes the queue dead at the next open).
+func (s *Store) queueAt(topic string, id int32, createdPos int64) *consumeQueue {
 	k := queueKey{topic, id}
 	s.qmu.RLock()
 	q := s.queues[k]
 	s.qmu.RUnlock()
-	if q != nil || !create {
+	if q != nil {
 		return q
 	}
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if q = s.queues[k]; q == nil {
-		q = &consumeQueue{topic: topic, id: id}
+		q = newConsumeQueue(string([]byte(topic)), id, createdPos)
 		s.queues[k] = q
 	}
 	return q
@@ -298,9 +168,6 @@ func (s *Store) createSegment(base int64) (*segment, error) {
 	}
 	g := &segment{base: base, path: path, f: f}
 	g.size.Store(segmentHeaderBytes)
-	s.idxMu.Lock()
-	s.idxPending[base] = append(encodeIndexHeader(), s.idxPending[base]...)
-	s.idxMu.Unlock()
 	return g, nil
 }
 
@@ -431,7 +298,7 @@ func (s *Store) WaitForAppend(ctx context.Context, topic string, queueID int32, 
 	for {
 		q := s.queue(topic, queueID, true)
 		q.mu.Lock()
-		max := q.base + int64(len(q.entries))
+		max := q.endLocked()
 		if max > offset {
 			q.mu.Unlock()
 			return max, nil
@@ -513,10 +380,18 @@ func (s *Store) Close() error {
 	s.wg.Wait()
 	var errs []error
 	if s.failed.Load() == nil {
-		if err := s.flushIndex(); err != nil {
-			errs = append(errs, err)
+		if err := s.checkpointNow(true); err != nil {
+			errs = append(errs, fmt.Errorf("close store: final checkpoint: %w", err))
 		}
 	}
+	errs = append(errs, s.closeFiles())
+	s.closeErr = errors.Join(errs...)
+	return s.closeErr
+}
+
+// closeFiles closes the segments and the index files.
+func (s *Store) closeFiles() error {
+	var errs []error
 	s.segMu.Lock()
 	for _, g := range s.segments {
 		if err := g.f.Close(); err != nil {
@@ -524,8 +399,8 @@ func (s *Store) Close() error {
 		}
 	}
 	s.segMu.Unlock()
-	s.closeErr = errors.Join(errs...)
-	return s.closeErr
+	s.closeIndexFiles()
+	return errors.Join(errs...)
 }
 
 func (s *Store) activeSegment() *segment {

@@ -28,7 +28,8 @@ type writeOp struct {
 	kind  opKind
 	recs  [][]byte
 	hdrs  []message.RecordHeader
-	bytes int64 // framed size of recs
+	tags  []int64 // tag hash codes, computed by the appender
+	bytes int64   // framed size of recs
 	topic string
 	queue int32 // opQueueBase
 	next  int64 // opQueueBase
@@ -51,7 +52,8 @@ func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, err
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	op := &writeOp{kind: opAppend, recs: recs, hdrs: make([]message.RecordHeader, len(recs)), done: make(chan struct{})}
+	op := &writeOp{kind: opAppend, recs: recs, hdrs: make([]message.RecordHeader, len(recs)), tags: make([]int64, len(recs)),
+		done: make(chan struct{})}
 	for i, rec := range recs {
 		if len(rec) > s.cfg.MaxMessageBytes {
 			return nil, fmt.Errorf("append record %d: %w: %d bytes, limit %d", i, ErrMessageTooLarge, len(rec), s.cfg.MaxMessageBytes)
@@ -67,6 +69,7 @@ func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, err
 			return nil, fmt.Errorf("append record %d: negative queue id %d", i, h.QueueID)
 		}
 		op.hdrs[i] = h
+		op.tags[i] = message.TagHashCode(h.Tags)
 		op.bytes += int64(len(rec) + frameTrailerBytes)
 	}
 	if op.bytes > s.cfg.SegmentBytes-segmentHeaderBytes {
@@ -139,26 +142,46 @@ func (s *Store) gather(batch []*writeOp) []*writeOp {
 	return batch
 }
 
-type pendingDispatch struct {
-	seg   *segment
-	entry indexEntry
+// commit runs a batch of ops in order: runs of appends are written together, control ops
+// between them run once the appends before them are indexed.
+func (s *Store) commit(batch []*writeOp) {
+	start := 0
+	for i, op := range batch {
+		if op.kind == opAppend {
+			continue
+		}
+		s.commitAppends(batch[start:i])
+		switch op.kind {
+		case opDeleteTopic:
+			op.err = s.deleteTopic(op.topic)
+		case opQueueBase:
+			op.err = s.raiseQueueBase(op.topic, op.queue, op.next)
+		}
+		close(op.done)
+		start = i + 1
+	}
+	s.commitAppends(batch[start:])
 }
 
-// commit writes a batch of ops with as few writes as possible (one per segment touched),
-// fsyncs once under FlushSync, then makes the records visible and answers the ops.
-func (s *Store) commit(batch []*writeOp) {
+// commitAppends writes appends with as few writes as possible (one per segment touched, or
+// per maxBatchBytes), fsyncs once under FlushSync, then indexes the records — which makes
+// them visible — and answers the ops.
+func (s *Store) commitAppends(ops []*writeOp) {
+	if len(ops) == 0 {
+		return
+	}
 	var (
-		written  []*writeOp // ops whose bytes are written
-		chunkOps []*writeOp
-		disp     []pendingDispatch
-		chunkAt  = len(disp)
-		saved    = map[*consumeQueue]int64{}
+		act      = s.activeSegment()
+		buf      = s.wbuf[:0]
+		recs     = s.recBuf[:0]
+		ts       = max(nowMillis(), s.lastStoreTs)
+		encoded  int // ops[:encoded] are in buf or written
+		written  int // ops[:written] are written
+		recChunk int // recs[recChunk:] are not yet written
+		dirty    bool
 		failErr  error
 	)
-	act := s.activeSegment()
-	buf := s.wbuf[:0]
-	ts := max(nowMillis(), s.lastStoreTs)
-	flush := func() error {
+	write := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
@@ -172,60 +195,41 @@ func (s *Store) commit(batch []*writeOp) {
 			if terr := act.f.Truncate(off); terr != nil {
 				s.fail(fmt.Errorf("%w; truncating the partial write also failed (%v); restart the broker to recover", err, terr))
 			}
-			for q, next := range saved {
-				q.next = next
+			for _, r := range recs[recChunk:] { // give the offsets back
+				r.q.next = min(r.q.next, r.h.QueueOffset)
 			}
-			disp = disp[:chunkAt]
-			buf = buf[:0]
+			recs, buf = recs[:recChunk], buf[:0]
 			return err
 		}
 		act.size.Store(off + int64(len(buf)))
 		s.logEnd.Store(act.base + off + int64(len(buf)))
-		written = append(written, chunkOps...)
-		chunkOps = chunkOps[:0]
-		chunkAt = len(disp)
-		clear(saved)
-		buf = buf[:0]
+		if act.firstTime.Load() == 0 {
+			act.firstTime.Store(ts)
+		}
+		act.lastTime.Store(ts)
+		written, recChunk, dirty, buf = encoded, len(recs), true, buf[:0]
 		return nil
 	}
-	for bi, op := range batch {
-		if op.kind != opAppend {
-			if failErr = flush(); failErr != nil {
-				batch = batch[bi:]
-				break
-			}
-			if op.kind == opDeleteTopic {
-				op.err = s.deleteTopic(op.topic)
-			} else {
-				op.err = s.raiseQueueBase(op.topic, op.queue, op.next)
-			}
-			close(op.done)
-			continue
-		}
+	for _, op := range ops {
 		if p := s.failed.Load(); p != nil {
 			failErr = *p
-			batch = batch[bi:]
 			break
 		}
 		if act.size.Load()+int64(len(buf))+op.bytes > s.cfg.SegmentBytes {
-			if failErr = flush(); failErr == nil {
-				var next *segment
-				if next, failErr = s.roll(act); failErr == nil {
-					act = next
-				}
-			}
-			if failErr != nil {
-				batch = batch[bi:]
+			if failErr = write(); failErr != nil {
 				break
 			}
+			next, err := s.roll(act) // fsyncs act: what is written to it is durable
+			if err != nil {
+				failErr = err
+				break
+			}
+			act, dirty = next, false
 		}
 		op.res = make([]AppendResult, len(op.recs))
 		for i, rec := range op.recs {
 			h := &op.hdrs[i]
 			q := s.queue(h.Topic, h.QueueID, true)
-			if _, ok := saved[q]; !ok {
-				saved[q] = q.next
-			}
 			qoff := q.next
 			q.next++
 			pos := act.base + act.size.Load() + int64(len(buf))
@@ -237,68 +241,40 @@ func (s *Store) commit(batch []*writeOp) {
 			buf = binary.BigEndian.AppendUint32(buf, crc32c(buf[start:]))
 			h.QueueOffset, h.CommitLogOffset, h.StoreTimestamp = qoff, pos, ts
 			op.res[i] = AppendResult{CommitLogOffset: pos, QueueOffset: qoff, StoreTimestamp: ts, Size: h.TotalSize}
-			disp = append(disp, pendingDispatch{seg: act, entry: entryFromHeader(pos, h)})
+			recs = append(recs, logRecord{pos: pos, h: h, tag: op.tags[i], q: q})
 		}
-		chunkOps = append(chunkOps, op)
+		encoded++
 		if len(buf) >= maxBatchBytes {
-			if failErr = flush(); failErr != nil {
-				batch = batch[bi+1:]
+			if failErr = write(); failErr != nil {
 				break
 			}
 		}
 	}
 	if failErr == nil {
-		if failErr = flush(); failErr != nil {
-			batch = nil
-		}
-	}
-	if failErr != nil {
-		// The unflushed chunk's ops fail with the rest.
-		for q, next := range saved {
-			q.next = next
-		}
-		disp = disp[:chunkAt]
-		batch = append(chunkOps, batch...)
+		failErr = write()
 	}
 	if cap(buf) <= 2*maxBatchBytes {
 		s.wbuf = buf[:0]
 	}
-	if len(written) > 0 && s.cfg.FlushMode == FlushSync {
+	if dirty && s.cfg.FlushMode == FlushSync {
 		if err := s.syncFile(act.f); err != nil {
 			err = fmt.Errorf("%w: fsync segment %d: %v; restart the broker to recover", ErrWriteFailed, act.base, err)
 			s.fail(err)
-			for _, op := range written {
-				op.res, op.err = nil, err
-				close(op.done)
-			}
-			written = nil
-			disp = nil
+			failErr, written, recs = err, 0, recs[:0]
 		}
 	}
 	s.lastStoreTs = ts
-	if len(disp) > 0 {
-		s.idxMu.Lock()
-		for i := range disp {
-			d := &disp[i]
-			s.idxPending[d.seg.base] = appendIndexEntry(s.idxPending[d.seg.base], &d.entry)
-		}
-		s.idxMu.Unlock()
-		for i := range disp {
-			s.dispatch(disp[i].seg, &disp[i].entry)
-		}
+	if len(recs) > 0 {
+		s.indexRecords(recs)
 	}
-	for _, op := range written {
+	clear(recs)
+	s.recBuf = recs[:0]
+	for _, op := range ops[:written] {
 		close(op.done)
 	}
-	if failErr != nil {
-		for _, op := range batch {
-			if op.kind == opAppend {
-				op.res, op.err = nil, failErr
-			} else {
-				op.err = failErr
-			}
-			close(op.done)
-		}
+	for _, op := range ops[written:] {
+		op.res, op.err = nil, failErr
+		close(op.done)
 	}
 }
 
@@ -313,6 +289,11 @@ func (s *Store) roll(act *segment) (*segment, error) {
 		s.fail(err)
 		return nil, err
 	}
+	if err := s.writeSeal(act); err != nil {
+		err = fmt.Errorf("%w: %v; check disk space and permissions of %s", ErrWriteFailed, err, s.cfg.Dir)
+		s.fail(err)
+		return nil, err
+	}
 	next, err := s.createSegment(act.base + act.size.Load())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v; check disk space and permissions of %s", ErrWriteFailed, err, s.logDir)
@@ -322,6 +303,7 @@ func (s *Store) roll(act *segment) (*segment, error) {
 	s.segments = append(s.segments, next)
 	s.segMu.Unlock()
 	s.logEnd.Store(next.base + segmentHeaderBytes)
+	s.switchSegment(next.base)
 	s.hookMu.Lock()
 	s.sealQueue = append(s.sealQueue, act.info())
 	s.hookMu.Unlock()
