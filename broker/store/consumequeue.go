@@ -33,6 +33,8 @@ type consumeQueue struct {
 
 	// max is the end offset, published after the entries are visible.
 	max atomic.Int64
+	// removed is set when DeleteTopic drops the queue (writer goroutine).
+	removed atomic.Bool
 
 	// Index mutex only.
 	createdPos  int64 // commit-log end when created: a later topic tombstone kills it

@@ -41,10 +41,25 @@ type cqFiles struct {
 
 // logRecord is one stored record handed to the index, in commit-log order.
 type logRecord struct {
-	pos int64
-	h   *message.RecordHeader
-	tag int64
-	q   *consumeQueue // resolved by the writer; nil: look it up
+	pos    int64
+	h      *message.RecordHeader
+	tag    int64
+	q      *consumeQueue // resolved by the writer; nil: look it up
+	keys   []uint64      // key hashes when hashed (appendKeyHashes); else computed here
+	hashed bool
+}
+
+// appendKeyHashes appends the key-index hashes of a record: its unique key and each key.
+func appendKeyHashes(dst []uint64, h *message.RecordHeader) []uint64 {
+	if h.UniqKey != "" {
+		dst = append(dst, keyHash(h.Topic, h.UniqKey))
+	}
+	for _, k := range h.Keys {
+		if k != "" && k != h.UniqKey {
+			dst = append(dst, keyHash(h.Topic, k))
+		}
+	}
+	return dst
 }
 
 // indexState is the index's mutable state. mu orders every change to the consume queues'
@@ -62,6 +77,7 @@ type indexState struct {
 	recBuf        []byte
 	scratch       []byte
 	qscratch      []*consumeQueue
+	keyScratch    []uint64
 
 	filesMu sync.RWMutex // cq (lifetime of page files)
 	cq      []*cqFiles   // ascending seg
@@ -116,16 +132,13 @@ func (s *Store) indexRecordLocked(r *logRecord) error {
 	if r.pos < x.keyFrom || h.SysFlag&message.FlagTransactionMask == message.FlagTransactionRollback {
 		return nil
 	}
-	if h.UniqKey != "" {
-		if err := x.keys.add(keyHash(h.Topic, h.UniqKey), r.pos, h.TotalSize, h.StoreTimestamp); err != nil {
-			return err
-		}
+	keys := r.keys
+	if !r.hashed {
+		keys = appendKeyHashes(x.keyScratch[:0], h)
+		x.keyScratch = keys
 	}
-	for _, k := range h.Keys {
-		if k == "" || k == h.UniqKey {
-			continue
-		}
-		if err := x.keys.add(keyHash(h.Topic, k), r.pos, h.TotalSize, h.StoreTimestamp); err != nil {
+	for _, k := range keys {
+		if err := x.keys.add(k, r.pos, h.TotalSize, h.StoreTimestamp); err != nil {
 			return err
 		}
 	}

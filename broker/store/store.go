@@ -52,10 +52,11 @@ type Store struct {
 	sealQueue []SealedSegment
 	sealWake  chan struct{}
 
-	ops    chan *writeOp
-	rollCh chan struct{}
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	ops         chan *writeOp
+	completions chan completion
+	rollCh      chan struct{}
+	stop        chan struct{}
+	wg          sync.WaitGroup
 
 	closeMu  sync.RWMutex
 	closed   bool
@@ -90,6 +91,7 @@ func Open(cfg Config) (*Store, error) {
 		loadFirstPos: make(map[*consumeQueue]int64),
 		sealWake:     make(chan struct{}, 1),
 		ops:          make(chan *writeOp, 1024),
+		completions:  make(chan completion, 64),
 		rollCh:       make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 	}
@@ -110,8 +112,9 @@ func Open(cfg Config) (*Store, error) {
 		s.closeFiles()
 		return nil, fmt.Errorf("open store %s: write the index checkpoint: %w", cfg.Dir, err)
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.writeLoop()
+	go s.completeLoop()
 	go s.maintainLoop()
 	go s.notifyLoop()
 	return s, nil
@@ -352,6 +355,7 @@ func (s *Store) deleteTopic(topic string) error {
 		if k.topic == topic {
 			gone = append(gone, q)
 			delete(s.queues, k)
+			q.removed.Store(true)
 		}
 	}
 	s.qmu.Unlock()

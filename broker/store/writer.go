@@ -27,9 +27,9 @@ const (
 type writeOp struct {
 	kind  opKind
 	recs  [][]byte
-	hdrs  []message.RecordHeader
-	tags  []int64 // tag hash codes, computed by the appender
-	bytes int64   // framed size of recs
+	meta  []recordMeta
+	keys  []uint64 // key hashes of all records, sliced by recordMeta
+	bytes int64    // framed size of recs
 	topic string
 	queue int32 // opQueueBase
 	next  int64 // opQueueBase
@@ -37,6 +37,15 @@ type writeOp struct {
 	res  []AppendResult
 	err  error
 	done chan struct{}
+}
+
+// recordMeta is what the appender works out about a record before the writer sees it, so
+// that the single writer goroutine does only what needs its order.
+type recordMeta struct {
+	h      message.RecordHeader
+	tag    int64
+	q      *consumeQueue // re-resolved by the writer if its topic was deleted meanwhile
+	k0, k1 int32         // op.keys[k0:k1] are the record's key hashes
 }
 
 // maxBatchBytes bounds how much the writer gathers into one write.
@@ -52,12 +61,12 @@ func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, err
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	op := &writeOp{kind: opAppend, recs: recs, hdrs: make([]message.RecordHeader, len(recs)), tags: make([]int64, len(recs)),
-		done: make(chan struct{})}
+	op := &writeOp{kind: opAppend, recs: recs, meta: make([]recordMeta, len(recs)), done: make(chan struct{})}
 	for i, rec := range recs {
 		if len(rec) > s.cfg.MaxMessageBytes {
 			return nil, fmt.Errorf("append record %d: %w: %d bytes, limit %d", i, ErrMessageTooLarge, len(rec), s.cfg.MaxMessageBytes)
 		}
+		m := &op.meta[i]
 		h, err := message.ParseRecordHeader(rec)
 		if err != nil {
 			return nil, fmt.Errorf("append record %d: %w", i, err)
@@ -68,8 +77,16 @@ func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, err
 		if h.QueueID < 0 {
 			return nil, fmt.Errorf("append record %d: negative queue id %d", i, h.QueueID)
 		}
-		op.hdrs[i] = h
-		op.tags[i] = message.TagHashCode(h.Tags)
+		m.h = h
+		m.tag = message.TagHashCode(h.Tags)
+		if i > 0 && op.meta[i-1].h.QueueID == h.QueueID && op.meta[i-1].h.Topic == h.Topic {
+			m.q = op.meta[i-1].q
+		} else {
+			m.q = s.queue(h.Topic, h.QueueID, true)
+		}
+		m.k0 = int32(len(op.keys))
+		op.keys = appendKeyHashes(op.keys, &m.h)
+		m.k1 = int32(len(op.keys))
 		op.bytes += int64(len(rec) + frameTrailerBytes)
 	}
 	if op.bytes > s.cfg.SegmentBytes-segmentHeaderBytes {
@@ -105,6 +122,7 @@ func (s *Store) submit(ctx context.Context, op *writeOp) error {
 
 func (s *Store) writeLoop() {
 	defer s.wg.Done()
+	defer close(s.completions) // the completer answers what is in flight, then exits
 	batch := make([]*writeOp, 0, 256)
 	for {
 		select {
@@ -125,6 +143,83 @@ func (s *Store) writeLoop() {
 			}
 		}
 	}
+}
+
+// completion is a run of appends the writer has written, handed to the completer goroutine,
+// which fsyncs them under FlushSync, indexes them — making them visible — and answers them,
+// while the writer goes on writing the next run. Under FlushSync one fsync covers every run
+// written while the previous fsync ran: group commit with the fsyncs back to back.
+type completion struct {
+	ops     []*writeOp
+	recs    []logRecord
+	seg     *segment // to fsync under FlushSync (an earlier segment was fsynced when it sealed)
+	barrier chan struct{}
+}
+
+// completeLoop is the completer goroutine.
+func (s *Store) completeLoop() {
+	defer s.wg.Done()
+	var pending []completion
+	for c := range s.completions {
+		pending = append(pending[:0], c)
+		for more := true; more; { // take everything already written
+			select {
+			case c, ok := <-s.completions:
+				if !ok {
+					more = false
+					break
+				}
+				pending = append(pending, c)
+			default:
+				more = false
+			}
+		}
+		s.complete(pending)
+		clear(pending)
+	}
+}
+
+func (s *Store) complete(cs []completion) {
+	var failErr error
+	if p := s.failed.Load(); p != nil {
+		failErr = *p
+	} else if s.cfg.FlushMode == FlushSync {
+		var synced *segment
+		for i := len(cs) - 1; i >= 0 && failErr == nil; i-- {
+			if g := cs[i].seg; g != nil && g != synced {
+				if synced != nil && g.base < synced.base {
+					continue // sealed: fsynced by the roll
+				}
+				if err := s.syncFile(g.f); err != nil {
+					failErr = fmt.Errorf("%w: fsync segment %d: %v; restart the broker to recover", ErrWriteFailed, g.base, err)
+					s.fail(failErr)
+				}
+				synced = g
+			}
+		}
+	}
+	for _, c := range cs {
+		if failErr == nil && len(c.recs) > 0 {
+			s.indexRecords(c.recs)
+		}
+		for _, op := range c.ops {
+			if failErr != nil {
+				op.res, op.err = nil, failErr
+			}
+			close(op.done)
+		}
+		if c.barrier != nil {
+			close(c.barrier)
+		}
+	}
+}
+
+// drainCompletions waits until the completer has answered every run handed to it, so a
+// control op sees every earlier append indexed.
+func (s *Store) drainCompletions() {
+	b := make(chan struct{})
+	s.completions <- completion{barrier: b}
+	<-b
 }
 
 // gather adds queued ops to the batch without waiting, up to maxBatchBytes.
@@ -151,6 +246,7 @@ func (s *Store) commit(batch []*writeOp) {
 			continue
 		}
 		s.commitAppends(batch[start:i])
+		s.drainCompletions()
 		switch op.kind {
 		case opDeleteTopic:
 			op.err = s.deleteTopic(op.topic)
@@ -164,8 +260,8 @@ func (s *Store) commit(batch []*writeOp) {
 }
 
 // commitAppends writes appends with as few writes as possible (one per segment touched, or
-// per maxBatchBytes), fsyncs once under FlushSync, then indexes the records — which makes
-// them visible — and answers the ops.
+// per maxBatchBytes) and hands what it wrote to the completer, which fsyncs it under
+// FlushSync, indexes the records — which makes them visible — and answers the ops.
 func (s *Store) commitAppends(ops []*writeOp) {
 	if len(ops) == 0 {
 		return
@@ -228,8 +324,12 @@ func (s *Store) commitAppends(ops []*writeOp) {
 		}
 		op.res = make([]AppendResult, len(op.recs))
 		for i, rec := range op.recs {
-			h := &op.hdrs[i]
-			q := s.queue(h.Topic, h.QueueID, true)
+			m := &op.meta[i]
+			h, q := &m.h, m.q
+			if q.removed.Load() { // its topic was deleted after the appender looked it up
+				q = s.queue(h.Topic, h.QueueID, true)
+				m.q = q
+			}
 			qoff := q.next
 			q.next++
 			pos := act.base + act.size.Load() + int64(len(buf))
@@ -241,7 +341,7 @@ func (s *Store) commitAppends(ops []*writeOp) {
 			buf = binary.BigEndian.AppendUint32(buf, crc32c(buf[start:]))
 			h.QueueOffset, h.CommitLogOffset, h.StoreTimestamp = qoff, pos, ts
 			op.res[i] = AppendResult{CommitLogOffset: pos, QueueOffset: qoff, StoreTimestamp: ts, Size: h.TotalSize}
-			recs = append(recs, logRecord{pos: pos, h: h, tag: op.tags[i], q: q})
+			recs = append(recs, logRecord{pos: pos, h: h, tag: m.tag, q: q, keys: op.keys[m.k0:m.k1:m.k1], hashed: true})
 		}
 		encoded++
 		if len(buf) >= maxBatchBytes {
@@ -256,26 +356,21 @@ func (s *Store) commitAppends(ops []*writeOp) {
 	if cap(buf) <= 2*maxBatchBytes {
 		s.wbuf = buf[:0]
 	}
-	if dirty && s.cfg.FlushMode == FlushSync {
-		if err := s.syncFile(act.f); err != nil {
-			err = fmt.Errorf("%w: fsync segment %d: %v; restart the broker to recover", ErrWriteFailed, act.base, err)
-			s.fail(err)
-			failErr, written, recs = err, 0, recs[:0]
-		}
-	}
 	s.lastStoreTs = ts
-	if len(recs) > 0 {
-		s.indexRecords(recs)
-	}
-	clear(recs)
-	s.recBuf = recs[:0]
-	for _, op := range ops[:written] {
-		close(op.done)
-	}
-	for _, op := range ops[written:] {
+	for _, op := range ops[written:] { // never written: answer now
 		op.res, op.err = nil, failErr
 		close(op.done)
 	}
+	if written == 0 {
+		s.recBuf = recs[:0]
+		return
+	}
+	c := completion{ops: append([]*writeOp(nil), ops[:written]...), recs: recs}
+	if dirty {
+		c.seg = act
+	}
+	s.recBuf = nil // owned by the completion now
+	s.completions <- c
 }
 
 func (s *Store) fail(err error) {
