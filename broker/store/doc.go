@@ -3,9 +3,11 @@
 // group commit), crash recovery, sealing of segments and local retention.
 //
 // Start reading at Store (store.go): Open recovers the directory (recover.go), Append hands
-// records to the single writer goroutine (writer.go), which writes them and then feeds them
-// to the index writer (index.go); Read serves a queue's records as the stored bytes
-// (read.go). The on-disk formats are described in FORMAT.md.
+// records to the single writer goroutine (writer.go), which assigns offsets and writes them;
+// a completer goroutine fsyncs what was written (FlushSync: one fsync for everything written
+// while the previous one ran), feeds it to the index writer (index.go) — which makes it
+// visible — and answers the producers, while the writer goes on writing. Read serves a
+// queue's records as the stored bytes (read.go). The on-disk formats are in FORMAT.md.
 //
 // # Memory does not grow with the data
 //

@@ -19,7 +19,7 @@ func (s *Store) maintainLoop() {
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var lastFlush, lastCheckpoint time.Time
+	lastFlush, lastCheckpoint := time.Now(), time.Now() // Open has just checkpointed
 	for {
 		select {
 		case <-s.stop:

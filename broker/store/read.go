@@ -224,7 +224,11 @@ func (s *Store) readFramesLocked(dst []byte, entries []ReadEntry) ([]byte, int, 
 		}
 		start := len(dst)
 		n := int(runEnd - e.CommitLogOffset)
-		dst = append(dst, make([]byte, n)...)
+		if cap(dst)-start >= n {
+			dst = dst[:start+n] // the caller sized dst; ReadAt overwrites it all
+		} else {
+			dst = append(dst, make([]byte, n)...)
+		}
 		if _, err := g.f.ReadAt(dst[start:], e.CommitLogOffset-g.base); err != nil {
 			return dst[:start], i, fmt.Errorf("read commit log at %d: %w", e.CommitLogOffset, err)
 		}
@@ -308,6 +312,34 @@ func (s *Store) ReadAt(pos int64, size int32) ([]byte, error) {
 		return nil, fmt.Errorf("read record at %d: %w", pos, err)
 	}
 	return b, nil
+}
+
+// NextRecordPos is the commit-log position of the record stored right after the record of
+// size bytes at pos, in the same segment: frames are a record and its 4-byte CRC32C, back to
+// back (FORMAT.md). The records of one Append are stored this way, one after another, so a
+// caller can find the second record of an append from the first.
+func NextRecordPos(pos int64, size int32) int64 { return pos + int64(size) + frameTrailerBytes }
+
+// StoreTimeAt is the store time (ms) of the message at offset in the queue, from the consume
+// queue alone (no commit-log read); ok is false when the offset is not held locally.
+func (s *Store) StoreTimeAt(topic string, queueID int32, offset int64) (ms int64, ok bool) {
+	q := s.queue(topic, queueID, false)
+	if q == nil {
+		return 0, false
+	}
+	for {
+		q.mu.RLock()
+		v := q.viewLocked(offset, offset+1)
+		q.mu.RUnlock()
+		if offset < v.minOff || offset >= v.maxOff {
+			return 0, false
+		}
+		err := s.eachEntry(&v, offset, offset+1, func(_ int64, e cqEntry) bool { ms, ok = e.storeTs, true; return false })
+		if errors.Is(err, errPageGone) {
+			continue // retention moved the queue's start meanwhile
+		}
+		return ms, ok && err == nil
+	}
 }
 
 // MinOffset is the queue's oldest local offset (0 for an unknown queue).

@@ -56,6 +56,9 @@ func (s *Store) recover(ctx context.Context) error {
 		return nil
 	}
 	for i, base := range bases {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("recovery stopped before segment %d of %d: %w", i+1, len(bases), err)
+		}
 		flag := os.O_RDONLY
 		if i == len(bases)-1 {
 			flag = os.O_RDWR

@@ -338,7 +338,7 @@ func (s *Store) writeSeal(g *segment) error {
 		f.Close()
 		return fmt.Errorf("write seal of segment %d: %w", g.base, err)
 	}
-	if err := s.syncFile(f); err != nil {
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("fsync seal of segment %d: %w", g.base, err)
 	}

@@ -76,9 +76,17 @@ const (
 
 // Open recovers the store in cfg.Dir (creating it if needed) and starts its writer and
 // maintenance goroutines.
-func Open(cfg Config) (*Store, error) {
+func Open(cfg Config) (*Store, error) { return OpenContext(context.Background(), cfg) }
+
+// OpenContext is Open that gives up between segments once ctx ends, so a process asked to
+// stop while it recovers a large commit log stops promptly; the files are left as they were
+// (recovery redoes its work on the next open).
+func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
 	}
 	s := &Store{
 		cfg:          cfg,
@@ -95,6 +103,14 @@ func Open(cfg Config) (*Store, error) {
 		rollCh:       make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 	}
+	if observe := cfg.OnFsync; observe != nil {
+		s.syncFile = func(f *os.File) error {
+			start := time.Now()
+			err := f.Sync()
+			observe(time.Since(start), err)
+			return err
+		}
+	}
 	s.idx.pageBuf = make([]byte, cqPageBytes)
 	s.idx.cqCache = newBlockCache(cfg.ConsumeQueueCacheBytes)
 	s.idx.keys = keyIndex{dir: filepath.Join(cfg.Dir, indexDir), capacity: uint32(cfg.KeyIndexFileKeys),
@@ -102,7 +118,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
 	}
-	if err := s.recover(context.Background()); err != nil {
+	if err := s.recover(ctx); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
 	}
@@ -293,6 +309,25 @@ func (s *Store) MinCommitLogOffset() int64 { return s.minPos.Load() }
 
 // MaxCommitLogOffset is the end of the stored records.
 func (s *Store) MaxCommitLogOffset() int64 { return s.logEnd.Load() }
+
+// FirstStoreTimeFrom is the store time (ms) of the oldest local record at or after commit-log
+// position pos, read from segment bookkeeping without touching the files: the first record of
+// the segment that holds pos, or of the next one. ok is false when no local record lies at or
+// after pos. A pos inside a segment answers that segment's first record, which may be older
+// than the record at pos; offload watermarks sit on segment boundaries, where it is exact.
+func (s *Store) FirstStoreTimeFrom(pos int64) (ms int64, ok bool) {
+	s.segMu.RLock()
+	defer s.segMu.RUnlock()
+	for _, g := range s.segments {
+		if g.base+g.size.Load() <= pos {
+			continue
+		}
+		if first := g.firstTime.Load(); first != 0 {
+			return first, true
+		}
+	}
+	return 0, false
+}
 
 // WaitForAppend blocks until the max offset of (topic, queueID) is above offset, and returns
 // it; or until ctx ends (returning the current max offset and ctx's error). A waiter costs one
