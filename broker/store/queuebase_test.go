@@ -57,3 +57,23 @@ func TestEnsureQueueOffsetContinuesAnEmptyQueue(t *testing.T) {
 		t.Fatalf("read back %d messages", len(got))
 	}
 }
+
+// A raised base is written to the page map, so a reopen keeps it even before the broker
+// calls EnsureQueueOffset again.
+func TestEnsureQueueOffsetSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Config{Dir: dir})
+	if err := s.EnsureQueueOffset(context.Background(), "T", 2, 700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, Config{Dir: dir})
+	if lo, hi := s2.MinOffset("T", 2), s2.MaxOffset("T", 2); lo != 700 || hi != 700 {
+		t.Fatalf("after reopen min/max = %d/%d, want 700/700", lo, hi)
+	}
+	if r := mustAppend(t, s2, encode(t, "T", 2, "x", nil)); r[0].QueueOffset != 700 {
+		t.Fatalf("append after reopen got offset %d, want 700", r[0].QueueOffset)
+	}
+}
