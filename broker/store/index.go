@@ -337,7 +337,7 @@ func (s *Store) markIndexCorrupt(cause error) {
 }
 
 // dropCQFilesBelow deletes the consume-queue files of segments below base and returns the
-// lowest page-file number still held.
+// lowest page-file number still held. Index mutex held.
 func (s *Store) dropCQFilesBelow(base int64) (uint32, error) {
 	x := &s.idx
 	x.filesMu.Lock()

@@ -276,7 +276,8 @@ func (x *keyIndex) each(hash uint64, beginMs, endMs int64, fn func(keyEntry) boo
 	return nil
 }
 
-// dropBelow deletes the sealed files whose records all lie below pos.
+// dropBelow deletes the sealed files whose records all lie below pos. Index mutex held (it
+// reads active).
 func (x *keyIndex) dropBelow(pos int64) error {
 	x.mu.Lock()
 	var gone []*keyFile

@@ -92,12 +92,15 @@ func (s *Store) deleteSegment(g *segment) error {
 	if err := os.Remove(g.path); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("remove segment %d: %w", g.base, err)
 	}
+	// The index writer reads the file lists under the index mutex: change them under it too.
+	s.idx.mu.Lock()
 	firstLive, err := s.dropCQFilesBelow(newMin)
-	if err != nil {
-		return fmt.Errorf("remove consume-queue files of segment %d: %w", g.base, err)
+	if err == nil {
+		err = s.idx.keys.dropBelow(newMin)
 	}
-	if err := s.idx.keys.dropBelow(newMin); err != nil {
-		return err
+	s.idx.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("remove index files below segment %d: %w", newMin, err)
 	}
 	if err := os.Remove(s.sealPath(g.base)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("remove seal of segment %d: %w", g.base, err)
