@@ -29,6 +29,9 @@ type NodeConfig struct {
 	DataDir string `yaml:"data_dir"`
 	// EtcdEndpoints are the etcd client URLs.
 	EtcdEndpoints []string `yaml:"etcd_endpoints"`
+	// EtcdDialTimeout bounds the wait for etcd at start; past it the broker exits naming the
+	// endpoints it tried.
+	EtcdDialTimeout Duration `yaml:"etcd_dial_timeout"`
 	// NamesrvAddr, BrokerAddr and HTTPAddr are the listen addresses of the three roles.
 	NamesrvAddr string `yaml:"namesrv_addr"`
 	BrokerAddr  string `yaml:"broker_addr"`
@@ -44,9 +47,11 @@ type NodeConfig struct {
 	// MaxConnections bounds client connections per listener.
 	MaxConnections int `yaml:"max_connections"`
 	// IdleTimeout closes a connection that has sent nothing for this long.
-	IdleTimeout Duration  `yaml:"idle_timeout"`
-	Store       StoreYAML `yaml:"store"`
-	Tier        TierYAML  `yaml:"tier"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxInFlightFrameBytes bounds the bytes of incoming frames held at once per listener.
+	MaxInFlightFrameBytes ByteSize  `yaml:"max_inflight_frame_bytes"`
+	Store                 StoreYAML `yaml:"store"`
+	Tier                  TierYAML  `yaml:"tier"`
 }
 
 // TierYAML configures the cold tier.
@@ -89,6 +94,7 @@ func defaultNodeConfig() NodeConfig {
 		BrokerName:       broker.DefaultBrokerName,
 		DataDir:          "./data",
 		EtcdEndpoints:    []string{"http://127.0.0.1:2379"},
+		EtcdDialTimeout:  Duration(5 * time.Second),
 		NamesrvAddr:      "0.0.0.0:9876",
 		BrokerAddr:       "0.0.0.0:10911",
 		HTTPAddr:         "0.0.0.0:8080",
@@ -218,6 +224,7 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 	fitMessagesToSegments(&bc)
 	bc.Remoting.MaxConnections = c.MaxConnections
 	bc.Remoting.IdleTimeout = c.IdleTimeout.duration()
+	bc.Remoting.MaxInFlightFrameBytes = int64(c.MaxInFlightFrameBytes)
 	switch c.Store.Flush {
 	case "", "async":
 		bc.Store.FlushMode = store.FlushAsync
