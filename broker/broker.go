@@ -89,8 +89,13 @@ func New(cfg Config, mc *meta.Client) (*Broker, error) {
 	return b, nil
 }
 
+// startCleanupTimeout bounds the undoing of a failed Start (offsets flushed, lease revoked,
+// files closed) when etcd is slow or gone.
+const startCleanupTimeout = 10 * time.Second
+
 // Start opens the store, binds the listeners, registers the broker in the metadata and starts
-// serving. On error everything it started is closed again.
+// serving. Every step that waits (etcd, the bucket, recovery) ends when ctx does. On error
+// everything it started is closed again.
 func (b *Broker) Start(ctx context.Context) (err error) {
 	b.mu.Lock()
 	if !b.started.IsZero() || b.closed {
@@ -101,14 +106,17 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	b.mu.Unlock()
 	defer func() {
 		if err != nil {
-			_ = b.Close(context.Background())
+			// ctx may be what ended the start (a signal); the cleanup still needs time.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCleanupTimeout)
+			defer cancel()
+			_ = b.Close(cctx)
 		}
 	}()
 
 	if err := b.prepareTier(ctx); err != nil {
 		return err
 	}
-	st, err := store.Open(b.cfg.Store)
+	st, err := store.OpenContext(ctx, b.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("broker: open store: %w", err)
 	}

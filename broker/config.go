@@ -134,6 +134,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// recordRoomBytes is what a stored record may add to its body: fixed fields, topic and
+// properties take at most ~64 KiB.
+const recordRoomBytes = 64 << 10
+
+// maxBatchStoredBytes is the most the stored records of a batch of n messages may take
+// (SEND_BATCH_MESSAGE): one message's body limit, plus a record's room for each message.
+func (c *Config) maxBatchStoredBytes(n int) int { return c.MaxMessageBytes + n*recordRoomBytes }
+
 // topicNameRE is RocketMQ's topic character set (rmq: C/topic/TopicValidator.java).
 var topicNameRE = regexp.MustCompile(`^[%|a-zA-Z0-9_-]+$`)
 
@@ -200,9 +208,8 @@ func (c *Config) Validate() error {
 	if c.TraceRetention == 0 {
 		c.TraceRetention = DefaultTraceRetention
 	}
-	// A record adds at most ~64 KiB of fixed fields, topic and properties to the body.
 	if c.Store.MaxMessageBytes == 0 {
-		c.Store.MaxMessageBytes = c.MaxMessageBytes + 64<<10
+		c.Store.MaxMessageBytes = c.MaxMessageBytes + recordRoomBytes
 	}
 	if c.MaxSuspend == 0 {
 		c.MaxSuspend = DefaultMaxSuspend

@@ -305,6 +305,10 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be transactional")
 	}
 	entries, err := message.DecodeBatch(req.Body, b.cfg.MaxBatchMessages)
+	if errors.Is(err, message.ErrBatchTooLong) {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf(
+			"batch holds more than %d messages, this broker's limit (MaxBatchMessages); split it into smaller batches", b.cfg.MaxBatchMessages))
+	}
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("bad batch body: %v", err))
 	}
@@ -339,9 +343,10 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 		recs = append(recs, rec)
 		uniq = append(uniq, e.Properties[message.PropertyUniqKey])
 	}
-	if total > b.cfg.MaxMessageBytes+len(recs)*(64<<10) {
-		return remoting.NewResponse(req, remoting.RespMessageIllegal,
-			fmt.Sprintf("batch of %d bytes is too large; split it into batches under %d bytes", total, b.cfg.MaxMessageBytes))
+	if limit := b.cfg.maxBatchStoredBytes(len(recs)); total > limit {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf(
+			"batch of %d messages takes %d bytes as stored, over this broker's limit of %d bytes for %d messages (MaxMessageBytes %d plus %d per message for headers and properties); split it into smaller batches",
+			len(recs), total, limit, len(recs), b.cfg.MaxMessageBytes, recordRoomBytes))
 	}
 	if busy := b.tierBackpressure(req); busy != nil {
 		return busy

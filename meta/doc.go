@@ -3,7 +3,8 @@
 // group. Strata writes no consensus of its own; everything here is etcd leases, transactions,
 // watches and concurrency.Election.
 //
-// Start reading at Client (New, NewFromEtcd). Long-lived workers hang off it: Registration
+// Start reading at Client (New, NewFromEtcd; New dials lazily, Ping finds out within the dial
+// timeout whether etcd answers). Long-lived workers hang off it: Registration
 // (membership under a lease, re-registered after loss), View (watched in-memory Snapshot with
 // change notification and TopicRoute), OffsetStore (batched offset commits), Election (master
 // of a group). Routes change only through CreateTopic, UpdateQueues, AddGroup and

@@ -46,7 +46,9 @@ type connConfig struct {
 	idleTimeout   time.Duration // 0: none
 	writeTimeout  time.Duration
 	maxInFlight   int
-	handler       Handler // nil: answer REQUEST_CODE_NOT_SUPPORTED
+	budget        *frameBudget // nil: none (the client side)
+	chunks        bodyChunks   // zero: defaultChunks
+	handler       Handler      // nil: answer REQUEST_CODE_NOT_SUPPORTED
 	logger        *slog.Logger
 	onConnect     func(*Conn)
 }
@@ -63,6 +65,9 @@ type Conn struct {
 
 	ctx    context.Context // cancelled when the connection closes
 	cancel context.CancelFunc
+	// readCtx is cancelled by drain and Close: it ends a wait for frame budget.
+	readCtx    context.Context
+	readCancel context.CancelFunc
 
 	// Frames waiting to be written. The first writer to find no flush under way becomes the
 	// flusher and writes everything queued, so concurrent responses share one syscall.
@@ -79,7 +84,7 @@ type Conn struct {
 
 	inFlight chan struct{} // semaphore of running handlers
 	handlers sync.WaitGroup
-	work     chan *Command  // hands a request to an idle worker (workers.go)
+	work     chan inbound   // hands a request to an idle worker (workers.go)
 	workers  sync.WaitGroup // worker goroutines, idle or not
 
 	closeOnce sync.Once
@@ -102,10 +107,11 @@ func newConn(nc net.Conn, cfg *connConfig) *Conn {
 		cancel:   cancel,
 		pending:  make(map[int32]chan *Command),
 		inFlight: make(chan struct{}, cfg.maxInFlight),
-		work:     make(chan *Command),
+		work:     make(chan inbound),
 		closed:   make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	c.readCtx, c.readCancel = context.WithCancel(ctx)
 	c.writeCond = sync.NewCond(&c.writeMu)
 	return c
 }
@@ -171,6 +177,7 @@ func (c *Conn) Close() error {
 // handlers to answer before it closes the connection.
 func (c *Conn) drain() {
 	c.draining.Store(true)
+	c.readCancel()
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
@@ -335,7 +342,7 @@ func (c *Conn) readLoop() error {
 		if c.draining.Load() {
 			return nil
 		}
-		cmd, err := ReadFrame(r, c.cfg.maxFrameBytes)
+		cmd, charged, err := c.readFrame(r)
 		if err != nil {
 			select {
 			case <-c.closed:
@@ -352,11 +359,13 @@ func (c *Conn) readLoop() error {
 		}
 		if cmd.IsResponse() {
 			c.deliver(cmd)
+			c.release(charged)
 			continue
 		}
 		select {
 		case c.inFlight <- struct{}{}:
 		default:
+			c.release(charged)
 			if !cmd.IsOneway() {
 				busy := NewResponse(cmd, RespSystemBusy,
 					fmt.Sprintf("too many requests in flight on this connection (limit %d)", cap(c.inFlight)))
@@ -367,7 +376,87 @@ func (c *Conn) readLoop() error {
 			continue
 		}
 		c.handlers.Add(1)
-		c.dispatch(cmd)
+		c.dispatch(inbound{cmd, charged})
+	}
+}
+
+// inbound is a request on its way to a handler, with the frame budget it holds.
+type inbound struct {
+	req     *Command
+	charged int64
+}
+
+// readFrame reads one frame as ReadFrame does and, on a server, charges it to
+// the frame budget: a frame longer than its first chunk (bodyChunks.first)
+// once that chunk has arrived, a shorter request once it is decoded. Short
+// responses are not charged: they answer our own requests, and a handler
+// waiting for one must not be starved by the budget it holds. charged is what
+// the caller must release when it is done with the frame.
+func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
+	length, err := readFrameLength(r, c.cfg.maxFrameBytes)
+	if err != nil {
+		return nil, 0, err
+	}
+	ch := c.cfg.chunks
+	if ch.first == 0 {
+		ch = defaultChunks
+	}
+	b := c.cfg.budget
+	if b == nil {
+		buf, err := readFrameBody(r, length, ch, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		cmd, err := decodeFrameBody(buf)
+		return cmd, 0, err
+	}
+	b.receiving.Add(1)
+	buf, err := readFrameBody(r, length, ch, func(n int) error {
+		if n <= ch.first {
+			return nil
+		}
+		if err := c.acquire(int64(n)); err != nil {
+			return err
+		}
+		charged = int64(n)
+		return nil
+	})
+	b.receiving.Add(-1)
+	if err == nil {
+		cmd, err = decodeFrameBody(buf)
+	}
+	if err != nil {
+		c.release(charged)
+		return nil, 0, err
+	}
+	if charged == 0 && !cmd.IsResponse() {
+		if err := c.acquire(int64(length)); err != nil {
+			return nil, 0, err
+		}
+		charged = int64(length)
+	}
+	return cmd, charged, nil
+}
+
+// acquire takes n bytes of the server's frame budget, waiting if it must. A
+// wait is the server's doing, not the peer's, so the read deadline restarts.
+func (c *Conn) acquire(n int64) error {
+	b := c.cfg.budget
+	if b.tryAcquire(n) {
+		return nil
+	}
+	if err := b.acquire(c.readCtx, n, c); err != nil {
+		return fmt.Errorf("wait for %d bytes of frame budget: %w", n, err)
+	}
+	if c.cfg.idleTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
+	}
+	return nil
+}
+
+func (c *Conn) release(n int64) {
+	if n > 0 {
+		c.cfg.budget.release(n)
 	}
 }
 
@@ -385,9 +474,11 @@ func (c *Conn) deliver(resp *Command) {
 	}
 }
 
-func (c *Conn) handle(req *Command) {
+func (c *Conn) handle(in inbound) {
+	req := in.req
 	defer c.handlers.Done()
 	defer func() { <-c.inFlight }()
+	defer c.release(in.charged)
 	resp := c.callHandler(req)
 	if resp == nil || req.IsOneway() {
 		return

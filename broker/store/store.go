@@ -70,9 +70,17 @@ const (
 
 // Open recovers the store in cfg.Dir (creating it if needed) and starts its writer and
 // maintenance goroutines.
-func Open(cfg Config) (*Store, error) {
+func Open(cfg Config) (*Store, error) { return OpenContext(context.Background(), cfg) }
+
+// OpenContext is Open that gives up between segments once ctx ends, so a process asked to
+// stop while it recovers a large commit log stops promptly; the files are left as they were
+// (recovery redoes its work on the next open).
+func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
 	}
 	s := &Store{
 		cfg:        cfg,
@@ -92,7 +100,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
 	}
-	if err := s.recover(); err != nil {
+	if err := s.recover(ctx); err != nil {
 		for _, g := range s.segments {
 			g.f.Close()
 		}
@@ -107,7 +115,7 @@ func Open(cfg Config) (*Store, error) {
 
 // recover loads the segments, rebuilds consume queues and the key index from the segment
 // index files plus a scan of whatever those do not cover, and drops a torn or corrupt tail.
-func (s *Store) recover() error {
+func (s *Store) recover(ctx context.Context) error {
 	if err := s.loadTombstones(); err != nil {
 		return err
 	}
@@ -126,6 +134,9 @@ func (s *Store) recover() error {
 		return nil
 	}
 	for i, base := range bases {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("recovery stopped before segment %d of %d: %w", i+1, len(bases), err)
+		}
 		last := i == len(bases)-1
 		path := segmentName(s.logDir, base)
 		flag := os.O_RDONLY

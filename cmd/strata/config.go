@@ -29,6 +29,9 @@ type NodeConfig struct {
 	DataDir string `yaml:"data_dir"`
 	// EtcdEndpoints are the etcd client URLs.
 	EtcdEndpoints []string `yaml:"etcd_endpoints"`
+	// EtcdDialTimeout bounds the wait for etcd at start; past it the broker exits naming the
+	// endpoints it tried.
+	EtcdDialTimeout Duration `yaml:"etcd_dial_timeout"`
 	// NamesrvAddr, BrokerAddr and HTTPAddr are the listen addresses of the three roles.
 	NamesrvAddr string `yaml:"namesrv_addr"`
 	BrokerAddr  string `yaml:"broker_addr"`
@@ -48,9 +51,11 @@ type NodeConfig struct {
 	// TraceTopicEnable creates RMQ_SYS_TRACE_TOPIC, where clients with trace on write.
 	TraceTopicEnable bool `yaml:"trace_topic_enable"`
 	// TraceRetention is how long trace records are kept.
-	TraceRetention Duration  `yaml:"trace_retention"`
-	Store          StoreYAML `yaml:"store"`
-	Tier           TierYAML  `yaml:"tier"`
+	TraceRetention Duration `yaml:"trace_retention"`
+	// MaxInFlightFrameBytes bounds the bytes of incoming frames held at once per listener.
+	MaxInFlightFrameBytes ByteSize  `yaml:"max_inflight_frame_bytes"`
+	Store                 StoreYAML `yaml:"store"`
+	Tier                  TierYAML  `yaml:"tier"`
 }
 
 // TierYAML configures the cold tier.
@@ -93,6 +98,7 @@ func defaultNodeConfig() NodeConfig {
 		BrokerName:       broker.DefaultBrokerName,
 		DataDir:          "./data",
 		EtcdEndpoints:    []string{"http://127.0.0.1:2379"},
+		EtcdDialTimeout:  Duration(5 * time.Second),
 		NamesrvAddr:      "0.0.0.0:9876",
 		BrokerAddr:       "0.0.0.0:10911",
 		HTTPAddr:         "0.0.0.0:8080",
@@ -226,6 +232,7 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 	fitMessagesToSegments(&bc)
 	bc.Remoting.MaxConnections = c.MaxConnections
 	bc.Remoting.IdleTimeout = c.IdleTimeout.duration()
+	bc.Remoting.MaxInFlightFrameBytes = int64(c.MaxInFlightFrameBytes)
 	switch c.Store.Flush {
 	case "", "async":
 		bc.Store.FlushMode = store.FlushAsync

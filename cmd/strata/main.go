@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+	"time"
 )
 
 // command is one subcommand: its one-line summary and its entry point.
@@ -47,6 +48,8 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `strata <command> -h` for a command's flags.")
+	fmt.Fprintln(w, "SIGINT or SIGTERM stops any command; a second signal, or STRATA_SHUTDOWN_TIMEOUT")
+	fmt.Fprintf(w, "(default %s) after the first, ends it at once.\n", DefaultShutdownTimeout)
 }
 
 func main() {
@@ -65,13 +68,66 @@ func main() {
 		usage(os.Stderr)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cmd.run(ctx, os.Args[2:], os.Stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintf(os.Stderr, "strata %s: %v\n", name, err)
-		os.Exit(1)
+	grace, err := shutdownTimeoutFrom(os.Getenv("STRATA_SHUTDOWN_TIMEOUT"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
+		os.Exit(2)
 	}
+	shutdownTimeout = grace
+	ctx, stop := context.WithCancelCause(context.Background())
+	sigc := make(chan os.Signal, 2)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	go watchSignals(sigc, stop, grace, os.Stderr, os.Exit)
+	err = cmd.run(ctx, os.Args[2:], os.Stdout)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, errStopped) && errors.Is(err, context.Canceled) {
+		// Asked to stop while it was starting or waiting: a clean stop, not a failure.
+		fmt.Fprintf(os.Stderr, "strata %s: %v: %v\n", name, cause, err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "strata %s: %v\n", name, err)
+	os.Exit(1)
+}
+
+// errStopped is the cause of the context main cancels on SIGINT or SIGTERM.
+var errStopped = errors.New("stopped by signal")
+
+// DefaultShutdownTimeout bounds a stop; STRATA_SHUTDOWN_TIMEOUT overrides it.
+const DefaultShutdownTimeout = 30 * time.Second
+
+// shutdownTimeout is the bound in force: the hard stop of watchSignals, and the budget from
+// which runNode's orderly close takes its share.
+var shutdownTimeout = DefaultShutdownTimeout
+
+func shutdownTimeoutFrom(env string) (time.Duration, error) {
+	if env == "" {
+		return DefaultShutdownTimeout, nil
+	}
+	d, err := time.ParseDuration(env)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("STRATA_SHUTDOWN_TIMEOUT=%q: want a positive duration such as 30s", env)
+	}
+	return d, nil
+}
+
+// watchSignals turns the first SIGINT or SIGTERM into cancelling the command's context, which
+// every start-up step and the serving loop obey. It is also the backstop for a step that does
+// not: a second signal, or grace after the first, ends the process with a message saying so.
+func watchSignals(sigc <-chan os.Signal, stop context.CancelCauseFunc, grace time.Duration, stderr io.Writer, exit func(code int)) {
+	first := <-sigc
+	stop(fmt.Errorf("%w (%v)", errStopped, first))
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case sig := <-sigc:
+		fmt.Fprintf(stderr, "strata: %v again while stopping: exiting at once, without finishing the shutdown\n", sig)
+	case <-timer.C:
+		fmt.Fprintf(stderr, "strata: still stopping %s after %v: exiting without finishing the shutdown (STRATA_SHUTDOWN_TIMEOUT sets this bound)\n", grace, first)
+	}
+	exit(1)
 }
