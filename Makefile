@@ -10,6 +10,7 @@ export PATH  := $(TOOLBIN):$(PATH)
 
 MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+HELM_VERSION        := v3.22.0
 ARROWJS_VERSION     := 21.2.0
 ETCD_BIN            ?= /usr/bin/etcd
 FUZZTIME            ?= 5s
@@ -17,11 +18,12 @@ FUZZTIME            ?= 5s
 export STRATA_MINIO_BIN := $(TOOLBIN)/minio
 export STRATA_ETCD_BIN  := $(ETCD_BIN)
 export STRATA_ARROWJS_DIR := $(TOOLS)/node
+export STRATA_HELM_BIN  := $(TOOLBIN)/helm
 
 # Packages whose unit tests run with the race detector (everything but integration).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: build run test unit integration fuzz fuzz-short bench lint tools minio etcd staticcheck arrowjs clean
+.PHONY: build run test unit integration fuzz fuzz-short bench lint tools minio etcd staticcheck arrowjs helm clean
 
 build:
 	$(GO) build -o bin/strata ./cmd/strata
@@ -54,7 +56,7 @@ lint: staticcheck
 	$(GO) vet ./...
 	$(TOOLBIN)/staticcheck ./...
 
-tools: minio etcd staticcheck arrowjs
+tools: minio etcd staticcheck arrowjs helm
 
 minio: $(TOOLBIN)/minio
 $(TOOLBIN)/minio:
@@ -66,6 +68,14 @@ staticcheck: $(TOOLBIN)/staticcheck
 $(TOOLBIN)/staticcheck:
 	@mkdir -p $(TOOLBIN)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# helm renders the chart in deployments/helm for integration/deploy_test.go (helm template;
+# no cluster is needed).
+helm: $(TOOLBIN)/helm
+$(TOOLBIN)/helm:
+	@mkdir -p $(TOOLBIN)
+	@echo "building helm $(HELM_VERSION) (first time only, a minute or two)"
+	$(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 # etcd 3.4 from Debian, a separate process for the integration tests.
 etcd:

@@ -77,12 +77,13 @@ func New(cfg Config, mc *meta.Client) (*Broker, error) {
 		mc:        mc,
 		log:       cfg.Logger.With("broker", cfg.BrokerName),
 		locks:     newLockTable(cfg.LockExpiry),
-		metrics:   newMetrics(),
+		metrics:   newMetrics(cfg.Metrics),
 		ctx:       ctx,
 		cancel:    cancel,
 		closeDone: make(chan struct{}),
 	}
 	b.filters = newFilterCache(cfg.SQL92Limits)
+	b.wireMetrics()
 	b.clients = newClientRegistry(func(group string, conns []*remoting.Conn) {
 		notifyConsumerIDsChanged(b.ctx, group, conns)
 	}, b.filters.compile)

@@ -128,6 +128,9 @@ type Config struct {
 	// LockExpiry is how long an orderly-consumer queue lock lives without a refresh.
 	LockExpiry time.Duration
 
+	// Metrics bounds the label cardinality of /metrics (metrics.go).
+	Metrics MetricsConfig
+
 	// Remoting holds the connection limits of both remoting listeners.
 	Remoting remoting.Config
 	// Logger receives request failures and lifecycle events; nil means slog.Default().
@@ -244,6 +247,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LocalRetention < 0 || c.MaxLocalBytes < 0 || c.TraceRetention < 0 {
 		return errors.New("broker config: LocalRetention, MaxLocalBytes and TraceRetention must not be negative")
+	}
+	if err := c.Metrics.validate(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -17,6 +17,7 @@ import (
 
 // serveBroker dispatches the broker role's requests.
 func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	start := time.Now()
 	var resp *remoting.Command
 	switch req.Code {
 	case remoting.CodeSendMessage, remoting.CodeSendMessageV2, remoting.CodeSendReplyMessage:
@@ -24,7 +25,9 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 	case remoting.CodeSendBatchMessage:
 		resp = b.handleSendBatch(ctx, conn, req)
 	case remoting.CodePullMessage:
-		resp = b.handlePull(ctx, conn, req)
+		pctx, clock := withHoldClock(ctx)
+		resp = b.handlePull(pctx, conn, req)
+		start = start.Add(clock.held) // held waiting for messages: not service time
 	case remoting.CodeHeartBeat:
 		resp = b.handleHeartbeat(ctx, conn, req)
 	case remoting.CodeGetConsumerListByGroup:
@@ -75,7 +78,7 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 		resp = remoting.NewResponse(req, remoting.RespRequestCodeNotSupported,
 			fmt.Sprintf("request code %d is not supported by this Strata broker", req.Code))
 	}
-	b.metrics.request("broker", req.Code, resp.Code)
+	b.metrics.request(roleBroker, req.Code, resp.Code, start)
 	return resp
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/stratamq/strata/broker/remoting"
 )
@@ -16,6 +17,7 @@ const autoCreateTopicKey = "TBW102"
 
 // serveNameServer answers the name-server role from the metadata view.
 func (b *Broker) serveNameServer(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	start := time.Now()
 	var resp *remoting.Command
 	switch req.Code {
 	case remoting.CodeGetRouteInfoByTopic:
@@ -36,7 +38,7 @@ func (b *Broker) serveNameServer(ctx context.Context, conn *remoting.Conn, req *
 		resp = remoting.NewResponse(req, remoting.RespRequestCodeNotSupported,
 			fmt.Sprintf("request code %d is not served by the name-server role; send it to the broker address from the route", req.Code))
 	}
-	b.metrics.request("namesrv", req.Code, resp.Code)
+	b.metrics.request(roleNamesrv, req.Code, resp.Code, start)
 	return resp
 }
 

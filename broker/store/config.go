@@ -58,6 +58,11 @@ type Config struct {
 	// watermark, so new records continue the commit log instead of reusing positions the tier
 	// already holds. Ignored when the commit log has segments.
 	BaseOffset int64
+	// OnFsync, when set, is called after every fsync of a commit-log segment with how long it
+	// took and whether it failed: group commits under FlushSync, the interval flush under
+	// FlushAsync, seals and new segments. It runs on the goroutine that synced (the writer's,
+	// for group commits), so it must be quick; the broker feeds a latency histogram with it.
+	OnFsync func(elapsed time.Duration, err error)
 }
 
 // Validate fills defaults and checks limits.

@@ -250,6 +250,22 @@ func (s *Store) EarliestStoreTime(topic string, queueID int32) (int64, error) {
 	return q.entries[0].storeTs, nil
 }
 
+// StoreTimeAt is the store time (ms) of the message at offset in the queue, from the consume
+// queue alone (no commit-log read); ok is false when the offset is not held locally.
+func (s *Store) StoreTimeAt(topic string, queueID int32, offset int64) (ms int64, ok bool) {
+	q := s.queue(topic, queueID, false)
+	if q == nil {
+		return 0, false
+	}
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	i := offset - q.base
+	if i < 0 || i >= int64(len(q.entries)) {
+		return 0, false
+	}
+	return q.entries[i].storeTs, true
+}
+
 // KeyHit is one message found by key or unique key.
 type KeyHit struct {
 	Topic           string

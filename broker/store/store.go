@@ -97,6 +97,14 @@ func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 		rollCh:     make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
+	if observe := cfg.OnFsync; observe != nil {
+		s.syncFile = func(f *os.File) error {
+			start := time.Now()
+			err := f.Sync()
+			observe(time.Since(start), err)
+			return err
+		}
+	}
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
 	}
@@ -434,6 +442,25 @@ func (s *Store) MinCommitLogOffset() int64 { return s.minPos.Load() }
 
 // MaxCommitLogOffset is the end of the stored records.
 func (s *Store) MaxCommitLogOffset() int64 { return s.logEnd.Load() }
+
+// FirstStoreTimeFrom is the store time (ms) of the oldest local record at or after commit-log
+// position pos, read from segment bookkeeping without touching the files: the first record of
+// the segment that holds pos, or of the next one. ok is false when no local record lies at or
+// after pos. A pos inside a segment answers that segment's first record, which may be older
+// than the record at pos; offload watermarks sit on segment boundaries, where it is exact.
+func (s *Store) FirstStoreTimeFrom(pos int64) (ms int64, ok bool) {
+	s.segMu.RLock()
+	defer s.segMu.RUnlock()
+	for _, g := range s.segments {
+		if g.base+g.size.Load() <= pos {
+			continue
+		}
+		if first := g.firstTime.Load(); first != 0 {
+			return first, true
+		}
+	}
+	return 0, false
+}
 
 // WaitForAppend blocks until the max offset of (topic, queueID) is above offset, and returns
 // it; or until ctx ends (returning the current max offset and ctx's error). A waiter costs one
