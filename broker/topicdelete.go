@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -96,7 +97,9 @@ func (b *Broker) deleteTopicData(ctx context.Context, topic string) error {
 			ts.Next = append(ts.Next, tier.TombstoneQueue{QueueID: q, Next: n})
 		}
 		sort.Slice(ts.Next, func(i, j int) bool { return ts.Next[i].QueueID < ts.Next[j].QueueID })
-		if err := b.tier.AddTombstone(ctx, ts); err != nil {
+		if err := b.tier.AddTombstone(ctx, ts); errors.Is(err, tier.ErrFenced) {
+			return fmt.Errorf("the local data is deleted, but this broker is not the elected master of group %s and only the master records the deletion in the cold tier: %w; delete the topic on the master", b.cfg.BrokerName, err)
+		} else if err != nil {
 			return fmt.Errorf("the local data is deleted but the cold tier still holds it: %w; delete the topic again once the bucket is reachable", err)
 		}
 	}
