@@ -18,7 +18,7 @@
 //	routes/<topic>                           Route {"v":1,"topic","queues":[{"group","read","write"}]}
 //	subgroups/<group>                        SubscriptionGroup
 //	offsets/<brokerGroup>/<group>/<topic>/<queueId>   {"v":1,"offset":N,"gen":G}
-//	tier/<brokerGroup>                       TierPointer {"v":1,"watermark":N,"manifest":"key"}
+//	tier/<brokerGroup>                       TierPointer {"v":2,"watermark":N,"manifest":"key","epoch":E}
 //	election/<brokerGroup>/<lease hex>       concurrency.Election of the group's master; value = broker name
 //	routekeeper/<lease hex>                  concurrency.Election of the broker that rewrites routes
 //
@@ -27,6 +27,18 @@
 // broker group, readQueueNums, writeQueueNums). A topic's TopicConfig queue counts are totals
 // over the cluster, spread evenly by AssignRoute. Offsets are keyed by broker group for the same
 // reason, and so that a broker loads its own offsets with one prefix read.
+//
+// # Masters, epochs and fenced writes
+//
+// Each broker campaigns in its group's election (Election.Campaign) as its member name; a won
+// campaign is a term, a Leadership whose Epoch is the create revision of the winning key.
+// Epochs strictly increase from term to term of a group, so they order masters. Writes only
+// the master may make are one transaction guarded by Leadership.Fence (the key still exists
+// with that create revision): the tier pointer is moved only by CompareAndSwapTierPointer,
+// which also compares the pointer key's mod revision with the one the writer loaded, and
+// stores the writer's epoch in the value ("epoch"; version 1 values, written before fencing,
+// have none and read as epoch 0). A deposed master's write fails with ErrNotLeader, a moved
+// pointer with ErrTierPointerConflict, a watermark moving back with ErrTierPointerBackwards.
 //
 // When every broker of a group is gone (its leases expired), the route keeper gives the group's
 // queues to the remaining groups; the moved queue ids start empty on their new group (the old

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -157,12 +158,29 @@ func (t *Tier) sweepOrphans(ctx context.Context, tm *term) (int, error) {
 	}
 	// The catalog is read after listing: a manifest published meanwhile by this term names
 	// nothing older that its predecessor did not (publishes only add objects of tm's epoch).
-	live := t.cat.Load().liveObjects()
+	cat := t.cat.Load()
+	live := cat.liveObjects()
+	orphans = slices.DeleteFunc(orphans, func(name string) bool { return live[name] })
+	if len(orphans) == 0 {
+		return 0, nil
+	}
+	// Whoever published since our manifest (a successor we have not heard of yet) may name
+	// what we would delete: then leave the sweep to a later pass.
+	ptr, err := t.cfg.Pointers.Load(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("tier orphan sweep on %s: load tier pointer: %w", t.cfg.Prefix, err)
+	}
+	if ptr.Epoch > tm.epoch() {
+		err := fmt.Errorf("tier orphan sweep on %s: the pointer was written by epoch %d: %w", t.cfg.Prefix, ptr.Epoch, ErrFenced)
+		t.noteStall(StallNotWriter, err)
+		tm.end(err)
+		return 0, err
+	}
+	if ptr.Revision != cat.ptr.Revision {
+		return 0, nil
+	}
 	n := 0
 	for _, name := range orphans {
-		if live[name] {
-			continue
-		}
 		if tm.ctx.Err() != nil {
 			return n, fmt.Errorf("tier orphan sweep on %s: the term of epoch %d ended: %w", t.cfg.Prefix, tm.epoch(), ErrFenced)
 		}

@@ -66,14 +66,23 @@ func objectStem(name string) string {
 func ObjectEpoch(name string) int64 {
 	stem := objectStem(name)
 	i := strings.LastIndexByte(stem, '-')
-	if i < 0 || len(stem)-i-1 != epochDigits {
+	if i < 0 {
 		return 0
 	}
-	e, err := strconv.ParseUint(stem[i+1:], 16, 63)
+	e, _ := parseEpoch(stem[i+1:])
+	return e
+}
+
+// parseEpoch parses the epoch part of a name: exactly epochDigits lower-case hex digits.
+func parseEpoch(s string) (int64, bool) {
+	if len(s) != epochDigits || strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }) >= 0 {
+		return 0, false
+	}
+	e, err := strconv.ParseUint(s, 16, 63)
 	if err != nil {
-		return 0
+		return 0, false
 	}
-	return int64(e)
+	return int64(e), true
 }
 
 // segmentName is a parsed name under "<prefix>/segments/".
@@ -102,14 +111,11 @@ func parseSegmentName(name string) (segmentName, bool) {
 	digits := last
 	if i := strings.IndexByte(last, '-'); i >= 0 {
 		digits = last[:i]
-		if len(last)-i-1 != epochDigits {
+		e, ok := parseEpoch(last[i+1:])
+		if !ok {
 			return segmentName{}, false
 		}
-		e, err := strconv.ParseUint(last[i+1:], 16, 63)
-		if err != nil {
-			return segmentName{}, false
-		}
-		sn.epoch = int64(e)
+		sn.epoch = e
 	}
 	if len(digits) != 20 {
 		return segmentName{}, false
