@@ -7,6 +7,8 @@
 //   - The broker role (send.go, pull.go, consumers.go, offsets.go, admin.go) produces,
 //     long-polls, keeps consumer-group membership per connection and commits offsets.
 //   - HTTPHandler serves /healthz, /readyz and /metrics.
+//   - Every broker campaigns for master of its broker group (election.go); only the elected
+//     master writes the group's cold tier (tiering.go), fenced by its election term.
 //
 // Start reading at Broker (broker.go): New, Start, Close. PROTOCOL.md (shared docs) is the
 // wire specification every handler cites.

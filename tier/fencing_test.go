@@ -418,3 +418,55 @@ func FuzzObjectNames(f *testing.F) {
 		}
 	})
 }
+
+// lostAnswerPointers stores one swap but reports it failed, as when etcd commits a
+// transaction whose answer never arrives.
+type lostAnswerPointers struct {
+	*MemoryPointers
+	bucket objstore.Bucket
+	lose   atomic.Bool
+	lost   chan struct{} // closed after the lost swap
+
+	published string // the manifest the lost swap stored
+	data      []byte // its bytes right after the swap
+}
+
+func (p *lostAnswerPointers) CompareAndSwap(ctx context.Context, prev, next TierPointer, w meta.Leadership) (TierPointer, error) {
+	got, err := p.MemoryPointers.CompareAndSwap(ctx, prev, next, w)
+	if err == nil && p.lose.CompareAndSwap(true, false) {
+		p.published = got.Manifest
+		p.data, _ = readAll(ctx, p.bucket, got.Manifest, 1<<30)
+		close(p.lost)
+		return TierPointer{}, errors.New("compare-and-swap tier pointer: context deadline exceeded (the answer was lost)")
+	}
+	return got, err
+}
+
+// A swap whose answer was lost is found on the retry, and the manifest it published is
+// never overwritten, although the retry publishes more than the lost swap did.
+func TestLostSwapAnswerKeepsThePublishedManifest(t *testing.T) {
+	ctx := waitCtx(t)
+	b := fsBucket(t)
+	ptrs := &lostAnswerPointers{MemoryPointers: NewMemoryPointers(), bucket: b, lost: make(chan struct{})}
+	tr := openFollower(t, Config{Bucket: b, Pointers: ptrs, RetryMin: 300 * time.Millisecond, RetryMax: time.Second})
+	if _, err := tr.Lead(ctx, ptrs.Elect()); err != nil {
+		t.Fatal(err)
+	}
+	g := newLogGen()
+	s1, s2, s3 := g.segment(t, 50, queueKeys(1, 2), 40), g.segment(t, 50, queueKeys(1, 2), 40), g.segment(t, 50, queueKeys(1, 2), 40)
+	tr.Submit(s1)
+	if err := tr.WaitOffloaded(ctx, s1.end); err != nil {
+		t.Fatal(err)
+	}
+	ptrs.lose.Store(true)
+	tr.Submit(s2)
+	<-ptrs.lost
+	tr.Submit(s3) // uploaded while the commit waits to retry
+	if err := tr.WaitOffloaded(ctx, s3.end); err != nil {
+		t.Fatal(err)
+	}
+	if now, err := readAll(ctx, b, ptrs.published, 1<<30); err == nil && string(now) != string(ptrs.data) {
+		t.Fatalf("manifest %s was overwritten after the pointer named it", ptrs.published)
+	}
+	checkQueues(t, openTier(t, Config{Bucket: b, Pointers: ptrs.MemoryPointers, ReadOnly: true}), g, 20)
+}

@@ -242,6 +242,10 @@ func (t *Tier) publish(ctx context.Context, tm *term, cur *catalog, next *Manife
 	if next.Tombstones == nil {
 		next.Tombstones = cur.m.Tombstones
 	}
+	// Never write a manifest name twice: after a swap whose answer was lost, the pointer
+	// may name the manifest of the previous attempt, which must stay as it was published.
+	next.Seq = max(next.Seq, t.lastManifestSeq+1)
+	t.lastManifestSeq = next.Seq
 	data, err := EncodeManifest(next)
 	if err != nil {
 		return err

@@ -192,6 +192,8 @@ type Tier struct {
 
 	// commitMu serialises manifest writes (offload commits, retention, compaction).
 	commitMu sync.Mutex
+	// lastManifestSeq is the highest manifest seq this tier has written (under commitMu).
+	lastManifestSeq int64
 	// compactMu serialises compaction passes.
 	compactMu sync.Mutex
 	cat       atomic.Pointer[catalog]
