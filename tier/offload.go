@@ -162,7 +162,9 @@ func (t *Tier) uploadWithRetry(ctx context.Context, tm *term, s Segment) (Manife
 		if ctx.Err() != nil {
 			return ms, err
 		}
-		t.noteStall(StallBucket, err)
+		if errors.As(err, new(bucketWriteError)) { // not a local read of the segment
+			t.noteStall(StallBucket, err)
+		}
 		t.cfg.Logger.Warn("tier: offload failed; retrying", "base", s.Base(), "err", err, "backoff", backoff)
 		select {
 		case <-time.After(backoff):
@@ -182,12 +184,18 @@ func (t *Tier) upload(ctx context.Context, epoch int64, s Segment) (ManifestSegm
 	}
 	for _, o := range append(enc.Companions, enc.Main) {
 		if err := t.bucket.Put(ctx, o.Name, bytes.NewReader(o.Data), int64(len(o.Data))); err != nil {
-			return ManifestSegment{}, fmt.Errorf("offload segment %d: %w", s.Base(), err)
+			return ManifestSegment{}, bucketWriteError{fmt.Errorf("offload segment %d: put %s: %w", s.Base(), o.Name, err)}
 		}
 		t.metrics.offloadedBytes.Add(float64(len(o.Data)))
 	}
 	return manifestSegment(enc.Main.Name, int64(len(enc.Main.Data)), enc.Footer, &enc.Index), nil
 }
+
+// bucketWriteError marks a failed PUT, so OffloadStall blames the bucket only for those.
+type bucketWriteError struct{ err error }
+
+func (e bucketWriteError) Error() string { return e.err.Error() }
+func (e bucketWriteError) Unwrap() error { return e.err }
 
 // EncodeSegmentFrom reads a segment's records and encodes its objects, named for the writer
 // of epoch.
