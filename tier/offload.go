@@ -231,7 +231,6 @@ func (t *Tier) commitReady(ctx context.Context, tm *term, done map[int64]Manifes
 	if err := t.publish(ctx, tm, cur, next); err != nil {
 		return fmt.Errorf("commit segments [%d,%d): %w", add[0].Base, wm, err)
 	}
-	t.clearStall(StallNone)
 	t.metrics.offloadedSegments.Add(float64(len(add)))
 	return nil
 }
@@ -289,6 +288,9 @@ func (t *Tier) publish(ctx context.Context, tm *term, cur *catalog, next *Manife
 		t.noteStall(StallPointer, err)
 		return err
 	}
+	// A publish went through: bucket and pointer store both work. Cleared before the new
+	// catalog is visible, so whoever sees the watermark move sees no stale stall.
+	t.clearStall(StallNone)
 	c := newCatalog(ptr, next)
 	c.prev = cur.ptr.Manifest
 	t.setCatalog(c)
