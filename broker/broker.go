@@ -33,6 +33,8 @@ type Broker struct {
 	brkServer  *remoting.Server
 	httpServer *http.Server
 
+	// election is this broker's candidacy for master of its group (election.go).
+	election *meta.Election
 	// tier is the cold tier (tiering.go), nil when no bucket is configured.
 	tier         *tier.Tier
 	tierBucket   *objstore.MetricsBucket
@@ -151,8 +153,12 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: %w", err)
 	}
 
+	role := meta.RoleMaster // the configured role; the acting master is elected
+	if b.cfg.BrokerID != 0 {
+		role = meta.RoleSlave
+	}
 	info := meta.BrokerInfo{
-		Name: fmt.Sprintf("%s-%d", b.cfg.BrokerName, b.cfg.BrokerID), Group: b.cfg.BrokerName, Role: meta.RoleMaster,
+		Name: b.memberName(), Group: b.cfg.BrokerName, Role: role,
 		ID: b.cfg.BrokerID, BrokerAddr: b.advertised, NamesrvAddr: b.nsLn.Addr().String(),
 	}
 	if b.httpLn != nil {
@@ -163,6 +169,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	}
 
 	if err := b.startTier(ctx); err != nil {
+		return err
+	}
+	if err := b.startElection(ctx); err != nil {
 		return err
 	}
 	// Topics deleted (or deleted and created again) while this broker was down.
@@ -335,6 +344,12 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	if err := b.closeTier(); err != nil {
 		errs = append(errs, fmt.Errorf("broker: close cold tier: %w", err))
+	}
+	if b.election != nil {
+		// After the tier stopped: the next master starts once our term is over.
+		if err := b.election.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: leave the master election of %s: %w", b.cfg.BrokerName, err))
+		}
 	}
 	if b.store != nil {
 		if err := b.store.Close(); err != nil {

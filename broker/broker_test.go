@@ -639,7 +639,7 @@ func TestConfigValidate(t *testing.T) {
 		{DataDir: "x", AdvertisedAddr: "[::1]:10911"},
 		{DataDir: "x", AdvertisedAddr: "localhost:10911"},
 		{DataDir: "x", MaxSuspend: 31 * time.Second},
-		{DataDir: "x", BrokerID: 1},
+		{DataDir: "x", BrokerID: -1},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v: no error", c)

@@ -48,8 +48,16 @@ type Config struct {
 	ClusterName string
 	// BrokerName is the broker group (RocketMQ's brokerName); routes map queues to it.
 	BrokerName string
-	// BrokerID is 0 for the group's master; Strata serves masters only.
+	// BrokerID identifies this member of its broker group (RocketMQ's brokerId: 0 for the
+	// configured master, 1.. for the others). The acting master is elected (ElectionTTL)
+	// and reported as brokerId 0 in routes; only it offloads, compacts and applies tier
+	// retention. Until replication lands, a member that is not elected is a standby whose
+	// own log is not a copy of the master's.
 	BrokerID int64
+	// ElectionTTL is how long the group's master keeps its election after its etcd session
+	// stops being renewed (the broker died, or etcd is out of reach); another member can
+	// take over after it. Default meta.DefaultBrokerTTL.
+	ElectionTTL time.Duration
 	// DataDir holds the hot store (DataDir/store unless Store.Dir is set).
 	DataDir string
 
@@ -159,8 +167,11 @@ func (c *Config) Validate() error {
 	if !topicNameRE.MatchString(c.BrokerName) {
 		return fmt.Errorf("broker config: broker name %q may use only letters, digits, '_', '-', '%%' and '|'", c.BrokerName)
 	}
-	if c.BrokerID != 0 {
-		return fmt.Errorf("broker config: broker id %d: only masters (id 0) are supported", c.BrokerID)
+	if c.BrokerID < 0 {
+		return fmt.Errorf("broker config: broker id %d must not be negative (0 for the configured master, 1.. for the other members)", c.BrokerID)
+	}
+	if c.ElectionTTL < 0 {
+		return errors.New("broker config: ElectionTTL must not be negative")
 	}
 	if c.DataDir == "" && c.Store.Dir == "" {
 		return errors.New("broker config: DataDir is empty; set the directory for the broker's data")

@@ -9,6 +9,8 @@
 //     Subscriptions (TAG and SQL92) compile once through filters.go into broker/filter
 //     values; pulls filter with them in the hot store's records and in the cold tier's reader.
 //   - HTTPHandler serves /healthz, /readyz and /metrics.
+//   - Every broker campaigns for master of its broker group (election.go); only the elected
+//     master writes the group's cold tier (tiering.go), fenced by its election term.
 //
 // Start reading at Broker (broker.go): New, Start, Close. PROTOCOL.md (shared docs) is the
 // wire specification every handler cites.

@@ -259,7 +259,9 @@ func (b *Broker) deleteTopicData(ctx context.Context, topic string) error {
 	}
 	if b.tier != nil {
 		ts := tier.Tombstone{Topic: topic, Position: b.store.MaxCommitLogOffset()}
-		if err := b.tier.AddTombstone(ctx, ts); err != nil {
+		if err := b.tier.AddTombstone(ctx, ts); errors.Is(err, tier.ErrFenced) {
+			return fmt.Errorf("the local data is deleted, but this broker is not the elected master of group %s and only the master records the deletion in the cold tier: %w; delete the topic on the master", b.cfg.BrokerName, err)
+		} else if err != nil {
 			return fmt.Errorf("the local data is deleted but the cold tier still holds it: %w; delete the topic again once the bucket is reachable", err)
 		}
 	}

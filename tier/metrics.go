@@ -28,6 +28,8 @@ type metrics struct {
 	compactedBytes    prometheus.Counter
 	compactDeleted    prometheus.Counter
 	staleRetries      prometheus.Counter
+	orphansDeleted    prometheus.Counter
+	writerEpoch       prometheus.Gauge
 
 	// Plain counts, for tests and benchmarks that read them without a registry.
 	puts, gets atomic.Int64
@@ -62,11 +64,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strata_tier_compaction_deleted_objects_total", Help: "Objects compaction deleted once nothing referenced them."}),
 		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_tier_stale_manifest_retries_total", Help: "Cold reads retried on a newer manifest after an object was gone."}),
+		orphansDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_orphans_deleted_objects_total", Help: "Objects of older writer terms that no manifest names, deleted by the orphan sweep."}),
+		writerEpoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strata_tier_writer_epoch", Help: "Election epoch this broker writes the group's tier in; 0 when it is not the elected writer."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.offloadedBytes, m.offloadedSegments, m.coldReadBytes,
 			m.coldReadSeconds, m.cacheHits, m.cacheMisses, m.lag, m.watermark, m.retentionDeleted,
-			m.compactedObjects, m.compactedBytes, m.compactDeleted, m.staleRetries)
+			m.compactedObjects, m.compactedBytes, m.compactDeleted, m.staleRetries, m.orphansDeleted, m.writerEpoch)
 	}
 	return m
 }

@@ -8,7 +8,7 @@ import (
 )
 
 func TestStoreTimeEstimate(t *testing.T) {
-	tr := openTier(t, Config{Bucket: objstore.NewMemory(), Pointers: &memPointers{}, BlockBytes: 4 << 10})
+	tr := openTier(t, Config{Bucket: objstore.NewMemory(), Pointers: NewMemoryPointers(), BlockBytes: 4 << 10})
 	g := newLogGen()
 	one := []queueKey{{"Solo", 0}}
 	for range 3 {

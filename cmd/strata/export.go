@@ -327,8 +327,8 @@ func (p brokerPointers) Load(ctx context.Context) (tier.TierPointer, error) {
 	return tier.TierPointer{OffloadWatermark: loc.OffloadWatermark, Manifest: loc.Manifest}, nil
 }
 
-func (p brokerPointers) CompareAndSwap(context.Context, tier.TierPointer, tier.TierPointer) error {
-	return errors.New("the export's view of the tier pointer is read-only")
+func (p brokerPointers) CompareAndSwap(context.Context, tier.TierPointer, tier.TierPointer, meta.Leadership) (tier.TierPointer, error) {
+	return tier.TierPointer{}, errors.New("the export's view of the tier pointer is read-only")
 }
 
 // clientHot reads a queue's hot part through its broker with PULL_MESSAGE.

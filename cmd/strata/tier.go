@@ -217,9 +217,7 @@ func bucketTierStatus(ctx context.Context, etcd []string, cluster, group, bucket
 	m := t.Manifest()
 	st.Enabled, st.Prefix = true, cluster+"/"+group
 	st.OffloadWatermark, st.ManifestSeq, st.Segments = t.OffloadWatermark(), m.Seq, len(m.Segments)
-	if m.Seq > 0 {
-		st.Manifest = tier.ManifestObjectName(st.Prefix, m.Seq)
-	}
+	st.Manifest, st.PointerEpoch = t.Pointer().Manifest, t.Pointer().Epoch
 	for _, s := range m.Segments {
 		st.Objects++
 		st.Bytes += s.Size
