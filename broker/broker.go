@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/query"
 	"github.com/stratamq/strata/tier"
@@ -37,6 +38,7 @@ type Broker struct {
 	tier         *tier.Tier
 	tierBucket   *objstore.MetricsBucket
 	tierPointers tier.MetaPointers
+	txn          *txn.Service   // transactional half messages (txn.go)
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
 	incarnations *incarnations  // which incarnation each topic's local data belongs to
 
@@ -163,6 +165,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	}
 
 	if err := b.startTier(ctx); err != nil {
+		return err
+	}
+	if err := b.openTxn(ctx); err != nil {
 		return err
 	}
 	// Topics deleted (or deleted and created again) while this broker was down.
@@ -327,6 +332,11 @@ func (b *Broker) Close(ctx context.Context) error {
 		_ = b.httpLn.Close()
 	}
 	b.wg.Wait()
+	if b.txn != nil {
+		if err := b.txn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: close transactions: %w", err))
+		}
+	}
 	if b.meta != nil {
 		// Flushes consumer offsets, then leaves the cluster.
 		if err := b.meta.close(ctx); err != nil {
