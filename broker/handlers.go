@@ -261,6 +261,9 @@ func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, l
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
 	}
+	if isInternalTopic(topic) {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("%s is a system topic of the broker; it cannot be deleted", topic))
+	}
 	if err := b.meta.deleteTopic(ctx, topic); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s: %v", topic, err))
 	}

@@ -191,6 +191,7 @@ func TestSystemTopicsRefuseSendsAndCreation(t *testing.T) {
 		wantCode(t, send(t, env, topic, 0, "", "x"), remoting.RespNoPermission)
 		wantCode(t, invoke(t, env.ns, remoting.CodeUpdateAndCreateTopic, remoting.ExtFields{"topic": topic, "readQueueNums": "1", "writeQueueNums": "1"}, nil),
 			remoting.RespInvalidParameter)
+		wantCode(t, invoke(t, env.bk, remoting.CodeDeleteTopicInBroker, remoting.ExtFields{"topic": topic}, nil), remoting.RespInvalidParameter)
 	}
 }
 
