@@ -85,3 +85,31 @@ func BenchmarkPrepareCommitVsAppend(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCheckRoundScan measures a check round over a million pending half messages of
+// which none is due: before the earliest due time (what most rounds are), and a full scan of
+// the table (what a round costs when something is due), taken in chunks of the lock.
+// go test -run '^$' -bench CheckRoundScan ./broker/txn/
+func BenchmarkCheckRoundScan(b *testing.B) {
+	s := &Service{cfg: Config{Clock: systemClock{}, MaxChecksPerRound: DefaultMaxChecksPerRound, CheckInterval: DefaultCheckInterval}}
+	s.m = newMetrics(nil, s)
+	due := time.Now().Add(time.Hour).UnixMilli()
+	for p := int64(0); p < 1_000_000; p++ {
+		s.t.insert(entry{pos: p, dueMs: due}, testGroup)
+	}
+	ctx := context.Background()
+	b.Run("before-due", func(b *testing.B) {
+		s.checkRound(ctx)
+		for b.Loop() {
+			s.checkRound(ctx)
+		}
+	})
+	b.Run("full-scan", func(b *testing.B) {
+		for b.Loop() {
+			s.mu.Lock()
+			s.minDueMs = 0
+			s.mu.Unlock()
+			s.checkRound(ctx)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package txn
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"time"
 
@@ -43,42 +44,72 @@ type dueHalf struct {
 	dueMs  int64
 }
 
+// scanChunk bounds how many entries a round looks at per hold of the table's lock, so
+// Prepare and End wait microseconds, not the whole scan.
+const scanChunk = 4096
+
 // checkRound checks back every live half message that is due (at most MaxChecksPerRound),
 // parks those checked CheckMax times, records the check-backs in one op record per
-// maxOpEntries, and returns when the next one is due.
+// maxOpEntries, and returns when the next one is due. Before the earliest due time it does
+// not look at the table at all.
 func (s *Service) checkRound(ctx context.Context) time.Time {
 	now := s.cfg.Clock.Now()
 	nowMs := now.UnixMilli()
-	next := now.Add(time.Hour)
-	var due []dueHalf
 	s.mu.Lock()
-	for i := range s.t.entries {
-		e := &s.t.entries[i]
-		if e.state != stateLive {
-			continue
-		}
-		if e.dueMs > nowMs {
-			if t := time.UnixMilli(e.dueMs); t.Before(next) {
-				next = t
-			}
-			continue
-		}
-		if len(due) == s.cfg.MaxChecksPerRound {
-			next = now // more are due than one round takes
-			continue
-		}
-		due = append(due, dueHalf{pos: e.pos, group: s.t.groups.name(e.group), checks: e.checks, dueMs: e.dueMs})
+	if s.minDueMs > nowMs {
+		next := time.UnixMilli(s.minDueMs)
+		s.mu.Unlock()
+		return next
 	}
+	// From here entries registered or made live again lower minDueMs themselves.
+	s.minDueMs = math.MaxInt64
 	s.mu.Unlock()
+	nextMs := int64(math.MaxInt64)
+	var due []dueHalf
+	for from := int64(math.MinInt64); ; {
+		s.mu.Lock()
+		i := s.t.search(from)
+		n := min(len(s.t.entries), i+scanChunk)
+		for ; i < n; i++ {
+			e := &s.t.entries[i]
+			if e.state != stateLive {
+				continue
+			}
+			if e.dueMs > nowMs || len(due) == s.cfg.MaxChecksPerRound {
+				nextMs = min(nextMs, e.dueMs) // more due than a round takes: the next round
+				continue
+			}
+			due = append(due, dueHalf{pos: e.pos, group: s.t.groups.name(e.group), checks: e.checks, dueMs: e.dueMs})
+		}
+		end := n >= len(s.t.entries)
+		if !end {
+			from = s.t.entries[n].pos
+		}
+		s.mu.Unlock()
+		if end {
+			break
+		}
+	}
+	next := s.round(ctx, now, due, nextMs)
+	s.mu.Lock()
+	s.minDueMs = min(s.minDueMs, next.UnixMilli())
+	s.mu.Unlock()
+	return next
+}
 
+// round checks back or parks the due half messages and returns when the next one is due
+// (nextMs: the earliest due time of the others).
+func (s *Service) round(ctx context.Context, now time.Time, due []dueHalf, nextMs int64) time.Time {
+	nowMs := now.UnixMilli()
 	var checked []opEntry
 	absent := map[string]bool{} // groups with no producer connected this round
 	for _, d := range due {
 		if ctx.Err() != nil {
-			break
+			nextMs = min(nextMs, d.dueMs) // still due
+			continue
 		}
 		if int(d.checks) >= s.cfg.CheckMax {
-			s.discard(ctx, d.pos, int(d.checks))
+			s.discard(ctx, d.pos, int(d.checks)) // on failure finish makes it due again
 			continue
 		}
 		s.m.checkDelay.Observe(float64(max(nowMs-d.dueMs, 0)) / 1000)
@@ -91,6 +122,7 @@ func (s *Service) checkRound(ctx context.Context) time.Time {
 		half, err := s.readHalf(ctx, d.pos)
 		if err != nil {
 			s.cfg.Logger.Warn("txn: cannot read a half message to check it back; trying again next round", "commit_log_offset", d.pos, "err", err)
+			nextMs = min(nextMs, d.dueMs)
 			continue
 		}
 		req := checkRequest(half)
@@ -109,34 +141,34 @@ func (s *Service) checkRound(ctx context.Context) time.Time {
 		}
 		checked = append(checked, opEntry{kind: opCheck, halfPos: d.pos})
 	}
-	if len(checked) == 0 {
-		return next
-	}
-	for i := 0; i < len(checked); i += maxOpEntries {
-		chunk := checked[i:min(i+maxOpEntries, len(checked))]
-		rec, err := opRecord(s.cfg.StoreHost, nowMs, chunk)
-		if err == nil {
-			_, err = s.log.Append(ctx, rec)
+	if len(checked) > 0 {
+		for i := 0; i < len(checked); i += maxOpEntries {
+			chunk := checked[i:min(i+maxOpEntries, len(checked))]
+			rec, err := opRecord(s.cfg.StoreHost, nowMs, chunk)
+			if err == nil {
+				_, err = s.log.Append(ctx, rec)
+			}
+			if err != nil && ctx.Err() == nil {
+				// The counts hold in memory; a restart before the next record counts fewer.
+				s.cfg.Logger.Warn("txn: recording check-backs failed", "count", len(chunk), "err", err)
+			}
 		}
-		if err != nil && ctx.Err() == nil {
-			// The counts hold in memory; a restart before the next record counts fewer.
-			s.cfg.Logger.Warn("txn: recording check-backs failed", "count", len(chunk), "err", err)
+		again := nowMs + s.cfg.CheckInterval.Milliseconds()
+		s.mu.Lock()
+		for _, c := range checked {
+			if i, ok := s.t.find(c.halfPos); ok && s.t.entries[i].state == stateLive {
+				e := &s.t.entries[i]
+				e.checks = min(e.checks+1, 1<<15)
+				e.dueMs = again
+			}
 		}
+		s.mu.Unlock()
+		nextMs = min(nextMs, again)
 	}
-	nextMs := nowMs + s.cfg.CheckInterval.Milliseconds()
-	s.mu.Lock()
-	for _, c := range checked {
-		if i, ok := s.t.find(c.halfPos); ok && s.t.entries[i].state == stateLive {
-			e := &s.t.entries[i]
-			e.checks = min(e.checks+1, 1<<15)
-			e.dueMs = nextMs
-		}
+	if nextMs == math.MaxInt64 {
+		return now.Add(time.Hour)
 	}
-	s.mu.Unlock()
-	if t := time.UnixMilli(nextMs); t.Before(next) {
-		next = t
-	}
-	return next
+	return time.UnixMilli(nextMs)
 }
 
 // discard parks a half message checked back checks times in CheckMaxTopic and forgets it.

@@ -63,5 +63,7 @@
 // TRANS_CHECK_MAX_TIME_TOPIC and logged. A round with no producer of the group connected
 // counts, as in RocketMQ. Answers come back as END_TRANSACTION with fromTransactionCheck.
 // Committed messages go through the Router, so a delayed one (DELAY, TIMER_*) is delayed
-// from its commit.
+// from its commit. A round before the earliest due time costs nothing; one with something
+// due scans the table (about 4 ms per million pending) in chunks of 4096 entries per hold
+// of its lock, so sends and decisions wait microseconds for it.
 package txn

@@ -80,6 +80,9 @@ type Service struct {
 	t      table
 	lastCk checkpoint // last checkpoint written (or read at Open)
 	closed bool
+	// minDueMs is at or before every live entry's due time, so a round before it needs no
+	// scan. Zero (the start) makes the first round scan.
+	minDueMs int64
 	// redoing is set by Open while it makes again a decision a crash cut short
 	// (appendWithCompanion then writes a void op first); nothing else runs then.
 	redoing bool
@@ -192,7 +195,9 @@ func (s *Service) Prepare(ctx context.Context, m *message.Message, group string)
 	res, err := s.log.Append(context.WithoutCancel(ctx), rec)
 	if err == nil {
 		s.mu.Lock()
-		s.t.insert(entry{pos: res[0].CommitLogOffset, opFrom: opFrom, dueMs: res[0].StoreTimestamp + wait.Milliseconds()}, group)
+		due := res[0].StoreTimestamp + wait.Milliseconds()
+		s.t.insert(entry{pos: res[0].CommitLogOffset, opFrom: opFrom, dueMs: due}, group)
+		s.minDueMs = min(s.minDueMs, due)
 		s.mu.Unlock()
 	}
 	s.barrier.RUnlock()
@@ -333,6 +338,7 @@ func (s *Service) finish(pos int64, decided bool) {
 			s.t.remove(i)
 		} else {
 			s.t.entries[i].state = stateLive
+			s.minDueMs = min(s.minDueMs, s.t.entries[i].dueMs)
 		}
 	}
 }

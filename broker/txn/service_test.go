@@ -691,3 +691,28 @@ func TestCrashDuringTheRedoNeitherLosesNorRepeatsTheCommit(t *testing.T) {
 		t.Fatalf("delivered %d times in the end, want once", len(got))
 	}
 }
+
+// TestAHalfMessageBackFromAFailedDecisionIsCheckedAtOnce covers a round that skips a half
+// message while its decision is being stored: when that decision fails, the next round must
+// not wait for the due times it saw.
+func TestAHalfMessageBackFromAFailedDecisionIsCheckedAtOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	p := e.prepare("orders", 0, "o-1", nil)
+	e.at(p, 7*time.Second)
+	e.svc.mu.Lock()
+	i, _ := e.svc.t.find(p.CommitLogOffset)
+	e.svc.t.entries[i].state = stateDeciding // an End is storing its decision
+	e.svc.mu.Unlock()
+	if next := e.svc.checkRound(ctx); !next.After(e.clock.Now()) {
+		t.Fatalf("next round at %v with nothing else pending", next)
+	}
+	if got := e.check.take(); len(got) != 0 {
+		t.Fatal("checked back a half message being decided")
+	}
+	e.svc.finish(p.CommitLogOffset, false) // the decision failed
+	e.svc.checkRound(ctx)
+	if got := e.check.take(); len(got) != 1 {
+		t.Fatalf("%d check-backs after the failed decision, want 1", len(got))
+	}
+}
