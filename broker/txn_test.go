@@ -141,6 +141,7 @@ func TestTransactionalSendCommitAndRollbackOverTheWire(t *testing.T) {
 	if got := pullQueue(t, env, "orders", 1); len(got) != 0 {
 		t.Fatalf("a half message is visible before its commit")
 	}
+	wantCode(t, invoke(t, env.bk, remoting.CodePullMessage, pullExt(txn.HalfTopic, 0, 0, "*", 0), nil), remoting.RespTopicNotExist)
 	rb := sendHalf(t, p.Client, "pg", "orders", 1, "roll-me-back", nil)
 	wantCode(t, rb, remoting.RespSuccess)
 	endTransaction(t, p.Client, "pg", rb, txn.DecisionRollback, false)
