@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -271,5 +272,34 @@ func waitUntilTrue(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCheckBackTriesTheNextConnectionWhenAWriteFails(t *testing.T) {
+	env := startBroker(t, nil)
+	dead, live := dialProducer(t, env), dialProducer(t, env)
+	hb, _ := json.Marshal(map[string]any{"clientID": "p", "producerDataSet": []map[string]string{{"groupName": "pg"}}})
+	wantCode(t, invoke(t, dead.Client, remoting.CodeHeartBeat, nil, hb), remoting.RespSuccess)
+	conns := env.b.clients.producerConns("pg")
+	if len(conns) != 1 {
+		t.Fatalf("%d connections registered", len(conns))
+	}
+	broken := conns[0]
+	broken.Close() // its registration goes with it; put it back, as a close not yet noticed
+	waitUntilTrue(t, "the closed connection to leave the registry", func() bool { return len(env.b.clients.producerConns("pg")) == 0 })
+	env.b.clients.mu.Lock()
+	env.b.clients.producers["pg"] = map[uint64]*producerChannel{broken.ID(): {conn: broken, lastHeartbeat: time.Now()}}
+	env.b.clients.mu.Unlock()
+	ctx := context.Background()
+	req := txn.CheckRequest{Group: "pg", MsgID: "m", Body: []byte("not decoded by this client")}
+	if err := (txnChecker{env.b}).CheckBack(ctx, req); err == nil || errors.Is(err, txn.ErrNoProducer) {
+		t.Fatalf("check-back over a broken connection only: %v, want the write error", err)
+	}
+	wantCode(t, invoke(t, live.Client, remoting.CodeHeartBeat, nil, hb), remoting.RespSuccess)
+	for i := 0; i < 20; i++ { // the registry lists connections in random order
+		if err := (txnChecker{env.b}).CheckBack(ctx, req); err != nil {
+			t.Fatalf("check-back with a live connection left: %v", err)
+		}
+		live.waitCheck(t, 10*time.Second)
 	}
 }

@@ -177,6 +177,7 @@ func (s *Service) Prepare(ctx context.Context, m *message.Message, group string)
 	if props[message.PropertyProducerGroup] == "" {
 		props[message.PropertyProducerGroup] = group
 	}
+	group = props[message.PropertyProducerGroup] // what End checks and recovery reads
 	props[message.PropertyRealTopic] = m.Topic
 	props[message.PropertyRealQueueID] = strconv.Itoa(int(m.QueueID))
 	props[message.PropertyTransactionID] = uniq
@@ -307,7 +308,11 @@ func (s *Service) End(ctx context.Context, req EndRequest) (EndResult, error) {
 	}
 	s.finish(pos, err == nil)
 	if err != nil {
-		s.m.ends.WithLabelValues("failed").Inc()
+		result := "failed"
+		if errors.Is(err, ErrMismatch) {
+			result = "mismatch"
+		}
+		s.m.ends.WithLabelValues(result).Inc()
 		return EndResult{}, err
 	}
 	return res, nil
