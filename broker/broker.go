@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/query"
 	"github.com/stratamq/strata/tier"
@@ -39,6 +40,7 @@ type Broker struct {
 	tier         *tier.Tier
 	tierBucket   *objstore.MetricsBucket
 	tierPointers tier.MetaPointers
+	txn          *txn.Service   // transactional half messages (txn.go)
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
 	incarnations *incarnations  // which incarnation each topic's local data belongs to
 
@@ -172,6 +174,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := b.startElection(ctx); err != nil {
+		return err
+	}
+	if err := b.openTxn(ctx); err != nil {
 		return err
 	}
 	// Topics deleted (or deleted and created again) while this broker was down.
@@ -336,6 +341,11 @@ func (b *Broker) Close(ctx context.Context) error {
 		_ = b.httpLn.Close()
 	}
 	b.wg.Wait()
+	if b.txn != nil {
+		if err := b.txn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: close transactions: %w", err))
+		}
+	}
 	if b.meta != nil {
 		// Flushes consumer offsets, then leaves the cluster.
 		if err := b.meta.close(ctx); err != nil {

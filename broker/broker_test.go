@@ -558,10 +558,13 @@ func TestErrors(t *testing.T) {
 	wantCode(t, resp, remoting.RespRequestCodeNotSupported)
 	// The connection survives.
 	wantCode(t, send(t, env, "E", 0, "", "ok"), remoting.RespSuccess)
-	// Transactions are refused clearly, not stored as visible messages.
+	// A half message is stored, not as a visible message (txn_test.go has the rest).
 	ext := remoting.ExtFields{"producerGroup": "pg", "topic": "E", "queueId": "0", "sysFlag": "4",
 		"properties": message.EncodeProperties(map[string]string{"TRAN_MSG": "true"})}
-	wantCode(t, invoke(t, env.bk, remoting.CodeSendMessage, ext, []byte("x")), remoting.RespNoPermission)
+	wantCode(t, invoke(t, env.bk, remoting.CodeSendMessage, ext, []byte("x")), remoting.RespSuccess)
+	if got := pullQueue(t, env, "E", 0); len(got) != 1 || string(got[0].Body) != "ok" {
+		t.Fatalf("queue E holds %d messages after a half message, want only the plain one", len(got))
+	}
 }
 
 func TestSendBackToRetryAndDLQ(t *testing.T) {

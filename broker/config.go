@@ -13,6 +13,7 @@ import (
 	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/tier"
 	"github.com/stratamq/strata/tier/objstore"
 )
@@ -138,6 +139,10 @@ type Config struct {
 
 	// Metrics bounds the label cardinality of /metrics (metrics.go).
 	Metrics MetricsConfig
+
+	// Transaction tunes transactional messages (check-back timeout, interval and maximum,
+	// pending limit). StoreHost, Logger and Registerer are set by the broker.
+	Transaction txn.Config
 
 	// Remoting holds the connection limits of both remoting listeners.
 	Remoting remoting.Config
@@ -269,6 +274,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker config: %w", err)
 	}
 	if err := c.Store.Validate(); err != nil {
+		return fmt.Errorf("broker config: %w", err)
+	}
+	if err := c.Transaction.Validate(); err != nil {
 		return fmt.Errorf("broker config: %w", err)
 	}
 	if c.MaxLocalBytes > 0 && c.MaxLocalBytes < c.Store.SegmentBytes {

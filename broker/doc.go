@@ -8,6 +8,7 @@
 //     long-polls, keeps consumer-group membership per connection and commits offsets.
 //     Subscriptions (TAG and SQL92) compile once through filters.go into broker/filter
 //     values; pulls filter with them in the hot store's records and in the cold tier's reader.
+//     Transactional sends, END_TRANSACTION and check-backs go through txn.go to broker/txn.
 //   - HTTPHandler serves /healthz, /readyz and /metrics.
 //   - Every broker campaigns for master of its broker group (election.go); only the elected
 //     master writes the group's cold tier (tiering.go), fenced by its election term.

@@ -66,6 +66,8 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 		resp = b.handleSubscriptionGroups(req)
 	case remoting.CodeConsumerSendMsgBack:
 		resp = b.handleSendBack(ctx, conn, req)
+	case remoting.CodeEndTransaction:
+		resp = b.handleEndTransaction(ctx, conn, req)
 	case remoting.CodeLockBatchMQ, remoting.CodeUnlockBatchMQ:
 		resp = b.handleLock(req)
 	case remoting.CodeUnregisterClient:
@@ -218,6 +220,9 @@ func (b *Broker) handleCreateTopic(ctx context.Context, req *remoting.Command, g
 	if topic == autoCreateTopicKey {
 		return remoting.NewResponse(req, remoting.RespInvalidParameter, "TBW102 is reserved for topic auto-creation")
 	}
+	if isInternalTopic(topic) {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("%s is a system topic of the broker; choose another name", topic))
+	}
 	read, err := req.ExtFields.Int32Or("readQueueNums", int32(b.cfg.DefaultQueueNums))
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
@@ -255,6 +260,9 @@ func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, l
 	topic, err := req.ExtFields.String("topic")
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if isInternalTopic(topic) {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("%s is a system topic of the broker; it cannot be deleted", topic))
 	}
 	if err := b.meta.deleteTopic(ctx, topic); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s: %v", topic, err))

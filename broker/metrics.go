@@ -247,8 +247,9 @@ func (c *topicCounter) WithLabelValues(topic string) prometheus.Counter {
 func (b *Broker) Registry() *prometheus.Registry { return b.metrics.reg }
 
 // HTTPHandler serves /healthz (the process is up), /readyz (503 with the reason while the
-// broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus) and /tier/status (the
-// cold tier's state as JSON, TierStatus).
+// broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus), /tier/status (the
+// cold tier's state as JSON, TierStatus) and /txn/pending (pending transactional half
+// messages as JSON, txn.PendingList; ?group=G&limit=N).
 func (b *Broker) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -266,6 +267,7 @@ func (b *Broker) HTTPHandler() http.Handler {
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/tier/status", b.serveTierStatus)
+	mux.HandleFunc("/txn/pending", b.serveTxnPending)
 	// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -120,6 +120,9 @@ func (b *Broker) writableQueue(ctx context.Context, topic string, queueID int32,
 	if err := validTopicName(topic); err != nil {
 		return 0, sendErrorf(remoting.RespInvalidParameter, "%v", err)
 	}
+	if isInternalTopic(topic) {
+		return 0, sendErrorf(remoting.RespNoPermission, "topic %s is a system topic of this broker; producers may not send to it", topic)
+	}
 	t, ok := b.meta.topic(topic)
 	if !ok {
 		switch {
@@ -189,10 +192,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	}
 	var props sendProps
 	props.parse(h.properties)
-	if props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared {
-		return remoting.NewResponse(req, remoting.RespNoPermission,
-			"transactional (half) messages are not supported by this Strata broker yet; send the message without a transaction")
-	}
+	half := props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared
 	topic := h.topic
 	if strings.HasPrefix(topic, retryTopicPrefix) {
 		// Fallback retries (§5.3 step 4): past the max, or while the group holds orderly
@@ -228,6 +228,12 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		BornHost: peerAddr(conn), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		Body: req.Body,
 	}
+	if half {
+		return b.handleHalfSend(ctx, conn, req, h, &props, m)
+	}
+	if err := b.routeVisible(m, &props); err != nil {
+		return sendErrorResponse(req, err)
+	}
 	rec, err := props.encode(m)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
@@ -249,6 +255,18 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
 	resp.ExtFields["TRACE_ON"] = "true"
 	return resp
+}
+
+// routeVisible is where every message about to become visible to consumers learns the topic
+// and queue it is appended to: a send (handleSend) and a committed transactional message
+// (routeCommitted, broker/txn). Today each goes where it was sent.
+//
+// TIMER MERGE: scheduled delivery (broker/timer) hooks in here and only here: a message whose
+// properties ask for a delay (DELAY, TIMER_*) is rewritten into its parked form (m.Topic,
+// m.QueueID and props changed), so committed transactional messages are delayed from their
+// commit. TestCommittedMessageIsRoutedAsASend covers both callers.
+func (b *Broker) routeVisible(m *message.Message, props *sendProps) error {
+	return nil
 }
 
 // sendProps holds a sent message's properties without the map DecodeProperties builds, unless

@@ -158,6 +158,9 @@ func (b *Broker) reconcileTopics(ctx context.Context, s *meta.Snapshot) {
 		local[topic] = true
 	}
 	for topic := range local {
+		if isInternalTopic(topic) {
+			continue // the broker's own system topics are in no topic table
+		}
 		cur, exists := s.Topics[topic]
 		rev, recorded := in.get(topic)
 		switch {

@@ -208,6 +208,12 @@ func (s *Store) ReadAt(pos int64, size int32) ([]byte, error) {
 	return b, nil
 }
 
+// NextRecordPos is the commit-log position of the record stored right after the record of
+// size bytes at pos, in the same segment: frames are a record and its 4-byte CRC32C, back to
+// back (FORMAT.md). The records of one Append are stored this way, one after another, so a
+// caller can find the second record of an append from the first.
+func NextRecordPos(pos int64, size int32) int64 { return pos + int64(size) + frameTrailerBytes }
+
 // MinOffset is the queue's oldest local offset (0 for an unknown queue).
 func (s *Store) MinOffset(topic string, queueID int32) int64 {
 	if q := s.queue(topic, queueID, false); q != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/tier/objstore"
 )
 
@@ -56,6 +57,28 @@ type NodeConfig struct {
 	MaxInFlightFrameBytes ByteSize  `yaml:"max_inflight_frame_bytes"`
 	Store                 StoreYAML `yaml:"store"`
 	Tier                  TierYAML  `yaml:"tier"`
+	// Transaction tunes transactional messages.
+	Transaction TransactionYAML `yaml:"transaction"`
+}
+
+// TransactionYAML configures transactional messages (RocketMQ's transactionTimeOut,
+// transactionCheckInterval and transactionCheckMax, and Strata's limits).
+type TransactionYAML struct {
+	// Timeout is how old a half message with no decision gets before its first check-back.
+	Timeout Duration `yaml:"timeout"`
+	// CheckInterval is the time between two check-backs of one half message.
+	CheckInterval Duration `yaml:"check_interval"`
+	// CheckMax is how many check-backs a half message gets before it is parked in
+	// TRANS_CHECK_MAX_TIME_TOPIC.
+	CheckMax int `yaml:"check_max"`
+	// MaxPending bounds the half messages with no decision (32 bytes of memory each).
+	MaxPending int `yaml:"max_pending"`
+	// MaxChecksPerRound bounds the check-backs sent by one check round.
+	MaxChecksPerRound int `yaml:"max_checks_per_round"`
+	// CheckResolution is the shortest time between two check rounds.
+	CheckResolution Duration `yaml:"check_resolution"`
+	// CheckpointInterval is how often the recovery checkpoint is written.
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
 }
 
 // TierYAML configures the cold tier.
@@ -110,6 +133,15 @@ func defaultNodeConfig() NodeConfig {
 			SegmentSize:   store.DefaultSegmentBytes,
 			Flush:         "async",
 			FlushInterval: Duration(store.DefaultFlushInterval),
+		},
+		Transaction: TransactionYAML{
+			Timeout:            Duration(txn.DefaultTimeout),
+			CheckInterval:      Duration(txn.DefaultCheckInterval),
+			CheckMax:           txn.DefaultCheckMax,
+			MaxPending:         txn.DefaultMaxPending,
+			MaxChecksPerRound:  txn.DefaultMaxChecksPerRound,
+			CheckResolution:    Duration(txn.DefaultCheckResolution),
+			CheckpointInterval: Duration(txn.DefaultCheckpointInterval),
 		},
 	}
 }
@@ -229,6 +261,10 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 	bc.MaxLocalBytes = int64(c.Tier.MaxLocalBytes)
 	bc.S3 = objstore.S3Options{Endpoint: c.Tier.S3.Endpoint, Region: c.Tier.S3.Region, UsePathStyle: c.Tier.S3.PathStyle,
 		AccessKeyID: c.Tier.S3.AccessKey, SecretAccessKey: c.Tier.S3.SecretKey}
+	tx := c.Transaction
+	bc.Transaction = txn.Config{Timeout: tx.Timeout.duration(), CheckInterval: tx.CheckInterval.duration(), CheckMax: tx.CheckMax,
+		MaxPending: tx.MaxPending, MaxChecksPerRound: tx.MaxChecksPerRound, CheckResolution: tx.CheckResolution.duration(),
+		CheckpointInterval: tx.CheckpointInterval.duration()}
 	fitMessagesToSegments(&bc)
 	bc.Remoting.MaxConnections = c.MaxConnections
 	bc.Remoting.IdleTimeout = c.IdleTimeout.duration()

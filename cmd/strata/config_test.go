@@ -98,3 +98,23 @@ func TestTierConfigKeysAndSmallSegments(t *testing.T) {
 		t.Fatalf("message limits %d/%d do not fit 64KiB segments", bc.MaxMessageBytes, bc.Store.MaxMessageBytes)
 	}
 }
+
+func TestTransactionKeysLoadAndOverride(t *testing.T) {
+	cfg, err := loadNodeConfig("../../deployments/broker.yaml", []string{"STRATA_TRANSACTION_CHECK_MAX=3", "STRATA_TRANSACTION_TIMEOUT=2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := cfg.brokerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := bc.Transaction
+	if tx.CheckMax != 3 || tx.Timeout != 2*time.Second || tx.CheckInterval != 30*time.Second || tx.MaxPending != 2_000_000 ||
+		tx.CheckResolution != 100*time.Millisecond {
+		t.Fatalf("transaction config %+v", tx)
+	}
+	cfg.Transaction.CheckMax = -1
+	if _, err := cfg.brokerConfig(); err == nil || !strings.Contains(err.Error(), "check_max") {
+		t.Fatalf("negative check_max: %v", err)
+	}
+}

@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"tier":    {"cold tier status: watermarks, objects, bytes, offload lag (tier status)", runTier},
 	"trace":   {"a message's trace: publish and each consumer group's deliveries (trace --id|--key)", runTrace},
 	"group":   {"consumer groups: reset offsets to a time or offset, describe offsets and lag (group reset|describe)", runGroup},
+	"txn":     {"transactional half messages with no decision yet: age, check-backs (txn list)", runTxn},
 }
 
 func usage(w io.Writer) {
