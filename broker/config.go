@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/stratamq/strata/broker/console"
 	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
@@ -144,6 +145,11 @@ type Config struct {
 	// pending limit). StoreHost, Logger and Registerer are set by the broker.
 	Transaction txn.Config
 
+	// Console configures the web console served on the HTTP listener (broker/console):
+	// its limits, and Auth, the hook an access check (the ACL) wraps it with. The zero
+	// value serves with the defaults and no login.
+	Console console.Config
+
 	// Remoting holds the connection limits of both remoting listeners.
 	Remoting remoting.Config
 	// Logger receives request failures and lifecycle events; nil means slog.Default().
@@ -277,6 +283,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("broker config: %w", err)
 	}
 	if err := c.Transaction.Validate(); err != nil {
+		return fmt.Errorf("broker config: %w", err)
+	}
+	if c.Console.Logger == nil {
+		c.Console.Logger = c.Logger
+	}
+	if err := c.Console.Validate(); err != nil {
 		return fmt.Errorf("broker config: %w", err)
 	}
 	if c.MaxLocalBytes > 0 && c.MaxLocalBytes < c.Store.SegmentBytes {

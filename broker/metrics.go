@@ -248,8 +248,9 @@ func (b *Broker) Registry() *prometheus.Registry { return b.metrics.reg }
 
 // HTTPHandler serves /healthz (the process is up), /readyz (503 with the reason while the
 // broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus), /tier/status (the
-// cold tier's state as JSON, TierStatus) and /txn/pending (pending transactional half
-// messages as JSON, txn.PendingList; ?group=G&limit=N).
+// cold tier's state as JSON, TierStatus), /txn/pending (pending transactional half
+// messages as JSON, txn.PendingList; ?group=G&limit=N) and the web console (broker/console,
+// consolesource.go) at / and under /console/.
 func (b *Broker) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -272,5 +273,6 @@ func (b *Broker) HTTPHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", b.consoleHandler())
 	return mux
 }
