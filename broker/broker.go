@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier"
 	"github.com/stratamq/strata/tier/objstore"
@@ -37,6 +38,9 @@ type Broker struct {
 	tierBucket   *objstore.MetricsBucket
 	tierPointers tier.MetaPointers
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
+	// timer is scheduled delivery (scheduled.go): delay levels, delivery times, retry
+	// back-off.
+	timer *timer.Service
 
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort
@@ -147,6 +151,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	}
 
 	if err := b.startTier(ctx); err != nil {
+		return err
+	}
+	if err := b.startTimer(ctx); err != nil {
 		return err
 	}
 	b.serve(b.nsServer, b.nsLn)
@@ -297,6 +304,12 @@ func (b *Broker) Close(ctx context.Context) error {
 		_ = b.httpLn.Close()
 	}
 	b.wg.Wait()
+	if b.timer != nil {
+		// Before the tier and the store: it fires what is due and checkpoints into the log.
+		if err := b.timer.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("broker: scheduled delivery: %w", err))
+		}
+	}
 	if b.meta != nil {
 		// Flushes consumer offsets, then leaves the cluster.
 		if err := b.meta.close(ctx); err != nil {

@@ -58,8 +58,8 @@ func (m *metrics) request(role string, code, result int16) {
 func (b *Broker) Registry() *prometheus.Registry { return b.metrics.reg }
 
 // HTTPHandler serves /healthz (the process is up), /readyz (503 with the reason while the
-// broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus) and /tier/status (the
-// cold tier's state as JSON, TierStatus).
+// broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus), /tier/status (the
+// cold tier's state as JSON, TierStatus) and /timer/status (scheduled delivery, TimerStatus).
 func (b *Broker) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -77,6 +77,7 @@ func (b *Broker) HTTPHandler() http.Handler {
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/tier/status", b.serveTierStatus)
+	mux.HandleFunc("/timer/status", b.serveTimerStatus)
 	// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -17,6 +17,7 @@ import (
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
 )
 
 // Topic prefixes of RocketMQ's per-group system topics.
@@ -175,6 +176,10 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body is %d bytes, over this broker's limit of %d bytes (MaxMessageBytes); send smaller messages or raise the limit", len(req.Body), b.cfg.MaxMessageBytes))
 	}
+	if timer.IsSystemTopic(h.topic) {
+		return remoting.NewResponse(req, remoting.RespNoPermission,
+			fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic with a delay level or a delivery time", h.topic))
+	}
 	var props sendProps
 	props.parse(h.properties)
 	if props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared {
@@ -216,6 +221,17 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		BornHost: peerAddr(conn), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		Body: req.Body,
 	}
+	// A delay level or a delivery time parks the message until it is due (§5.6).
+	var parked bool
+	if timer.WantsSchedule(props.get) {
+		var p timer.Parked
+		if p, parked, err = b.timer.Intercept(props.toMap(), topic, qid); err != nil {
+			return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message not scheduled: %v", err))
+		}
+		if parked {
+			m.Topic, m.QueueID = p.Topic, p.QueueID
+		}
+	}
 	rec, err := props.encode(m)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
@@ -223,7 +239,13 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if busy := b.tierBackpressure(req); busy != nil {
 		return busy
 	}
-	res, err := b.store.Append(ctx, rec)
+	var res []store.AppendResult
+	if parked {
+		// RocketMQ answers with the parked record: its offset id and queue offset.
+		res, err = b.timer.Park(ctx, rec)
+	} else {
+		res, err = b.store.Append(ctx, rec)
+	}
 	if err != nil {
 		return b.appendErrorResponse(req, topic, err)
 	}
@@ -261,6 +283,14 @@ func (p *sendProps) get(key string) string {
 	return v
 }
 
+// toMap switches to the map form (scheduling edits properties) and returns the map.
+func (p *sendProps) toMap() map[string]string {
+	if p.m == nil {
+		p.m = p.list.Map()
+	}
+	return p.m
+}
+
 func (p *sendProps) set(key, value string) {
 	if p.m == nil && !p.list.Set(key, value) {
 		p.m = p.list.Map()
@@ -288,6 +318,9 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	}
 	if strings.HasPrefix(h.topic, retryTopicPrefix) {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be sent to a %RETRY% topic; send them one by one")
+	}
+	if timer.IsSystemTopic(h.topic) {
+		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic", h.topic))
 	}
 	if h.sysFlag&message.FlagTransactionMask != 0 {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be transactional")
