@@ -6,11 +6,12 @@ import "time"
 // that what fires when is decided by the test, not by the machine's load.
 type Clock interface {
 	Now() time.Time
-	// NewTimer returns a timer that sends on its channel once d has passed.
-	NewTimer(d time.Duration) Timer
+	// TimerAt returns a timer that sends on its channel once the clock reads at or later.
+	// A deadline, not a duration, so the caller's notion of now cannot be stale.
+	TimerAt(at time.Time) Timer
 }
 
-// Timer is a stoppable wait started by Clock.NewTimer.
+// Timer is a stoppable wait started by Clock.TimerAt.
 type Timer interface {
 	C() <-chan time.Time
 	Stop() bool
@@ -18,8 +19,8 @@ type Timer interface {
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Time                 { return time.Now() }
-func (systemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
+func (systemClock) Now() time.Time             { return time.Now() }
+func (systemClock) TimerAt(at time.Time) Timer { return sysTimer{time.NewTimer(time.Until(at))} }
 
 type sysTimer struct{ t *time.Timer }
 

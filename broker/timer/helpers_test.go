@@ -36,11 +36,11 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
+func (c *fakeClock) TimerAt(at time.Time) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
-	if d <= 0 {
+	t := &fakeTimer{c: c, at: at, ch: make(chan time.Time, 1)}
+	if !at.After(c.now) {
 		t.state = 1
 		t.ch <- c.now
 	} else {
@@ -245,9 +245,10 @@ func (h *harness) waitDelivered(topic string, queue int32, n int) []*message.Mes
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for h.st.MaxOffset(topic, queue) < int64(n) {
-		if _, err := h.st.WaitForAppend(ctx, topic, queue, h.st.MaxOffset(topic, queue)); err != nil {
-			h.t.Fatalf("%s/%d holds %d messages, want %d: %v", topic, queue, h.st.MaxOffset(topic, queue), n, err)
+	for have := h.st.MaxOffset(topic, queue); have < int64(n); {
+		var err error
+		if have, err = h.st.WaitForAppend(ctx, topic, queue, have); err != nil {
+			h.t.Fatalf("%s/%d holds %d messages, want %d: %v", topic, queue, have, n, err)
 		}
 	}
 	return h.delivered(topic, queue)

@@ -328,13 +328,16 @@ func (s *Service) fireLoop() {
 		if owed {
 			wakeAt = min(wakeAt, ckAt.UnixMilli())
 		}
-		d := maxIdleWait
+		at := now.Add(maxIdleWait)
 		if wakeAt != math.MaxInt64 {
-			if d = min(d, time.UnixMilli(wakeAt).Sub(now)); d <= 0 {
+			if w := time.UnixMilli(wakeAt); w.Before(at) {
+				at = w
+			}
+			if !at.After(now) {
 				continue
 			}
 		}
-		t := s.clock.NewTimer(d)
+		t := s.clock.TimerAt(at)
 		select {
 		case <-t.C():
 		case <-s.wake:
@@ -501,30 +504,48 @@ type readResult struct {
 	err error
 }
 
-// readParked reads the batch's parked records with up to ReadConcurrency reads at once.
+// readParked reads the batch's parked records: one after the other while reads are quick
+// (local disk), and with up to ReadConcurrency at once for the rest of the batch as soon as
+// one is slow (the cold tier answers in tens of milliseconds a request).
 func (s *Service) readParked(batch []entry) []readResult {
 	out := make([]readResult, len(batch))
+	read := func(i int) {
+		e := batch[i]
+		rec, err := s.log.ReadAt(s.fireCtx, e.pos, e.size)
+		if err == nil {
+			var h message.RecordHeader
+			if h, err = message.ParseRecordHeader(rec); err == nil && (h.CommitLogOffset != e.pos || h.Topic != ParkTopic || h.QueueOffset != e.qoff) {
+				err = fmt.Errorf("%w: commit-log offset %d holds %s/%d offset %d, not the parked record", errUndeliverable, e.pos, h.Topic, h.QueueID, h.QueueOffset)
+			}
+		}
+		out[i] = readResult{rec, err}
+	}
+	i := 0
+	for ; i < len(batch); i++ {
+		start := time.Now()
+		read(i)
+		if time.Since(start) > slowRead {
+			i++
+			break
+		}
+	}
 	sem := make(chan struct{}, s.cfg.ReadConcurrency)
 	var wg sync.WaitGroup
-	for i, e := range batch {
+	for ; i < len(batch); i++ {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func() {
+		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rec, err := s.log.ReadAt(s.fireCtx, e.pos, e.size)
-			if err == nil {
-				var h message.RecordHeader
-				if h, err = message.ParseRecordHeader(rec); err == nil && (h.CommitLogOffset != e.pos || h.Topic != ParkTopic || h.QueueOffset != e.qoff) {
-					err = fmt.Errorf("%w: commit-log offset %d holds %s/%d offset %d, not the parked record", errUndeliverable, e.pos, h.Topic, h.QueueID, h.QueueOffset)
-				}
-			}
-			out[i] = readResult{rec, err}
-		}()
+			read(i)
+		}(i)
 	}
 	wg.Wait()
 	return out
 }
+
+// slowRead is a read of a parked record that did not come from local disk.
+const slowRead = 2 * time.Millisecond
 
 // permanent reports errors that retrying cannot cure.
 func permanent(err error) bool {
