@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
 	"github.com/stratamq/strata/tier/objstore"
 )
 
@@ -47,6 +48,16 @@ type NodeConfig struct {
 	IdleTimeout Duration  `yaml:"idle_timeout"`
 	Store       StoreYAML `yaml:"store"`
 	Tier        TierYAML  `yaml:"tier"`
+	Timer       TimerYAML `yaml:"timer"`
+}
+
+// TimerYAML configures scheduled delivery (delay levels, delivery times, retry back-off).
+type TimerYAML struct {
+	// MessageDelayLevel is RocketMQ's delay-level table: DELAY=n (and the n-th retry)
+	// waits its n-th entry; higher levels use the last.
+	MessageDelayLevel string `yaml:"message_delay_level"`
+	// MaxDelay refuses deliveries scheduled further ahead than this.
+	MaxDelay Duration `yaml:"max_delay"`
 }
 
 // TierYAML configures the cold tier.
@@ -99,6 +110,7 @@ func defaultNodeConfig() NodeConfig {
 			Flush:         "async",
 			FlushInterval: Duration(store.DefaultFlushInterval),
 		},
+		Timer: TimerYAML{MessageDelayLevel: timer.DefaultDelayLevels, MaxDelay: Duration(timer.DefaultMaxDelay)},
 	}
 }
 
@@ -210,6 +222,8 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 			SealAfter:     Duration(c.Store.SealAfter).duration(),
 		},
 	}
+	bc.MessageDelayLevel = c.Timer.MessageDelayLevel
+	bc.TimerMaxDelay = c.Timer.MaxDelay.duration()
 	bc.BucketURL = c.Tier.Bucket
 	bc.LocalRetention = c.Tier.LocalRetention.duration()
 	bc.MaxLocalBytes = int64(c.Tier.MaxLocalBytes)

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"message": {"look a message up by id or key, in either tier (message get|find)", runMessage},
 	"export":  {"export a topic's messages to an Arrow IPC (or Parquet) file", runExport},
 	"tier":    {"cold tier status: watermarks, objects, bytes, offload lag (tier status)", runTier},
+	"timer":   {"scheduled delivery status: pending timers by horizon, lateness, index (timer status)", runTimer},
 	"group":   {"consumer groups: reset offsets to a time or offset, describe offsets and lag (group reset|describe)", runGroup},
 }
 

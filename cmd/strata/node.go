@@ -56,6 +56,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Var(&sealAfter, "seal-after", "seal a segment once it is this old, e.g. 1s (0: only when full)")
 	flush := fs.String("flush", "async", "flush policy: async or sync")
 	tf := addTierFlags(fs)
+	timerf := addTimerFlags(fs)
 	verbose := fs.Bool("v", false, "log at debug level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -84,6 +85,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := tf.apply(&nc, dir); err != nil {
 		return err
 	}
+	timerf.apply(&nc)
 	bc, err := nc.brokerConfig()
 	if err != nil {
 		return err
