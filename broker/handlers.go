@@ -11,6 +11,7 @@ import (
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
 )
 
 // serveBroker dispatches the broker role's requests.
@@ -212,6 +213,9 @@ func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, l
 	topic, err := req.ExtFields.String("topic")
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if timer.IsSystemTopic(topic) {
+		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("topic %s holds scheduled messages and cannot be deleted", topic))
 	}
 	if err := b.meta.deleteTopic(ctx, topic); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s: %v", topic, err))

@@ -66,8 +66,9 @@ func TestScheduledSendIsParkedThenDelivered(t *testing.T) {
 	}
 	resp = sendWithProps(t, env, "D", 0, map[string]string{timer.PropertyTimerDelaySec: "7200"}, "too far")
 	wantCode(t, resp, remoting.RespMessageIllegal)
-	// The timer's own topics take no sends.
+	// The timer's own topics take no sends and cannot be deleted.
 	wantCode(t, sendWithProps(t, env, timer.ParkTopic, 0, nil, "x"), remoting.RespNoPermission)
+	wantCode(t, invoke(t, env.bk, remoting.CodeDeleteTopicInBroker, remoting.ExtFields{"topic": timer.ParkTopic}, nil), remoting.RespNoPermission)
 
 	r, err := http.Get("http://" + env.b.HTTPAddr() + "/timer/status")
 	if err != nil {

@@ -39,19 +39,37 @@ func benchTimer(ctx context.Context, w io.Writer, namesrv, prefix string, n, fir
 		return r.Queues(topic), nil
 	}
 
+	// Baseline: the same sends with a property of the same size that schedules nothing.
+	plain, err := queuesOf(prefix + "-plain")
+	if err != nil {
+		return err
+	}
+	hour := time.Now().Add(time.Hour).UnixMilli()
+	took, err := sendTimed(ctx, namesrv, plain, n, producers, window, "X_DELIVER_MS", func(int) int64 { return hour })
+	if err != nil {
+		return err
+	}
+	plainRate := float64(n) / took.Seconds()
+
 	// Insert rate, with nothing firing meanwhile.
 	far, err := queuesOf(prefix + "-insert")
 	if err != nil {
 		return err
 	}
-	hour := time.Now().Add(time.Hour).UnixMilli()
-	took, err := parkTimers(ctx, namesrv, far, n, producers, window, func(int) int64 { return hour })
+	took, err = parkTimers(ctx, namesrv, far, n, producers, window, func(int) int64 { return hour })
 	if err != nil {
 		return err
 	}
+	insertTook := took
 	insertRate := float64(n) / took.Seconds()
-	fmt.Fprintf(w, "timer insert: %d timers parked in %.1fs = %.0f timers/s (%d producers x %d in flight)\n",
-		n, took.Seconds(), insertRate, producers, window)
+	// The baseline again, so warm-up favours neither side.
+	if took, err = sendTimed(ctx, namesrv, plain, n, producers, window, "X_DELIVER_MS", func(int) int64 { return hour }); err != nil {
+		return err
+	}
+	plainRate = (plainRate + float64(n)/took.Seconds()) / 2
+	fmt.Fprintf(w, "baseline produce: %.0f msg/s (%d messages with a property of the same size that schedules nothing, before and after)\n", plainRate, n)
+	fmt.Fprintf(w, "timer insert: %d timers parked in %.1fs = %.0f timers/s = %.2fx the baseline (%d producers x %d in flight)\n",
+		n, insertTook.Seconds(), insertRate, insertRate/plainRate, producers, window)
 
 	// Steady firing at fireRate.
 	steady, err := queuesOf(prefix + "-steady")
@@ -96,6 +114,11 @@ func benchTimer(ctx context.Context, w io.Writer, namesrv, prefix string, n, fir
 
 // parkTimers sends n messages with TIMER_DELIVER_MS dueOf(i), round-robin over queues.
 func parkTimers(ctx context.Context, namesrv string, queues []client.Queue, n, producers, window int, dueOf func(int) int64) (time.Duration, error) {
+	return sendTimed(ctx, namesrv, queues, n, producers, window, timer.PropertyTimerDeliverMs, dueOf)
+}
+
+// sendTimed sends n messages with property key = dueOf(i).
+func sendTimed(ctx context.Context, namesrv string, queues []client.Queue, n, producers, window int, key string, dueOf func(int) int64) (time.Duration, error) {
 	var next atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
@@ -116,7 +139,7 @@ func parkTimers(ctx context.Context, namesrv string, queues []client.Queue, n, p
 					if i >= n {
 						return
 					}
-					props := map[string]string{timer.PropertyTimerDeliverMs: strconv.FormatInt(dueOf(i), 10)}
+					props := map[string]string{key: strconv.FormatInt(dueOf(i), 10)}
 					if _, err := c.Send(ctx, "strata-bench-timer", queues[i%len(queues)], []byte(strconv.Itoa(i)), props); err != nil {
 						mu.Lock()
 						firstErr = err
