@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,18 @@ func TestScheduledSendIsParkedThenDelivered(t *testing.T) {
 	var st timer.Status
 	if err := json.Unmarshal(raw, &st); err != nil || st.Scheduled != 1 || st.Fired != 1 || st.Pending != 0 || len(st.DelayLevels) != 2 {
 		t.Fatalf("/timer/status: %v %s", err, raw)
+	}
+	r, err = http.Get("http://" + env.b.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	raw, _ = io.ReadAll(r.Body)
+	for _, series := range []string{`strata_timer_pending_messages{horizon="1m"} 0`, `strata_timer_pending_messages{horizon="+Inf"} 0`,
+		"strata_timer_fired_messages_total 1", "strata_timer_scheduled_messages_total 1", `strata_timer_lateness_seconds_bucket{le="0.1"}`} {
+		if !strings.Contains(string(raw), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
 	}
 }
 
