@@ -15,6 +15,7 @@ import (
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/broker/txn"
+	"github.com/stratamq/strata/broker/timer"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/query"
 	"github.com/stratamq/strata/tier"
@@ -43,6 +44,9 @@ type Broker struct {
 	txn          *txn.Service   // transactional half messages (txn.go)
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
 	incarnations *incarnations  // which incarnation each topic's local data belongs to
+	// timer is scheduled delivery (scheduled.go): delay levels, delivery times, retry
+	// back-off.
+	timer *timer.Service
 
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort
@@ -177,6 +181,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := b.openTxn(ctx); err != nil {
+		return err
+	}
+	if err := b.startTimer(ctx); err != nil {
 		return err
 	}
 	// Topics deleted (or deleted and created again) while this broker was down.
@@ -341,6 +348,12 @@ func (b *Broker) Close(ctx context.Context) error {
 		_ = b.httpLn.Close()
 	}
 	b.wg.Wait()
+	if b.timer != nil {
+		// Before the tier and the store: it fires what is due and checkpoints into the log.
+		if err := b.timer.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("broker: scheduled delivery: %w", err))
+		}
+	}
 	if b.txn != nil {
 		if err := b.txn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("broker: close transactions: %w", err))

@@ -568,7 +568,8 @@ func TestErrors(t *testing.T) {
 }
 
 func TestSendBackToRetryAndDLQ(t *testing.T) {
-	env := startBroker(t, nil)
+	// Every retry level waits 50ms, so the test sees the back-off without waiting 10s.
+	env := startBroker(t, func(c *Config) { c.MessageDelayLevel = "50ms" })
 	createTopic(t, env, "R", 1)
 	wantCode(t, send(t, env, "R", 0, "", "payload"), remoting.RespSuccess)
 	resp := invoke(t, env.bk, remoting.CodePullMessage, pullExt("R", 0, 0, "*", 0), nil)
@@ -578,12 +579,20 @@ func TestSendBackToRetryAndDLQ(t *testing.T) {
 	}
 	back := remoting.ExtFields{"group": "cg", "offset": strconv.FormatInt(msgs[0].CommitLogOffset, 10), "delayLevel": "0",
 		"originMsgId": msgs[0].UniqKey(), "originTopic": "R", "unitMode": "false", "maxReconsumeTimes": "1"}
+	sentBack := time.Now()
 	wantCode(t, invoke(t, env.bk, remoting.CodeConsumerSendMsgBack, back, nil), remoting.RespSuccess)
-	resp = invoke(t, env.bk, remoting.CodePullMessage, pullExt("%RETRY%cg", 0, 0, "*", 0), nil)
+	// The retry is parked, not on the retry topic yet; a held pull sees it arrive.
+	resp = invoke(t, env.bk, remoting.CodePullMessage, pullExt("%RETRY%cg", 0, 0, "*", 10*time.Second), nil)
 	wantCode(t, resp, remoting.RespSuccess)
 	retried, _ := message.DecodeAll(resp.Body)
 	if len(retried) != 1 || retried[0].ReconsumeTimes != 1 || retried[0].Properties[message.PropertyRetryTopic] != "R" || string(retried[0].Body) != "payload" {
 		t.Fatalf("retry message %+v", retried)
+	}
+	if waited := retried[0].StoreTimestamp - sentBack.UnixMilli(); waited < 50 {
+		t.Fatalf("retry stored %dms after the send-back, before its 50ms back-off", waited)
+	}
+	if p := retried[0].Properties; p[message.PropertyDelayLevel] != "" || p[message.PropertyRealTopic] != "%RETRY%cg" {
+		t.Fatalf("retry properties %v", p)
 	}
 	// Past maxReconsumeTimes it goes to the DLQ.
 	back["offset"] = strconv.FormatInt(retried[0].CommitLogOffset, 10)

@@ -15,6 +15,7 @@ import (
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/broker/txn"
+	"github.com/stratamq/strata/broker/timer"
 	"github.com/stratamq/strata/tier"
 	"github.com/stratamq/strata/tier/objstore"
 )
@@ -115,6 +116,18 @@ type Config struct {
 	// concurrency, retry backoff). Bucket, Pointers, Prefix, StartOffset, LocalRetention,
 	// Retention, Registerer and Logger are set by the broker.
 	Tier tier.Config
+
+	// MessageDelayLevel is RocketMQ's delay-level table (messageDelayLevel): DELAY=n and the
+	// n-th retry back-off wait its n-th entry. Empty: timer.DefaultDelayLevels
+	// ("1s 5s 10s 30s 1m 2m ... 1h 2h").
+	MessageDelayLevel string
+	// TimerMaxDelay refuses deliveries scheduled further ahead than this (0:
+	// timer.DefaultMaxDelay, a leap year).
+	TimerMaxDelay time.Duration
+	// Timer tunes scheduled delivery (index flush, near-window bounds, firing batches).
+	// Dir, DelayLevels, MaxDelay, StoreHost, MaxAppendBytes, Registerer and Logger are set
+	// by the broker.
+	Timer timer.Config
 
 	// MaxSuspend caps how long a pull is held (clients ask for 20 s and give up at 30 s).
 	MaxSuspend time.Duration
@@ -266,6 +279,15 @@ func (c *Config) Validate() error {
 	if c.MaxHeldPulls < 0 || c.MaxPullMessages < 1 || c.MaxPullBytes < 1 || c.MaxFilterScanMessages < 1 || c.ClientExpiry < 0 ||
 		c.HousekeepingPeriod < 0 || c.LockExpiry < 0 || c.MaxBatchMessages < 1 {
 		return errors.New("broker config: limits and periods must be positive")
+	}
+	if c.MessageDelayLevel == "" {
+		c.MessageDelayLevel = timer.DefaultDelayLevels
+	}
+	if _, err := timer.ParseDelayLevels(c.MessageDelayLevel); err != nil {
+		return fmt.Errorf("broker config: MessageDelayLevel: %w", err)
+	}
+	if c.TimerMaxDelay < 0 {
+		return fmt.Errorf("broker config: TimerMaxDelay %s is negative", c.TimerMaxDelay)
 	}
 	if c.LocalRetention < 0 || c.MaxLocalBytes < 0 || c.TraceRetention < 0 {
 		return errors.New("broker config: LocalRetention, MaxLocalBytes and TraceRetention must not be negative")

@@ -665,7 +665,18 @@ func (s consoleSource) PendingTransactions(ctx context.Context, group string, li
 // build yet; once it is, fill console.Timers from the timer service's Status (pending count,
 // next due time, pending by horizon, scheduled/fired/dropped) here.
 func (s consoleSource) Timers(context.Context) console.Timers {
-	return console.Timers{Note: "Scheduled delivery (broker/timer) is not part of this build yet; its pending timers will be listed here."}
+	if s.b.timer == nil {
+		return console.Timers{Note: "Scheduled delivery is not running on this broker."}
+	}
+	st := s.b.timer.Status()
+	t := console.Timers{Available: true, Pending: st.Pending, Scheduled: st.Scheduled, Fired: st.Fired, Dropped: st.Dropped}
+	if st.NextDueMs > 0 {
+		t.NextDue = time.UnixMilli(st.NextDueMs).UTC()
+	}
+	for _, h := range st.PendingByHorizon {
+		t.ByHorizon = append(t.ByHorizon, console.TimerHorizon{Horizon: h.Horizon, Count: h.Count})
+	}
+	return t
 }
 
 // messagesInByTopic reads strata_broker_messages_in_total per topic without creating a

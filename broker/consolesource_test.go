@@ -15,6 +15,7 @@ import (
 
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/timer"
 )
 
 // The console over a real broker (embedded etcd, real store): what each page shows, and
@@ -145,14 +146,10 @@ func (p consolePage) rows(t *testing.T, id string) [][]string {
 	return out
 }
 
-func sendWithProps(t *testing.T, env *testEnv, topic string, queue int, props map[string]string, body []byte) *remoting.Command {
+// sendOK sends a message with props (sendWithProps) and wants it stored.
+func sendOK(t *testing.T, env *testEnv, topic string, queue int, props map[string]string, body []byte) *remoting.Command {
 	t.Helper()
-	resp := invoke(t, env.bk, remoting.CodeSendMessage, remoting.ExtFields{
-		"producerGroup": "pg", "topic": topic, "queueId": strconv.Itoa(queue), "sysFlag": "0",
-		"bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10), "flag": "0",
-		"properties": message.EncodeProperties(props), "reconsumeTimes": "0", "unitMode": "false",
-		"maxReconsumeTimes": "0", "batch": "false", "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
-	}, body)
+	resp := sendWithProps(t, env, topic, queue, props, string(body))
 	wantCode(t, resp, remoting.RespSuccess)
 	return resp
 }
@@ -163,19 +160,21 @@ func TestConsolePages(t *testing.T) {
 	createTopic(t, env, "orders", 2)
 	var firstID string
 	for i := range 6 {
-		resp := sendWithProps(t, env, "orders", i%2, map[string]string{message.PropertyKeys: "order-" + strconv.Itoa(i), message.PropertyTags: "paid"},
+		resp := sendOK(t, env, "orders", i%2, map[string]string{message.PropertyKeys: "order-" + strconv.Itoa(i), message.PropertyTags: "paid"},
 			[]byte("<b>order "+strconv.Itoa(i)+"</b>"))
 		if i == 0 {
 			firstID = resp.ExtFields["msgId"]
 		}
 	}
-	sendWithProps(t, env, "orders", 0, map[string]string{message.PropertyKeys: "blob"}, []byte{0x00, 0xff, 0x10, 'z'})
+	sendOK(t, env, "orders", 0, map[string]string{message.PropertyKeys: "blob"}, []byte{0x00, 0xff, 0x10, 'z'})
 	// Group cg consumed 2 of queue 0's 4 messages and 1 of queue 1's 3.
 	commitOffset(t, env, "cg", "orders", 0, 2)
 	commitOffset(t, env, "cg", "orders", 1, 1)
 	c := dial(t, env.b.BrokerAddr(), nil)
 	wantCode(t, invoke(t, c, remoting.CodeHeartBeat, nil, heartbeat("10.0.0.7@member", "cg", "orders", "paid")), remoting.RespSuccess)
 
+	// The cluster page shows the master as the watched view knows it.
+	waitFor(t, "the elected master in the view", func() bool { return env.b.meta.view.Snapshot().Masters["broker-a"] != "" })
 	t.Run("cluster", func(t *testing.T) {
 		for _, path := range []string{"/", "/console/"} {
 			p := consoleGet(t, h, path)
@@ -291,9 +290,11 @@ func TestConsolePages(t *testing.T) {
 		if got := tx.textOf(t, "txn-count"); got != "0 half messages pending." {
 			t.Fatalf("transactions: %q", got)
 		}
+		sendOK(t, env, "orders", 0, map[string]string{timer.PropertyTimerDelaySec: "3600"}, []byte("in an hour"))
+		waitFor(t, "the scheduled message indexed", func() bool { return env.b.timer.Status().Pending == 1 })
 		tm := consoleGet(t, h, "/console/timers")
-		if got := tm.textOf(t, "timers-unavailable"); !strings.Contains(got, "broker/timer") {
-			t.Fatalf("timers placeholder: %q", got)
+		if got := tm.textOf(t, "timers-pending"); got != "1" {
+			t.Fatalf("timers pending: %q, want 1", got)
 		}
 	})
 	t.Run("assets", func(t *testing.T) {
@@ -318,7 +319,7 @@ func TestConsoleResetAsksThenResets(t *testing.T) {
 	createTopic(t, env, "R", 2)
 	before := time.Now()
 	for i := range 10 {
-		sendWithProps(t, env, "R", i%2, nil, []byte("m"+strconv.Itoa(i)))
+		sendOK(t, env, "R", i%2, nil, []byte("m"+strconv.Itoa(i)))
 	}
 	commitOffset(t, env, "cg", "R", 0, 5)
 	commitOffset(t, env, "cg", "R", 1, 5)

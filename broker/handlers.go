@@ -363,11 +363,13 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		target = dlqTopicPrefix + group
 		props[message.PropertyDelayLevel] = "-1"
 	} else {
+		// The retry waits its level (the timer clamps it to the table): 3 + reconsume
+		// times unless the client names one, so attempts back off 10s, 30s, 1m, 2m, ...
 		level := delayLevel
 		if level == 0 {
 			level = 3 + old.ReconsumeTimes
 		}
-		props[message.PropertyDelayLevel] = strconv.Itoa(int(min(level, 18)))
+		props[message.PropertyDelayLevel] = strconv.Itoa(int(level))
 	}
 	qid, err := b.writableQueue(ctx, target, -1, false)
 	if err != nil {
@@ -378,11 +380,23 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		BornTimestamp: old.BornTimestamp, BornHost: old.BornHost, StoreHost: b.storeHost,
 		ReconsumeTimes: old.ReconsumeTimes + 1, Body: old.Body, Properties: props,
 	}
+	p, parked, err := b.timer.Intercept(props, target, qid)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("schedule the retry of the message at commit-log offset %d: %v", pos, err))
+	}
+	if parked {
+		m.Topic, m.QueueID = p.Topic, p.QueueID
+	}
 	out, err := m.AppendEncoded(nil)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("re-encode message for %s: %v", target, err))
 	}
-	if _, err := b.store.Append(ctx, out); err != nil {
+	if parked {
+		_, err = b.timer.Park(ctx, out)
+	} else {
+		_, err = b.store.Append(ctx, out)
+	}
+	if err != nil {
 		return b.appendErrorResponse(req, target, err)
 	}
 	b.metrics.messagesIn.WithLabelValues(target).Inc()

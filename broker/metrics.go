@@ -248,9 +248,10 @@ func (b *Broker) Registry() *prometheus.Registry { return b.metrics.reg }
 
 // HTTPHandler serves /healthz (the process is up), /readyz (503 with the reason while the
 // broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus), /tier/status (the
-// cold tier's state as JSON, TierStatus), /txn/pending (pending transactional half
-// messages as JSON, txn.PendingList; ?group=G&limit=N) and the web console (broker/console,
-// consolesource.go) at / and under /console/.
+// cold tier's state as JSON, TierStatus), /timer/status (scheduled delivery, TimerStatus),
+// /txn/pending (pending transactional half messages as JSON, txn.PendingList;
+// ?group=G&limit=N) and the web console (broker/console, consolesource.go) at / and under
+// /console/.
 func (b *Broker) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -269,6 +270,7 @@ func (b *Broker) HTTPHandler() http.Handler {
 	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/tier/status", b.serveTierStatus)
 	mux.HandleFunc("/txn/pending", b.serveTxnPending)
+	mux.HandleFunc("/timer/status", b.serveTimerStatus)
 	// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

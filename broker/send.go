@@ -17,6 +17,7 @@ import (
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
 )
 
 // Topic prefixes of RocketMQ's per-group system topics.
@@ -190,6 +191,10 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body is %d bytes, over this broker's limit of %d bytes (MaxMessageBytes); send smaller messages or raise the limit", len(req.Body), b.cfg.MaxMessageBytes))
 	}
+	if timer.IsSystemTopic(h.topic) {
+		return remoting.NewResponse(req, remoting.RespNoPermission,
+			fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic with a delay level or a delivery time", h.topic))
+	}
 	var props sendProps
 	props.parse(h.properties)
 	half := props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared
@@ -231,7 +236,8 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if half {
 		return b.handleHalfSend(ctx, conn, req, h, &props, m)
 	}
-	if err := b.routeVisible(m, &props); err != nil {
+	parked, err := b.routeVisible(m, &props)
+	if err != nil {
 		return sendErrorResponse(req, err)
 	}
 	rec, err := props.encode(m)
@@ -241,7 +247,13 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if busy := b.tierBackpressure(req); busy != nil {
 		return busy
 	}
-	res, err := b.store.Append(ctx, rec)
+	var res []store.AppendResult
+	if parked {
+		// RocketMQ answers with the parked record: its offset id and queue offset.
+		res, err = b.timer.Park(ctx, rec)
+	} else {
+		res, err = b.store.Append(ctx, rec)
+	}
 	if err != nil {
 		return b.appendErrorResponse(req, topic, err)
 	}
@@ -258,15 +270,23 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 }
 
 // routeVisible is where every message about to become visible to consumers learns the topic
-// and queue it is appended to: a send (handleSend) and a committed transactional message
-// (routeCommitted, broker/txn). Today each goes where it was sent.
-//
-// TIMER MERGE: scheduled delivery (broker/timer) hooks in here and only here: a message whose
-// properties ask for a delay (DELAY, TIMER_*) is rewritten into its parked form (m.Topic,
-// m.QueueID and props changed), so committed transactional messages are delayed from their
-// commit. TestCommittedMessageIsRoutedAsASend covers both callers.
-func (b *Broker) routeVisible(m *message.Message, props *sendProps) error {
-	return nil
+// and queue it is stored in: a message whose properties ask for a delay level or a delivery
+// time (§5.6: DELAY, TIMER_*, __STARTDELIVERTIME) is rewritten into its parked form in the
+// timer's topic (m.Topic, m.QueueID and props changed) and parked is true; it becomes visible
+// on its real topic when due. Plain sends and committed transactional messages both come
+// here, so a delayed transactional message is delayed from its commit.
+func (b *Broker) routeVisible(m *message.Message, props *sendProps) (parked bool, err error) {
+	if b.timer == nil || !timer.WantsSchedule(props.get) {
+		return false, nil
+	}
+	p, parked, err := b.timer.Intercept(props.toMap(), m.Topic, m.QueueID)
+	if err != nil {
+		return false, sendErrorf(remoting.RespMessageIllegal, "message not scheduled: %v", err)
+	}
+	if parked {
+		m.Topic, m.QueueID = p.Topic, p.QueueID
+	}
+	return parked, nil
 }
 
 // sendProps holds a sent message's properties without the map DecodeProperties builds, unless
@@ -289,6 +309,14 @@ func (p *sendProps) get(key string) string {
 	}
 	v, _ := p.list.Get(key)
 	return v
+}
+
+// toMap switches to the map form (scheduling edits properties) and returns the map.
+func (p *sendProps) toMap() map[string]string {
+	if p.m == nil {
+		p.m = p.list.Map()
+	}
+	return p.m
 }
 
 func (p *sendProps) set(key, value string) {
@@ -318,6 +346,9 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	}
 	if strings.HasPrefix(h.topic, retryTopicPrefix) {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be sent to a %RETRY% topic; send them one by one")
+	}
+	if timer.IsSystemTopic(h.topic) {
+		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic", h.topic))
 	}
 	if h.sysFlag&message.FlagTransactionMask != 0 {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be transactional")

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 
 	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/timer"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier"
 )
@@ -216,6 +218,11 @@ func (b *Broker) dropTopic(ctx context.Context, topic string) error {
 	}
 	return in.setLocked(topic, 0)
 }
+
+// isInternalTopic reports whether topic is a broker-internal system topic (transactions,
+// scheduled delivery): no route, no sends from clients, never deleted for missing from the
+// cluster's topics.
+func isInternalTopic(topic string) bool { return txn.IsSystemTopic(topic) || timer.IsSystemTopic(topic) }
 
 // pendingDeletes tracks topics whose deletion is in flight, for offload.
 type pendingDeletes struct {

@@ -42,16 +42,12 @@ func (b *Broker) openTxn(ctx context.Context) error {
 // commit.
 func (b *Broker) routeCommitted(m *message.Message) error {
 	p := sendProps{m: m.Properties}
-	if err := b.routeVisible(m, &p); err != nil {
+	if _, err := b.routeVisible(m, &p); err != nil {
 		return err
 	}
 	m.Properties = p.m
 	return nil
 }
-
-// isInternalTopic reports whether topic is a broker-internal system topic: no route, no
-// sends from clients, never deleted for missing from the cluster's topics.
-func isInternalTopic(topic string) bool { return txn.IsSystemTopic(topic) }
 
 // handleHalfSend stores a half message (m with its real topic and queue) and answers with
 // the ids the client's END_TRANSACTION echoes (§5.7 step 2).

@@ -25,7 +25,7 @@ import (
 func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
-	mode := fs.String("mode", "produce", "produce (throughput) or latency (publish-to-consume)")
+	mode := fs.String("mode", "produce", "produce (throughput), latency (publish-to-consume) or timer (scheduled delivery: insert rate, lateness, fire rate)")
 	producers := fs.Int("producers", 16, "concurrent producers")
 	topics := fs.Int("topics", 1, "topics to spread messages over")
 	size := fs.Int("size", 1024, "message body bytes")
@@ -36,8 +36,13 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	target := fs.String("target", "strata", "system under test: strata, or nats (JetStream, file storage) as a same-run baseline")
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL for --target nats")
 	clientKind := fs.String("client", "official", "producer client for --target strata: official (rocketmq-client-go) or raw (Strata's lean protocol client, pipelined)")
+	timers := fs.Int("timers", 100000, "timers per phase (timer mode)")
+	fireRate := fs.Int("fire-rate", 10000, "timers due per second in the steady phase (timer mode)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *mode == "timer" {
+		return benchTimer(ctx, stdout, *namesrv, *prefix, *timers, *fireRate, *producers, *window)
 	}
 	if *target == "nats" {
 		switch *mode {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
 	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/tier/objstore"
 )
@@ -59,6 +60,8 @@ type NodeConfig struct {
 	Tier                  TierYAML  `yaml:"tier"`
 	// Transaction tunes transactional messages.
 	Transaction TransactionYAML `yaml:"transaction"`
+	// Timer tunes scheduled delivery.
+	Timer TimerYAML `yaml:"timer"`
 }
 
 // TransactionYAML configures transactional messages (RocketMQ's transactionTimeOut,
@@ -79,6 +82,15 @@ type TransactionYAML struct {
 	CheckResolution Duration `yaml:"check_resolution"`
 	// CheckpointInterval is how often the recovery checkpoint is written.
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+}
+
+// TimerYAML configures scheduled delivery (delay levels, delivery times, retry back-off).
+type TimerYAML struct {
+	// MessageDelayLevel is RocketMQ's delay-level table: DELAY=n (and the n-th retry)
+	// waits its n-th entry; higher levels use the last.
+	MessageDelayLevel string `yaml:"message_delay_level"`
+	// MaxDelay refuses deliveries scheduled further ahead than this.
+	MaxDelay Duration `yaml:"max_delay"`
 }
 
 // TierYAML configures the cold tier.
@@ -143,6 +155,7 @@ func defaultNodeConfig() NodeConfig {
 			CheckResolution:    Duration(txn.DefaultCheckResolution),
 			CheckpointInterval: Duration(txn.DefaultCheckpointInterval),
 		},
+		Timer: TimerYAML{MessageDelayLevel: timer.DefaultDelayLevels, MaxDelay: Duration(timer.DefaultMaxDelay)},
 	}
 }
 
@@ -256,6 +269,8 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 			SealAfter:     Duration(c.Store.SealAfter).duration(),
 		},
 	}
+	bc.MessageDelayLevel = c.Timer.MessageDelayLevel
+	bc.TimerMaxDelay = c.Timer.MaxDelay.duration()
 	bc.BucketURL = c.Tier.Bucket
 	bc.LocalRetention = c.Tier.LocalRetention.duration()
 	bc.MaxLocalBytes = int64(c.Tier.MaxLocalBytes)

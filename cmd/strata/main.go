@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"export":  {"export a topic's messages to an Arrow IPC (or Parquet) file", runExport},
 	"tier":    {"cold tier status: watermarks, objects, bytes, offload lag (tier status)", runTier},
 	"trace":   {"a message's trace: publish and each consumer group's deliveries (trace --id|--key)", runTrace},
+	"timer":   {"scheduled delivery status: pending timers by horizon, lateness, index (timer status)", runTimer},
 	"group":   {"consumer groups: reset offsets to a time or offset, describe offsets and lag (group reset|describe)", runGroup},
 	"txn":     {"transactional half messages with no decision yet: age, check-backs (txn list)", runTxn},
 }

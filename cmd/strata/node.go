@@ -93,6 +93,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	flush := fs.String("flush", "async", "flush policy: async or sync")
 	tf := addTierFlags(fs)
 	xf := addTxnFlags(fs)
+	timerf := addTimerFlags(fs)
 	verbose := fs.Bool("v", false, "log at debug level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -124,6 +125,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	xf.apply(&nc)
+	timerf.apply(&nc)
 	bc, err := nc.brokerConfig()
 	if err != nil {
 		return err
