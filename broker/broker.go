@@ -14,8 +14,8 @@ import (
 
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
-	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/broker/timer"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/query"
 	"github.com/stratamq/strata/tier"

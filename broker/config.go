@@ -14,8 +14,8 @@ import (
 	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
-	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/broker/timer"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/tier"
 	"github.com/stratamq/strata/tier/objstore"
 )

@@ -222,7 +222,9 @@ func (b *Broker) dropTopic(ctx context.Context, topic string) error {
 // isInternalTopic reports whether topic is a broker-internal system topic (transactions,
 // scheduled delivery): no route, no sends from clients, never deleted for missing from the
 // cluster's topics.
-func isInternalTopic(topic string) bool { return txn.IsSystemTopic(topic) || timer.IsSystemTopic(topic) }
+func isInternalTopic(topic string) bool {
+	return txn.IsSystemTopic(topic) || timer.IsSystemTopic(topic)
+}
 
 // pendingDeletes tracks topics whose deletion is in flight, for offload.
 type pendingDeletes struct {
