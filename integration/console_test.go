@@ -152,9 +152,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	const topic, group = "console-orders", "console-cg"
 	const firstBatch, secondBatch = 12, 8 // two queues: 6 and 4 per queue
 	createTopic(t, dev.Namesrv, topic, 2)
-	traceCfg := func(group string) *primitive.TraceConfig {
-		return &primitive.TraceConfig{GroupName: group, Access: primitive.Local, NamesrvAddrs: []string{dev.Namesrv}}
-	}
+	traceCfg := func(group string) *primitive.TraceConfig { return traceConfig(t, dev.Namesrv, group) }
 	var msgIDs []string
 	send := func(from, n int) {
 		p := newProducer(t, dev.Namesrv, producer.WithGroupName("pg-console"), producer.WithTrace(traceCfg("pg-console")))
