@@ -51,6 +51,8 @@ type connConfig struct {
 	handler       Handler      // nil: answer REQUEST_CODE_NOT_SUPPORTED
 	logger        *slog.Logger
 	onConnect     func(*Conn)
+	// credentials sign every request this side sends (the client side; zero: none).
+	credentials Credentials
 }
 
 var connIDs atomic.Uint64
@@ -89,6 +91,9 @@ type Conn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// endReason is why the read loop ended (a TLS alert, a malformed frame), set before
+	// closed is closed when the read loop is what closed the connection.
+	endReason atomic.Pointer[error]
 	draining  atomic.Bool
 	done      chan struct{} // closed when the read loop and every handler are finished
 
@@ -183,10 +188,12 @@ func (c *Conn) drain() {
 
 // Invoke sends req to the peer and waits for its response, until ctx ends or
 // the connection closes. It sets req.Opaque to a fresh value of this
-// connection and clears req's response and oneway flags.
+// connection, clears req's response and oneway flags, and signs req when the
+// connection has credentials (ClientConfig.Credentials).
 func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
+	c.cfg.credentials.Sign(req)
 	ch := make(chan *Command, 1)
 	c.pendingMu.Lock()
 	if c.pending == nil {
@@ -218,6 +225,9 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 			return resp, nil
 		default:
 		}
+		if r := c.endReason.Load(); r != nil {
+			return nil, fmt.Errorf("invoke code %d on %s: %w: %w", req.Code, c, ErrConnClosed, *r)
+		}
 		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
 	}
 }
@@ -227,6 +237,7 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag = req.Flag&^FlagResponse | FlagOneway
+	c.cfg.credentials.Sign(req)
 	if err := c.write(ctx, req); err != nil {
 		return fmt.Errorf("invoke oneway code %d on %s: %w", req.Code, c, err)
 	}
@@ -314,6 +325,9 @@ func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 func (c *Conn) serve() {
 	defer close(c.done)
 	reason := c.readLoop()
+	if reason != nil {
+		c.endReason.Store(&reason)
+	}
 	if c.draining.Load() {
 		idle := make(chan struct{})
 		go func() { c.handlers.Wait(); close(idle) }()
