@@ -247,8 +247,9 @@ func (c *topicCounter) WithLabelValues(topic string) prometheus.Counter {
 func (b *Broker) Registry() *prometheus.Registry { return b.metrics.reg }
 
 // HTTPHandler serves /healthz (the process is up), /readyz (503 with the reason while the
-// broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus) and /tier/status (the
-// cold tier's state as JSON, TierStatus).
+// broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus), /tier/status (the
+// cold tier's state as JSON, TierStatus) and, with HTTPConfig.Pprof, /debug/pprof/ behind
+// the admin check (httpauth.go says which endpoint needs what).
 func (b *Broker) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -264,11 +265,13 @@ func (b *Broker) HTTPHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/tier/status", b.serveTierStatus)
-	// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", b.httpRead(promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{})))
+	mux.Handle("/tier/status", b.httpRead(http.HandlerFunc(b.serveTierStatus)))
+	if b.cfg.HTTP.Pprof {
+		// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
+		mux.Handle("/debug/pprof/", b.httpAdmin(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", b.httpAdmin(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", b.httpAdmin(http.HandlerFunc(pprof.Trace)))
+	}
 	return mux
 }
