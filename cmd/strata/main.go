@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"tier":    {"cold tier status: watermarks, objects, bytes, offload lag (tier status)", runTier},
 	"trace":   {"a message's trace: publish and each consumer group's deliveries (trace --id|--key)", runTrace},
 	"group":   {"consumer groups: reset offsets to a time or offset, describe offsets and lag (group reset|describe)", runGroup},
+	"acl":     {"access-control accounts: users and their topic and group permissions (acl user|grant|revoke|whitelist)", runACL},
 }
 
 func usage(w io.Writer) {
@@ -48,6 +49,9 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `strata <command> -h` for a command's flags.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, securityUsage)
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "SIGINT or SIGTERM stops any command; a second signal, or STRATA_SHUTDOWN_TIMEOUT")
 	fmt.Fprintf(w, "(default %s) after the first, ends it at once.\n", DefaultShutdownTimeout)
 }
@@ -57,8 +61,14 @@ func main() {
 		usage(os.Stderr)
 		os.Exit(2)
 	}
-	name := os.Args[1]
-	if name == "-h" || name == "--help" || name == "help" {
+	name, args, sec, err := splitArgs(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata: %v\n\n", err)
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	cliSecurity = sec
+	if name == "" || name == "-h" || name == "--help" || name == "help" {
 		usage(os.Stdout)
 		return
 	}
@@ -78,7 +88,7 @@ func main() {
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
 	go watchSignals(sigc, stop, grace, os.Stderr, os.Exit)
-	err = cmd.run(ctx, os.Args[2:], os.Stdout)
+	err = cmd.run(ctx, args, os.Stdout)
 	if err == nil {
 		return
 	}
