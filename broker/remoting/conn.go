@@ -210,7 +210,7 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 		c.pendingMu.Unlock()
 	}()
 	if err := c.write(ctx, req); err != nil {
-		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, err)
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(err))
 	}
 	select {
 	case resp := <-ch:
@@ -225,11 +225,17 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 			return resp, nil
 		default:
 		}
-		if r := c.endReason.Load(); r != nil {
-			return nil, fmt.Errorf("invoke code %d on %s: %w: %w", req.Code, c, ErrConnClosed, *r)
-		}
-		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(ErrConnClosed))
 	}
+}
+
+// withEndReason adds why the read loop ended the connection (a TLS alert such as
+// "certificate required") to err, when it did.
+func (c *Conn) withEndReason(err error) error {
+	if r := c.endReason.Load(); r != nil {
+		return fmt.Errorf("%w: %w", err, *r)
+	}
+	return err
 }
 
 // InvokeOneway sends req to the peer with FlagOneway set and waits for
