@@ -33,7 +33,7 @@ func testAccounts() *meta.ACLSnapshot {
 	}, Whitelist: []string{"192.168.7.7"}}
 }
 
-func newTestChecker(t *testing.T, snap *meta.ACLSnapshot, mutate func(*Config)) (*Checker, *bytes.Buffer) {
+func newTestChecker(t testing.TB, snap *meta.ACLSnapshot, mutate func(*Config)) (*Checker, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
 	cfg := Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
