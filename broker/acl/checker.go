@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,8 +277,16 @@ func (c *Checker) Authorize(ctx context.Context, r Resource) error {
 }
 
 func noPermission(ak string, r Resource) string {
+	kind := "topic"
+	if r.Group {
+		kind = "group"
+	}
+	perm := r.Perm.String()
+	if strings.Contains(perm, "|") {
+		perm = "'" + perm + "'" // a shell pipe otherwise
+	}
 	return fmt.Sprintf("No permission: access key %q needs %s on %s; an admin grants it with `strata acl grant --access-key %s --%s %s --perm %s`",
-		ak, r.Perm, r, ak, map[bool]string{false: "topic", true: "group"}[r.Group], r.Name, r.Perm)
+		ak, r.Perm, r, ak, kind, r.Name, perm)
 }
 
 // Check verifies req from remote on role's listener. It returns the context for the

@@ -22,7 +22,7 @@ const aclUsage = `usage: strata acl <command> [flags]
   user update --access-key AK [--secret-key SK] [--admin=true|false] [--default-topic-perm P] [--default-group-perm P] [--white-addr A]
   user delete --access-key AK
   user list [--json]
-  grant  --access-key AK (--topic T | --group G) --perm DENY|PUB|SUB|PUB|SUB
+  grant  --access-key AK (--topic T | --group G) --perm DENY, PUB, SUB or 'PUB|SUB'
   revoke --access-key AK (--topic T | --group G)
   whitelist set ADDR[,ADDR...]   (192.168.0.*, 10.0.0.1-100, 10.0.0.0/8; "" clears it)
   whitelist show
