@@ -79,6 +79,8 @@ type ACLYAML struct {
 	FailureLogInterval Duration `yaml:"failure_log_interval"`
 	// MaxSignatureAge refuses Strata clients' signatures older than this (replays).
 	MaxSignatureAge Duration `yaml:"max_signature_age"`
+	// MinSecretKeyBytes is the shortest secret key an account may have.
+	MinSecretKeyBytes int `yaml:"min_secret_key_bytes"`
 }
 
 // TLSYAML serves the three listeners over TLS.

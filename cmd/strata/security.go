@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -33,6 +34,7 @@ func (c NodeConfig) securityConfig(bc *broker.Config) error {
 	bc.ACL.PublicRoutes = c.ACL.PublicRoutes
 	bc.ACL.FailureLogInterval = c.ACL.FailureLogInterval.duration()
 	bc.ACL.MaxSignatureAge = c.ACL.MaxSignatureAge.duration()
+	bc.ACL.MinSecretKeyBytes = c.ACL.MinSecretKeyBytes
 	if (c.ACL.AdminAccessKey == "") != (c.ACL.AdminSecretKey == "") {
 		return errors.New("acl: set both admin_access_key and admin_secret_key (STRATA_ACL_ADMIN_SECRET_KEY keeps the secret out of the file), or neither")
 	}
@@ -340,6 +342,27 @@ func dialBroker(ctx context.Context, addr string, timeout time.Duration) (*remot
 		return nil, err
 	}
 	return remoting.Dial(ctx, addr, cfg)
+}
+
+// httpGet GETs path from a broker's HTTP listener: https with --tls, and the access and
+// secret keys as basic auth when given (endpoints behind http.protect_reads take an admin's).
+func (s *clientSecurity) httpGet(ctx context.Context, addr, path string) (*http.Response, error) {
+	conf, err := s.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	scheme, client := "http", http.DefaultClient
+	if conf != nil {
+		scheme, client = "https", &http.Client{Transport: &http.Transport{TLSClientConfig: conf}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.AccessKey != "" {
+		req.SetBasicAuth(s.AccessKey, s.SecretKey)
+	}
+	return client.Do(req)
 }
 
 // remotingConfig adds the credentials and TLS to a raw connection's configuration.

@@ -178,11 +178,7 @@ func splitList(s string) []string {
 
 func fetchTierStatus(ctx context.Context, addr string) (broker.TierStatus, error) {
 	var st broker.TierStatus
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/tier/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cliSecurity.httpGet(ctx, addr, "/tier/status")
 	if err != nil {
 		return st, fmt.Errorf("tier status of broker %s: %w", addr, err)
 	}
