@@ -86,6 +86,13 @@ func (c *Checker) ServeAdmin(ctx context.Context, req *remoting.Command) *remoti
 		}
 		return remoting.NewResponse(req, code, err.Error())
 	}
+	by := ""
+	if id, ok := IdentityFrom(ctx); ok {
+		by = id.AccessKey
+	}
+	// An audit line: who changed which account (never a secret).
+	c.cfg.Logger.Info("acl: change", "by", by, "request", remoting.RequestName(req.Code), "access_key", req.ExtFields[extAccessKey],
+		"topic", req.ExtFields[extTopic], "group", req.ExtFields[extGroup], "revision", rev)
 	wctx, cancel := context.WithTimeout(ctx, readBackTimeout)
 	defer cancel()
 	if err := c.view.WaitRevision(wctx, rev); err != nil {

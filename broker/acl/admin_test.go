@@ -1,12 +1,14 @@
 package acl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +36,12 @@ func startMeta(t *testing.T) *meta.Client {
 
 func newEtcdChecker(t *testing.T, mc *meta.Client) *Checker {
 	t.Helper()
-	c, err := New(context.Background(), Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BrokerName: "broker-a"}, mc)
+	return newEtcdCheckerLogging(t, mc, io.Discard)
+}
+
+func newEtcdCheckerLogging(t *testing.T, mc *meta.Client, w io.Writer) *Checker {
+	t.Helper()
+	c, err := New(context.Background(), Config{Logger: slog.New(slog.NewTextHandler(w, nil)), BrokerName: "broker-a"}, mc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +74,8 @@ func checkSend(c *Checker, ak, sk, topic string) *remoting.Command {
 
 func TestManagementThroughEtcd(t *testing.T) {
 	mc := startMeta(t)
-	c := newEtcdChecker(t, mc)
+	var logs syncBuffer
+	c := newEtcdCheckerLogging(t, mc, &logs)
 	other := newEtcdChecker(t, mc) // a second broker of the cluster
 	ctx := context.Background()
 	if err := c.EnsureAdmin(ctx, "root", "root-secret"); err != nil {
@@ -172,6 +180,35 @@ func TestManagementThroughEtcd(t *testing.T) {
 	if info.ExtFields["brokerName"] != "broker-a" || !strings.Contains(info.ExtFields["version"], "counter") {
 		t.Fatalf("acl info %v", info.ExtFields)
 	}
+
+	// Changes are audited by who made them; no secret reaches the log.
+	out := logs.String()
+	if !strings.Contains(out, "acl: change") || !strings.Contains(out, "by=root") || !strings.Contains(out, "access_key=app1") {
+		t.Fatalf("no audit lines:\n%s", out)
+	}
+	for _, secret := range []string{"root-secret", "app1-secret", "app2-secret", "long-enough"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("the log shows secret %q:\n%s", secret, out)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
