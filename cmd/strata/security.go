@@ -107,7 +107,7 @@ func addNodeSecurityFlags(fs *flag.FlagSet) *nodeSecurityFlags {
 	fs.StringVar(&f.clientAuth, "tls-client-auth", "none", "client certificates: none, verify_if_given or require (mTLS)")
 	fs.BoolVar(&f.permissive, "tls-permissive", false, "admit plain connections on the TLS ports too")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve /debug/pprof/ on the HTTP listener")
-	fs.StringVar(&f.adminToken, "http-admin-token", os.Getenv("STRATA_HTTP_ADMIN_TOKEN"), "bearer token of the HTTP admin endpoints; env STRATA_HTTP_ADMIN_TOKEN")
+	fs.StringVar(&f.adminToken, "http-admin-token", "", "bearer token of the HTTP admin endpoints; env STRATA_HTTP_ADMIN_TOKEN")
 	return f
 }
 
@@ -132,7 +132,11 @@ func (f *nodeSecurityFlags) apply(nc *NodeConfig) error {
 	} else if f.clientCA != "" || f.permissive {
 		return errors.New("--tls-client-ca and --tls-permissive need --tls-cert and --tls-key")
 	}
-	nc.HTTP = HTTPYAML{Pprof: f.pprof, AdminToken: f.adminToken}
+	token := f.adminToken
+	if token == "" {
+		token = os.Getenv("STRATA_HTTP_ADMIN_TOKEN") // not the flag's default: -h would print it
+	}
+	nc.HTTP = HTTPYAML{Pprof: f.pprof, AdminToken: token}
 	return nil
 }
 
