@@ -124,6 +124,11 @@ func TestACLWithOfficialClient(t *testing.T) {
 		t.Fatal("refusals are not logged")
 	}
 
+	// Where no account is managed, --access-key and --secret-key sign.
+	if out, errOut, err := runStrata(t, nil, "acl", "user", "list", ns, "--access-key", "root", "--secret-key", "root-secret"); err != nil || !strings.Contains(out, "app1") {
+		t.Fatalf("acl user list signed by flags: %v\n%s%s", err, out, errOut)
+	}
+
 	// A CLI command without an admin key, and one by a non-admin, are refused with the reason.
 	if _, errOut, err := runStrata(t, []string{"STRATA_ACCESS_KEY=app1", "STRATA_SECRET_KEY=app1-secret"}, "topic", "create", ns, "--topic", "nope"); err == nil ||
 		!strings.Contains(errOut, `access key "app1" needs admin`) {

@@ -29,7 +29,8 @@ const aclUsage = `usage: strata acl <command> [flags]
 
 Every request needs an admin account: sign with STRATA_ACCESS_KEY and STRATA_SECRET_KEY, or
 with --access-key/--secret-key before "acl" (strata --access-key A --secret-key S acl ...);
-after "acl", --access-key names the account managed. New accounts may use no topic (DENY)
+after "acl", --access-key names the account managed (in user list and whitelist, which manage
+no account, it signs). New accounts may use no topic (DENY)
 and consume as any group (SUB) until granted more. Changes hold on every broker at once`
 
 func runACL(ctx context.Context, args []string, stdout io.Writer) error {
@@ -64,6 +65,12 @@ func runACL(ctx context.Context, args []string, stdout io.Writer) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
+	if sub == "user list" || strings.HasPrefix(sub, "whitelist ") {
+		// No account is managed here: --access-key and --secret-key can only mean who signs.
+		if set["access-key"] || set["secret-key"] {
+			cliSecurity.AccessKey, cliSecurity.SecretKey = *ak, *sk
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c, err := dialClient(ctx, *namesrv)
