@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/broker/timer"
@@ -51,6 +52,9 @@ type Broker struct {
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort
 	advertised          string
+
+	acl *acl.Checker        // nil: ACL off (security.go)
+	tls *remoting.ServerTLS // nil: plain listeners
 
 	clients *clientRegistry
 	filters *filterCache // compiled subscription expressions (filters.go)
@@ -134,21 +138,30 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: %w", err)
 	}
 
+	if err := b.loadTLS(); err != nil {
+		return err
+	}
 	if b.nsLn, err = net.Listen("tcp", b.cfg.NameServerListen); err != nil {
 		return fmt.Errorf("broker: listen for the name-server role on %s: %w", b.cfg.NameServerListen, err)
 	}
+	b.nsLn = b.secure(b.nsLn)
 	if b.brkLn, err = net.Listen("tcp", b.cfg.BrokerListen); err != nil {
 		return fmt.Errorf("broker: listen for the broker role on %s: %w", b.cfg.BrokerListen, err)
 	}
+	b.brkLn = b.secure(b.brkLn)
 	if b.cfg.HTTPListen != "-" {
 		if b.httpLn, err = net.Listen("tcp", b.cfg.HTTPListen); err != nil {
 			return fmt.Errorf("broker: listen for HTTP on %s: %w", b.cfg.HTTPListen, err)
 		}
+		b.httpLn = b.secure(b.httpLn)
 	}
 	if b.advertised, err = advertisedAddr(b.cfg.AdvertisedAddr, b.brkLn.Addr()); err != nil {
 		return err
 	}
 	b.storeHost = netip.MustParseAddrPort(b.advertised)
+	if err := b.startACL(ctx); err != nil {
+		return err
+	}
 
 	rcfg := b.cfg.Remoting
 	rcfg.Logger = b.log
@@ -213,7 +226,8 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	b.wg.Add(1)
 	go b.housekeeping()
 	b.serving.Store(true)
-	b.log.Info("broker started", "namesrv", b.nsLn.Addr().String(), "broker_listen", b.brkLn.Addr().String(), "advertised", b.advertised)
+	b.log.Info("broker started", "namesrv", b.nsLn.Addr().String(), "broker_listen", b.brkLn.Addr().String(), "advertised", b.advertised,
+		"acl", b.acl != nil, "tls", b.tls != nil)
 	return nil
 }
 
@@ -358,6 +372,9 @@ func (b *Broker) Close(ctx context.Context) error {
 		if err := b.txn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("broker: close transactions: %w", err))
 		}
+	}
+	if b.acl != nil {
+		_ = b.acl.Close()
 	}
 	if b.meta != nil {
 		// Flushes consumer offsets, then leaves the cluster.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/console"
 	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
@@ -165,6 +166,21 @@ type Config struct {
 
 	// Remoting holds the connection limits of both remoting listeners.
 	Remoting remoting.Config
+
+	// ACLEnabled checks every request of both remoting roles against the access-control
+	// accounts in etcd (broker/acl): RocketMQ's signatures and plain-ACL permissions.
+	ACLEnabled bool
+	// ACL tunes the checks; ClusterName, BrokerName, BrokerAddr and Logger are set by the
+	// broker.
+	ACL acl.Config
+	// ACLAdmin, with ACL on, is an admin account made sure of at start: created, or given
+	// this secret key and the admin right (so an operator is never locked out). Zero: none.
+	ACLAdmin remoting.Credentials
+	// TLS, when set, serves the name-server, broker and HTTP listeners over TLS, with
+	// certificates read again when their files change (or on ReloadTLS).
+	TLS *remoting.ServerTLSConfig
+	// HTTP configures the endpoints of the HTTP listener (httpauth.go).
+	HTTP HTTPConfig
 	// Logger receives request failures and lifecycle events; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -300,6 +316,14 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Remoting.Validate(); err != nil {
 		return fmt.Errorf("broker config: %w", err)
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			return fmt.Errorf("broker config: %w", err)
+		}
+	}
+	if !c.ACLAdmin.IsZero() && !c.ACLEnabled {
+		return errors.New("broker config: an ACL admin account is configured but ACL is off; enable ACL or drop the admin account")
 	}
 	if err := c.Store.Validate(); err != nil {
 		return fmt.Errorf("broker config: %w", err)

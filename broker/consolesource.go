@@ -43,7 +43,13 @@ const (
 
 // consoleHandler builds the console's handler, or one that says why it could not.
 func (b *Broker) consoleHandler() http.Handler {
-	h, err := console.New(consoleSource{b}, b.cfg.Console)
+	cfg := b.cfg.Console
+	if cfg.Auth == nil {
+		// With ACL on (or an admin token set) the console asks for an admin account's access
+		// key and secret key (HTTP basic auth) or the token; with neither it is open.
+		cfg.Auth = b.httpAdmin
+	}
+	h, err := console.New(consoleSource{b}, cfg)
 	if err != nil {
 		b.log.Error("console disabled", "err", err)
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
@@ -18,6 +19,11 @@ import (
 // serveBroker dispatches the broker role's requests.
 func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	start := time.Now()
+	ctx, deny := b.checkACL(ctx, acl.RoleBroker, conn, req)
+	if deny != nil {
+		b.metrics.request(roleBroker, req.Code, deny.Code, start)
+		return deny
+	}
 	var resp *remoting.Command
 	switch req.Code {
 	case remoting.CodeSendMessage, remoting.CodeSendMessageV2, remoting.CodeSendReplyMessage:
@@ -73,6 +79,9 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 	case remoting.CodeUnregisterClient:
 		b.clients.unregister(conn.ID(), req.ExtFields.StringOr("producerGroup", ""), req.ExtFields.StringOr("consumerGroup", ""))
 		resp = remoting.NewResponse(req, remoting.RespSuccess, "")
+	case remoting.CodeUpdateAndCreateACLConfig, remoting.CodeDeleteACLConfig, remoting.CodeGetBrokerClusterACLInfo,
+		remoting.CodeUpdateGlobalWhiteAddrsConfig, remoting.CodeGetBrokerClusterACLConfig, remoting.CodeACLGrant, remoting.CodeACLRevoke:
+		resp = b.serveACLAdmin(ctx, req)
 	case remoting.CodeGetRouteInfoByTopic, remoting.CodeGetAllTopicListFromNameServer, remoting.CodeGetBrokerClusterInfo:
 		// Tools sometimes ask a broker address for routes; answer as the name server would.
 		return b.serveNameServer(ctx, conn, req)
@@ -343,6 +352,10 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 	old, _, err := message.Decode(rec)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("decode message at commit-log offset %d: %v", pos, err))
+	}
+	// The client names the message by offset: it may send back only what it may read.
+	if deny := b.authorizeStored(ctx, req, old.Topic); deny != nil {
+		return deny
 	}
 	props := old.Properties
 	if props == nil {

@@ -250,8 +250,9 @@ func (b *Broker) Registry() *prometheus.Registry { return b.metrics.reg }
 // broker cannot serve, e.g. etcd unreachable), /metrics (Prometheus), /tier/status (the
 // cold tier's state as JSON, TierStatus), /timer/status (scheduled delivery, TimerStatus),
 // /txn/pending (pending transactional half messages as JSON, txn.PendingList;
-// ?group=G&limit=N) and the web console (broker/console, consolesource.go) at / and under
-// /console/.
+// ?group=G&limit=N), with HTTPConfig.Pprof /debug/pprof/ behind the admin check (httpauth.go
+// says which endpoint needs what), and the web console (broker/console, consolesource.go) at
+// / and under /console/.
 func (b *Broker) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -267,14 +268,16 @@ func (b *Broker) HTTPHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/tier/status", b.serveTierStatus)
-	mux.HandleFunc("/txn/pending", b.serveTxnPending)
-	mux.HandleFunc("/timer/status", b.serveTimerStatus)
-	// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", b.httpRead(promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{})))
+	mux.Handle("/tier/status", b.httpRead(http.HandlerFunc(b.serveTierStatus)))
+	mux.Handle("/txn/pending", b.httpRead(http.HandlerFunc(b.serveTxnPending)))
+	mux.Handle("/timer/status", b.httpRead(http.HandlerFunc(b.serveTimerStatus)))
+	if b.cfg.HTTP.Pprof {
+		// Profiles for operators chasing a hot spot (go tool pprof http://HOST/debug/pprof/profile).
+		mux.Handle("/debug/pprof/", b.httpAdmin(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", b.httpAdmin(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", b.httpAdmin(http.HandlerFunc(pprof.Trace)))
+	}
 	mux.Handle("/", b.consoleHandler())
 	return mux
 }

@@ -107,6 +107,9 @@ func (b *Broker) handleViewMessageByID(ctx context.Context, req *remoting.Comman
 		return remoting.NewResponse(req, remoting.RespSystemError,
 			fmt.Sprintf("no message at commit-log offset %d of broker group %s: %v", off, b.cfg.BrokerName, err))
 	}
+	if deny := b.authorizeRecord(ctx, req, rec); deny != nil {
+		return deny
+	}
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.Body = rec
 	return resp

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/txn"
@@ -115,6 +116,9 @@ func (b *Broker) handleEndTransaction(ctx context.Context, conn *remoting.Conn, 
 		// checked back on the connection it ends transactions on.
 		b.clients.noteProducer(conn, r.ProducerGroup, time.Now())
 	}
+	if denied := b.authorizeEnd(ctx, req, r.CommitLogOffset); denied != nil {
+		return denied
+	}
 	res, err := b.txn.End(ctx, r)
 	if err != nil {
 		b.log.Warn("END_TRANSACTION refused", "group", r.ProducerGroup, "commit_log_offset", r.CommitLogOffset,
@@ -209,4 +213,22 @@ func (b *Broker) serveTxnPending(w http.ResponseWriter, r *http.Request) {
 	l := b.TxnPending(r.Context(), r.URL.Query().Get("group"), limit)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(l)
+}
+
+// authorizeEnd answers NO_PERMISSION unless the request may publish to the real topic of the
+// half message at pos: ending a transaction makes a message visible there. A half message that
+// cannot be read is left to txn.End to report.
+func (b *Broker) authorizeEnd(ctx context.Context, req *remoting.Command, pos int64) *remoting.Command {
+	if b.acl == nil {
+		return nil
+	}
+	rec, err := b.store.ReadAt(pos, 0)
+	if err != nil {
+		return nil
+	}
+	m, _, err := message.Decode(rec)
+	if err != nil || m.Properties[message.PropertyRealTopic] == "" {
+		return nil
+	}
+	return b.authorizeTopic(ctx, req, m.Properties[message.PropertyRealTopic], acl.PermPub)
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/stratamq/strata/broker/txn"
 )
 
-func startBenchBroker(b *testing.B, mutate func(*Config)) *Broker {
+func startTxnBenchBroker(b *testing.B, mutate func(*Config)) *Broker {
 	b.Helper()
 	mc := startMeta(b)
 	cfg := Config{DataDir: b.TempDir(), NameServerListen: "127.0.0.1:0", BrokerListen: "127.0.0.1:0", HTTPListen: "-",
@@ -72,7 +72,7 @@ func benchSendExt(queue int, props map[string]string, sysFlag int32) remoting.Ex
 // go test -run '^$' -bench TransactionalVsPlainSend -benchtime 20000x ./broker/
 func BenchmarkTransactionalVsPlainSend(b *testing.B) {
 	for _, flush := range []store.FlushMode{store.FlushAsync, store.FlushSync} {
-		br := startBenchBroker(b, func(c *Config) { c.Store.FlushMode = flush })
+		br := startTxnBenchBroker(b, func(c *Config) { c.Store.FlushMode = flush })
 		const conns = 16
 		clients := make([]*remoting.Client, conns)
 		for i := range clients {
@@ -145,7 +145,7 @@ func BenchmarkTransactionalVsPlainSend(b *testing.B) {
 // go test -run '^$' -bench CheckBackAfterTimeout -benchtime 20x ./broker/
 func BenchmarkCheckBackAfterTimeout(b *testing.B) {
 	const timeout = 200 * time.Millisecond
-	br := startBenchBroker(b, func(c *Config) {
+	br := startTxnBenchBroker(b, func(c *Config) {
 		c.Transaction.Timeout = timeout
 		c.Transaction.CheckInterval = time.Hour
 	})

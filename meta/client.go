@@ -35,6 +35,12 @@ type Config struct {
 	DialTimeout time.Duration
 	// RequestTimeout bounds each single etcd request made by this package; default 5s.
 	RequestTimeout time.Duration
+	// TLS of the connection to etcd (tls.go); https:// endpoints need it or the system's
+	// roots. ACL secret keys live in etcd, so with ACL on, etcd should require both.
+	TLS EtcdTLS
+	// Username and Password authenticate to etcd when its auth is enabled.
+	Username string
+	Password string
 }
 
 // Validate reports a configuration that cannot work.
@@ -69,7 +75,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
 	}
+	tlsConf, err := cfg.TLS.config(cfg.Endpoints)
+	if err != nil {
+		return nil, err
+	}
 	cli, err := clientv3.New(clientv3.Config{
+		TLS:         tlsConf,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
 		Context:     context.WithoutCancel(ctx),

@@ -22,6 +22,12 @@
 //	offsets/<brokerGroup>/<group>/<topic>/<queueId>   {"v":1,"offset":N,"gen":G}
 //	tier/<brokerGroup>                       TierPointer {"v":2,"watermark":N,"manifest":"key","epoch":E}
 //	election/<brokerGroup>/<lease hex>       concurrency.Election of the group's master; value = broker name
+//	acl/accounts/<accessKey>                 ACLAccount {"v":1,"accessKey","secretKey","admin",...} (acl.go)
+//	acl/whitelist                            ACLWhitelist {"v":1,"addrs":[...]}
+//
+// ACL secret keys are stored as given (an HMAC signature cannot be verified against a
+// hash): etcd must require authentication and TLS wherever ACL is on (Config.TLS,
+// Username, Password). ACLView watches acl/ apart from View.
 //
 // Queue ids are local to a broker group: a route gives each group a count of read and write
 // queues, numbered 0..n-1 in that group, which is exactly RocketMQ's QueueData (brokerName =

@@ -40,6 +40,11 @@ var requestNames = map[int16]string{
 	CodeLockBatchMQ:                      "lock_batch",
 	CodeUnlockBatchMQ:                    "unlock_batch",
 	CodeCheckClientConfig:                "check_client_config",
+	CodeUpdateAndCreateACLConfig:         "acl_update",
+	CodeDeleteACLConfig:                  "acl_delete",
+	CodeGetBrokerClusterACLInfo:          "acl_info",
+	CodeUpdateGlobalWhiteAddrsConfig:     "acl_update_whitelist",
+	CodeGetBrokerClusterACLConfig:        "acl_config",
 	CodeRegisterBroker:                   "register_broker",
 	CodeUnregisterBroker:                 "unregister_broker",
 	CodeGetRouteInfoByTopic:              "get_route",
@@ -62,6 +67,8 @@ var requestNames = map[int16]string{
 	CodeGetConsumerRunningInfo:           "get_consumer_running_info",
 	CodeConsumeMessageDirectly:           "consume_message_directly",
 	CodePushReplyMessageToClient:         "push_reply",
+	CodeACLGrant:                         "acl_grant",
+	CodeACLRevoke:                        "acl_revoke",
 }
 
 // RequestName is the label name of a request code, RequestOther for an unknown one.

@@ -51,6 +51,8 @@ type connConfig struct {
 	handler       Handler      // nil: answer REQUEST_CODE_NOT_SUPPORTED
 	logger        *slog.Logger
 	onConnect     func(*Conn)
+	// credentials sign every request this side sends (the client side; zero: none).
+	credentials Credentials
 }
 
 var connIDs atomic.Uint64
@@ -89,6 +91,9 @@ type Conn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// endReason is why the read loop ended (a TLS alert, a malformed frame), set before
+	// closed is closed when the read loop is what closed the connection.
+	endReason atomic.Pointer[error]
 	draining  atomic.Bool
 	done      chan struct{} // closed when the read loop and every handler are finished
 
@@ -183,10 +188,12 @@ func (c *Conn) drain() {
 
 // Invoke sends req to the peer and waits for its response, until ctx ends or
 // the connection closes. It sets req.Opaque to a fresh value of this
-// connection and clears req's response and oneway flags.
+// connection, clears req's response and oneway flags, and signs req when the
+// connection has credentials (ClientConfig.Credentials).
 func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
+	c.cfg.credentials.Sign(req)
 	ch := make(chan *Command, 1)
 	c.pendingMu.Lock()
 	if c.pending == nil {
@@ -203,7 +210,7 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 		c.pendingMu.Unlock()
 	}()
 	if err := c.write(ctx, req); err != nil {
-		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, err)
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(err))
 	}
 	select {
 	case resp := <-ch:
@@ -218,8 +225,17 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 			return resp, nil
 		default:
 		}
-		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(ErrConnClosed))
 	}
+}
+
+// withEndReason adds why the read loop ended the connection (a TLS alert such as
+// "certificate required") to err, when it did.
+func (c *Conn) withEndReason(err error) error {
+	if r := c.endReason.Load(); r != nil {
+		return fmt.Errorf("%w: %w", err, *r)
+	}
+	return err
 }
 
 // InvokeOneway sends req to the peer with FlagOneway set and waits for
@@ -227,6 +243,7 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag = req.Flag&^FlagResponse | FlagOneway
+	c.cfg.credentials.Sign(req)
 	if err := c.write(ctx, req); err != nil {
 		return fmt.Errorf("invoke oneway code %d on %s: %w", req.Code, c, err)
 	}
@@ -314,6 +331,9 @@ func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 func (c *Conn) serve() {
 	defer close(c.done)
 	reason := c.readLoop()
+	if reason != nil {
+		c.endReason.Store(&reason)
+	}
 	if c.draining.Load() {
 		idle := make(chan struct{})
 		go func() { c.handlers.Wait(); close(idle) }()

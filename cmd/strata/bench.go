@@ -58,7 +58,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	rlog.SetLogLevel("error")
 	names := make([]string, *topics)
-	c, err := client.Dial(ctx, *namesrv)
+	c, err := dialClient(ctx, *namesrv)
 	if err != nil {
 		return err
 	}
@@ -87,12 +87,12 @@ func newBenchProducer(namesrv string, i int) (interface {
 	SendSync(context.Context, ...*primitive.Message) (*primitive.SendResult, error)
 	Shutdown() error
 }, error) {
-	p, err := producer.NewDefaultProducer(
+	p, err := producer.NewDefaultProducer(append([]producer.Option{
 		producer.WithNameServer(primitive.NamesrvAddr{namesrv}),
 		producer.WithGroupName(fmt.Sprintf("strata-bench-%d", i)),
 		producer.WithInstanceName(fmt.Sprintf("bench-%d", i)),
-		producer.WithCompressMsgBodyOverHowmuch(1<<30),
-	)
+		producer.WithCompressMsgBodyOverHowmuch(1 << 30),
+	}, cliSecurity.producerOptions()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []str
 // flight each, queues chosen round-robin over every topic's queues.
 func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []string, producers, size, window int, d time.Duration) error {
 	var queues []client.Queue
-	probe, err := client.Dial(ctx, namesrv)
+	probe, err := dialClient(ctx, namesrv)
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; i < producers; i++ {
-		c, err := client.Dial(ctx, namesrv)
+		c, err := dialClient(ctx, namesrv)
 		if err != nil {
 			return err
 		}
@@ -200,11 +200,11 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []
 
 func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size, rate int, d time.Duration) error {
 	var rec latencyRecorder
-	c, err := consumer.NewPushConsumer(
+	c, err := consumer.NewPushConsumer(append([]consumer.Option{
 		consumer.WithNameServer(primitive.NamesrvAddr{namesrv}),
 		consumer.WithGroupName("strata-bench-latency"),
 		consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset),
-	)
+	}, cliSecurity.consumerOptions()...)...)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/broker/timer"
 	"github.com/stratamq/strata/broker/txn"
+	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier/objstore"
 )
 
@@ -62,6 +63,14 @@ type NodeConfig struct {
 	Transaction TransactionYAML `yaml:"transaction"`
 	// Timer tunes scheduled delivery.
 	Timer TimerYAML `yaml:"timer"`
+	// EtcdTLS, EtcdUsername and EtcdPassword reach an etcd with TLS and auth (ACL secret
+	// keys are stored there).
+	EtcdTLS      EtcdTLSYAML `yaml:"etcd_tls"`
+	EtcdUsername string      `yaml:"etcd_username"`
+	EtcdPassword string      `yaml:"etcd_password"`
+	ACL          ACLYAML     `yaml:"acl"`
+	TLS          TLSYAML     `yaml:"tls"`
+	HTTP         HTTPYAML    `yaml:"http"`
 }
 
 // TransactionYAML configures transactional messages (RocketMQ's transactionTimeOut,
@@ -93,6 +102,58 @@ type TimerYAML struct {
 	MaxDelay Duration `yaml:"max_delay"`
 }
 
+// ACLYAML turns on access control (broker/acl).
+type ACLYAML struct {
+	Enabled bool `yaml:"enabled"`
+	// PublicRoutes answers route lookups without checking their signature (see broker/acl).
+	PublicRoutes bool `yaml:"public_routes"`
+	// AdminAccessKey and AdminSecretKey, when set, are an admin account made sure of at start.
+	AdminAccessKey string `yaml:"admin_access_key"`
+	AdminSecretKey string `yaml:"admin_secret_key"`
+	// FailureLogInterval is how often refusals of one access key are logged, at most.
+	FailureLogInterval Duration `yaml:"failure_log_interval"`
+	// MaxSignatureAge refuses Strata clients' signatures older than this (replays).
+	MaxSignatureAge Duration `yaml:"max_signature_age"`
+	// MinSecretKeyBytes is the shortest secret key an account may have.
+	MinSecretKeyBytes int `yaml:"min_secret_key_bytes"`
+}
+
+// TLSYAML serves the three listeners over TLS.
+type TLSYAML struct {
+	Enabled      bool     `yaml:"enabled"`
+	CertFile     string   `yaml:"cert_file"`
+	KeyFile      string   `yaml:"key_file"`
+	ClientCAFile string   `yaml:"client_ca_file"`
+	ClientAuth   string   `yaml:"client_auth"`
+	Permissive   bool     `yaml:"permissive"`
+	ReloadCheck  Duration `yaml:"reload_check"`
+}
+
+// HTTPYAML configures the HTTP endpoints (broker/httpauth.go).
+type HTTPYAML struct {
+	Pprof        bool   `yaml:"pprof"`
+	AdminToken   string `yaml:"admin_token"`
+	ProtectReads bool   `yaml:"protect_reads"`
+}
+
+// EtcdTLSYAML holds the PEM files of the connection to etcd.
+type EtcdTLSYAML struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+func (e EtcdTLSYAML) meta() meta.EtcdTLS {
+	return meta.EtcdTLS{CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile, ServerName: e.ServerName}
+}
+
+// metaConfig is how the node reaches etcd.
+func (c NodeConfig) metaConfig() meta.Config {
+	return meta.Config{Endpoints: c.EtcdEndpoints, Cluster: c.Cluster, DialTimeout: c.EtcdDialTimeout.duration(),
+		TLS: c.EtcdTLS.meta(), Username: c.EtcdUsername, Password: c.EtcdPassword}
+}
+
 // TierYAML configures the cold tier.
 type TierYAML struct {
 	// Bucket is the bucket URL (file:///dir or s3://bucket/prefix); empty: no cold tier.
@@ -113,6 +174,8 @@ type S3YAML struct {
 	PathStyle bool   `yaml:"path_style"`
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
+	// CABundleFile holds CAs trusted for an https:// endpoint besides the system's.
+	CABundleFile string `yaml:"ca_bundle_file"`
 }
 
 // StoreYAML configures the hot tier.
@@ -129,18 +192,20 @@ type StoreYAML struct {
 
 func defaultNodeConfig() NodeConfig {
 	return NodeConfig{
-		Cluster:          broker.DefaultClusterName,
-		BrokerName:       broker.DefaultBrokerName,
-		DataDir:          "./data",
-		EtcdEndpoints:    []string{"http://127.0.0.1:2379"},
-		EtcdDialTimeout:  Duration(5 * time.Second),
-		NamesrvAddr:      "0.0.0.0:9876",
-		BrokerAddr:       "0.0.0.0:10911",
-		HTTPAddr:         "0.0.0.0:8080",
+		Cluster:         broker.DefaultClusterName,
+		BrokerName:      broker.DefaultBrokerName,
+		DataDir:         "./data",
+		EtcdEndpoints:   []string{"http://127.0.0.1:2379"},
+		EtcdDialTimeout: Duration(5 * time.Second),
+		NamesrvAddr:     "0.0.0.0:9876",
+		BrokerAddr:      "0.0.0.0:10911",
+		// HTTP serves metrics, health and (opt-in) profiles: loopback unless configured.
+		HTTPAddr:         "127.0.0.1:8080",
 		DefaultQueueNums: broker.DefaultQueueNums,
 		MaxMessageBytes:  broker.DefaultMaxMessageBytes,
 		TraceTopicEnable: true,
 		TraceRetention:   Duration(broker.DefaultTraceRetention),
+		ACL:              ACLYAML{PublicRoutes: true},
 		Store: StoreYAML{
 			SegmentSize:   store.DefaultSegmentBytes,
 			Flush:         "async",
@@ -275,7 +340,7 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 	bc.LocalRetention = c.Tier.LocalRetention.duration()
 	bc.MaxLocalBytes = int64(c.Tier.MaxLocalBytes)
 	bc.S3 = objstore.S3Options{Endpoint: c.Tier.S3.Endpoint, Region: c.Tier.S3.Region, UsePathStyle: c.Tier.S3.PathStyle,
-		AccessKeyID: c.Tier.S3.AccessKey, SecretAccessKey: c.Tier.S3.SecretKey}
+		AccessKeyID: c.Tier.S3.AccessKey, SecretAccessKey: c.Tier.S3.SecretKey, CABundleFile: c.Tier.S3.CABundleFile}
 	tx := c.Transaction
 	bc.Transaction = txn.Config{Timeout: tx.Timeout.duration(), CheckInterval: tx.CheckInterval.duration(), CheckMax: tx.CheckMax,
 		MaxPending: tx.MaxPending, MaxChecksPerRound: tx.MaxChecksPerRound, CheckResolution: tx.CheckResolution.duration(),
@@ -284,6 +349,9 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 	bc.Remoting.MaxConnections = c.MaxConnections
 	bc.Remoting.IdleTimeout = c.IdleTimeout.duration()
 	bc.Remoting.MaxInFlightFrameBytes = int64(c.MaxInFlightFrameBytes)
+	if err := c.securityConfig(&bc); err != nil {
+		return bc, err
+	}
 	switch c.Store.Flush {
 	case "", "async":
 		bc.Store.FlushMode = store.FlushAsync

@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"timer":   {"scheduled delivery status: pending timers by horizon, lateness, index (timer status)", runTimer},
 	"group":   {"consumer groups: reset offsets to a time or offset, describe offsets and lag (group reset|describe)", runGroup},
 	"txn":     {"transactional half messages with no decision yet: age, check-backs (txn list)", runTxn},
+	"acl":     {"access-control accounts: users and their topic and group permissions (acl user|grant|revoke|whitelist)", runACL},
 }
 
 func usage(w io.Writer) {
@@ -50,6 +51,9 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `strata <command> -h` for a command's flags.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, securityUsage)
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "SIGINT or SIGTERM stops any command; a second signal, or STRATA_SHUTDOWN_TIMEOUT")
 	fmt.Fprintf(w, "(default %s) after the first, ends it at once.\n", DefaultShutdownTimeout)
 }
@@ -59,8 +63,14 @@ func main() {
 		usage(os.Stderr)
 		os.Exit(2)
 	}
-	name := os.Args[1]
-	if name == "-h" || name == "--help" || name == "help" {
+	name, args, sec, err := splitArgs(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata: %v\n\n", err)
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	cliSecurity = sec
+	if name == "" || name == "-h" || name == "--help" || name == "help" {
 		usage(os.Stdout)
 		return
 	}
@@ -80,7 +90,7 @@ func main() {
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
 	go watchSignals(sigc, stop, grace, os.Stderr, os.Exit)
-	err = cmd.run(ctx, os.Args[2:], os.Stdout)
+	err = cmd.run(ctx, args, os.Stdout)
 	if err == nil {
 		return
 	}

@@ -51,7 +51,13 @@ func runNode(ctx context.Context, n node, stdout io.Writer) error {
 	if err := b.Start(ctx); err != nil {
 		return err // Start has closed what it opened
 	}
-	fmt.Fprintln(stdout, n.banner(b))
+	banner := n.banner(b)
+	if s := b.SecuritySummary(); s != "" {
+		banner += "; " + s
+	}
+	fmt.Fprintln(stdout, banner)
+	stopReload := reloadTLSOnHangup(b)
+	defer stopReload()
 	var failed error
 	select {
 	case <-ctx.Done():
@@ -94,6 +100,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	tf := addTierFlags(fs)
 	xf := addTxnFlags(fs)
 	timerf := addTimerFlags(fs)
+	sf := addNodeSecurityFlags(fs)
 	verbose := fs.Bool("v", false, "log at debug level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -126,6 +133,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	xf.apply(&nc)
 	timerf.apply(&nc)
+	if err := sf.apply(&nc); err != nil {
+		return err
+	}
 	bc, err := nc.brokerConfig()
 	if err != nil {
 		return err
@@ -136,8 +146,8 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		etcdHint:   "the embedded etcd under " + filepath.Join(dir, "etcd") + " does not answer; see the log above",
 		etcdFailed: etcd.Err(),
 		banner: func(b *broker.Broker) string {
-			return fmt.Sprintf("strata dev ready: clients connect to name server %s (broker %s, http://%s); data in %s",
-				b.NameServerAddr(), b.BrokerAddr(), b.HTTPAddr(), dir)
+			return fmt.Sprintf("strata dev ready: clients connect to name server %s (broker %s, %s://%s); data in %s",
+				b.NameServerAddr(), b.BrokerAddr(), httpScheme(bc), b.HTTPAddr(), dir)
 		},
 	}, stdout)
 }
@@ -169,7 +179,7 @@ func runBroker(ctx context.Context, args []string, stdout io.Writer) error {
 	defer lock.release()
 	return runNode(ctx, node{
 		broker:   bc,
-		meta:     meta.Config{Endpoints: nc.EtcdEndpoints, Cluster: bc.ClusterName, DialTimeout: nc.EtcdDialTimeout.duration()},
+		meta:     nc.metaConfig(),
 		etcdHint: "check that etcd runs and that etcd_endpoints in the config (or STRATA_ETCD_ENDPOINTS) is right",
 		banner: func(b *broker.Broker) string {
 			return fmt.Sprintf("strata broker %s/%s ready: name server %s, broker %s, http %s, etcd %v",

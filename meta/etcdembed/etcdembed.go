@@ -64,6 +64,26 @@ func WithClientAddr(hostPort string) Option {
 	}
 }
 
+// WithClientTLS serves clients over TLS (https://) with the given PEM certificate and key;
+// with a non-empty clientCAFile, clients must present a certificate signed by it. For tests
+// of etcd TLS settings.
+func WithClientTLS(certFile, keyFile, clientCAFile string) Option {
+	return func(o *options) {
+		o.embed = append(o.embed, func(c *embed.Config) {
+			c.ClientTLSInfo.CertFile, c.ClientTLSInfo.KeyFile = certFile, keyFile
+			if clientCAFile != "" {
+				c.ClientTLSInfo.TrustedCAFile, c.ClientTLSInfo.ClientCertAuth = clientCAFile, true
+			}
+			for i := range c.ListenClientUrls {
+				c.ListenClientUrls[i].Scheme = "https"
+			}
+			for i := range c.AdvertiseClientUrls {
+				c.AdvertiseClientUrls[i].Scheme = "https"
+			}
+		})
+	}
+}
+
 // Server is a running embedded etcd member.
 type Server struct {
 	etcd      *embed.Etcd
@@ -185,7 +205,7 @@ func Start(ctx context.Context, dataDir string, opts ...Option) (*Server, error)
 	}
 	addr := e.Clients[0].Addr().(*net.TCPAddr)
 	s.etcd = e
-	s.clientURL = fmt.Sprintf("http://%s", net.JoinHostPort(addr.IP.String(), fmt.Sprint(addr.Port)))
+	s.clientURL = fmt.Sprintf("%s://%s", cfg.ListenClientUrls[0].Scheme, net.JoinHostPort(addr.IP.String(), fmt.Sprint(addr.Port)))
 	s.wg.Add(1)
 	go s.forwardErrors()
 	return s, nil
