@@ -180,10 +180,13 @@ func (p *strataProc) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("strata %v exited before it was ready: %v\n%s", p.args, p.exitErr, p.output)
 		default:
 		}
+		// Another process on this machine may hold a port we probed as free and answer
+		// /readyz itself: only this process's ready line (printed once it serves) counts.
+		ownReady := strings.Contains(p.output.String(), " ready: ")
 		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && ownReady {
 				return nil
 			}
 		}
