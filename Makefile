@@ -10,18 +10,27 @@ export PATH  := $(TOOLBIN):$(PATH)
 
 MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+HELM_VERSION        := v3.22.0
 ARROWJS_VERSION     := 21.2.0
 ETCD_BIN            ?= /usr/bin/etcd
+CHROMIUM_BIN        ?= /usr/bin/chromium
+# htmx is vendored (committed) in broker/console/assets; `make htmx` fetches this version
+# from npm and checks it, so the committed file can be reproduced. go build needs no Node.
+HTMX_VERSION        := 2.0.11
+HTMX_SHA256         := d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717
+HTMX_DIR            := broker/console/assets
 FUZZTIME            ?= 5s
 
 export STRATA_MINIO_BIN := $(TOOLBIN)/minio
 export STRATA_ETCD_BIN  := $(ETCD_BIN)
 export STRATA_ARROWJS_DIR := $(TOOLS)/node
+export STRATA_HELM_BIN  := $(TOOLBIN)/helm
+export STRATA_CHROMIUM_BIN := $(CHROMIUM_BIN)
 
 # Packages whose unit tests run with the race detector (everything but integration).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: build run test unit integration fuzz fuzz-short bench lint tools minio etcd staticcheck arrowjs clean
+.PHONY: build run test unit integration fuzz fuzz-short bench lint tools minio etcd staticcheck arrowjs helm chromium htmx clean
 
 build:
 	$(GO) build -o bin/strata ./cmd/strata
@@ -54,7 +63,7 @@ lint: staticcheck
 	$(GO) vet ./...
 	$(TOOLBIN)/staticcheck ./...
 
-tools: minio etcd staticcheck arrowjs
+tools: minio etcd staticcheck arrowjs helm chromium
 
 minio: $(TOOLBIN)/minio
 $(TOOLBIN)/minio:
@@ -66,6 +75,14 @@ staticcheck: $(TOOLBIN)/staticcheck
 $(TOOLBIN)/staticcheck:
 	@mkdir -p $(TOOLBIN)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# helm renders the chart in deployments/helm for integration/deploy_test.go (helm template;
+# no cluster is needed).
+helm: $(TOOLBIN)/helm
+$(TOOLBIN)/helm:
+	@mkdir -p $(TOOLBIN)
+	@echo "building helm $(HELM_VERSION) (first time only, a minute or two)"
+	$(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 # etcd 3.4 from Debian, a separate process for the integration tests.
 etcd:
@@ -85,6 +102,26 @@ arrowjs:
 	  mkdir -p $(STRATA_ARROWJS_DIR) && \
 	  npm install --prefix $(STRATA_ARROWJS_DIR) --no-audit --no-fund --save-exact apache-arrow@$(ARROWJS_VERSION); \
 	fi
+
+# Chromium from Debian, headless, for integration/console_test.go (driven with chromedp).
+chromium:
+	@if [ ! -x $(CHROMIUM_BIN) ]; then \
+	  echo "installing Debian's chromium"; \
+	  SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	fi
+
+# htmx for the console, from npm at the pinned version, checked against its sha256.
+htmx:
+	@if ! echo "$(HTMX_SHA256)  $(HTMX_DIR)/htmx-$(HTMX_VERSION).min.js" | sha256sum -c --status 2>/dev/null; then \
+	  command -v npm >/dev/null || { echo "htmx: npm not found; install Node.js and npm (apt-get install nodejs npm)"; exit 1; }; \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  echo "fetching htmx.org@$(HTMX_VERSION) from npm" && \
+	  (cd "$$tmp" && npm pack --silent htmx.org@$(HTMX_VERSION) >/dev/null && tar xzf htmx.org-$(HTMX_VERSION).tgz) && \
+	  cp "$$tmp/package/dist/htmx.min.js" $(HTMX_DIR)/htmx-$(HTMX_VERSION).min.js && \
+	  cp "$$tmp/package/LICENSE" $(HTMX_DIR)/htmx-$(HTMX_VERSION).LICENSE && \
+	  echo "$(HTMX_SHA256)  $(HTMX_DIR)/htmx-$(HTMX_VERSION).min.js" | sha256sum -c; \
+	else echo "$(HTMX_DIR)/htmx-$(HTMX_VERSION).min.js is htmx $(HTMX_VERSION) (sha256 checked)"; fi
 
 clean:
 	rm -rf bin

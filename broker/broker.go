@@ -12,8 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/query"
 	"github.com/stratamq/strata/tier"
@@ -33,16 +36,25 @@ type Broker struct {
 	brkServer  *remoting.Server
 	httpServer *http.Server
 
+	// election is this broker's candidacy for master of its group (election.go).
+	election *meta.Election
 	// tier is the cold tier (tiering.go), nil when no bucket is configured.
 	tier         *tier.Tier
 	tierBucket   *objstore.MetricsBucket
 	tierPointers tier.MetaPointers
+	txn          *txn.Service   // transactional half messages (txn.go)
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
 	incarnations *incarnations  // which incarnation each topic's local data belongs to
+	// timer is scheduled delivery (scheduled.go): delay levels, delivery times, retry
+	// back-off.
+	timer *timer.Service
 
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort
 	advertised          string
+
+	acl *acl.Checker        // nil: ACL off (security.go)
+	tls *remoting.ServerTLS // nil: plain listeners
 
 	clients *clientRegistry
 	filters *filterCache // compiled subscription expressions (filters.go)
@@ -77,20 +89,26 @@ func New(cfg Config, mc *meta.Client) (*Broker, error) {
 		mc:        mc,
 		log:       cfg.Logger.With("broker", cfg.BrokerName),
 		locks:     newLockTable(cfg.LockExpiry),
-		metrics:   newMetrics(),
+		metrics:   newMetrics(cfg.Metrics),
 		ctx:       ctx,
 		cancel:    cancel,
 		closeDone: make(chan struct{}),
 	}
 	b.filters = newFilterCache(cfg.SQL92Limits)
+	b.wireMetrics()
 	b.clients = newClientRegistry(func(group string, conns []*remoting.Conn) {
 		notifyConsumerIDsChanged(b.ctx, group, conns)
 	}, b.filters.compile)
 	return b, nil
 }
 
+// startCleanupTimeout bounds the undoing of a failed Start (offsets flushed, lease revoked,
+// files closed) when etcd is slow or gone.
+const startCleanupTimeout = 10 * time.Second
+
 // Start opens the store, binds the listeners, registers the broker in the metadata and starts
-// serving. On error everything it started is closed again.
+// serving. Every step that waits (etcd, the bucket, recovery) ends when ctx does. On error
+// everything it started is closed again.
 func (b *Broker) Start(ctx context.Context) (err error) {
 	b.mu.Lock()
 	if !b.started.IsZero() || b.closed {
@@ -101,14 +119,17 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	b.mu.Unlock()
 	defer func() {
 		if err != nil {
-			_ = b.Close(context.Background())
+			// ctx may be what ended the start (a signal); the cleanup still needs time.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCleanupTimeout)
+			defer cancel()
+			_ = b.Close(cctx)
 		}
 	}()
 
 	if err := b.prepareTier(ctx); err != nil {
 		return err
 	}
-	st, err := store.Open(b.cfg.Store)
+	st, err := store.OpenContext(ctx, b.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("broker: open store: %w", err)
 	}
@@ -117,21 +138,30 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: %w", err)
 	}
 
+	if err := b.loadTLS(); err != nil {
+		return err
+	}
 	if b.nsLn, err = net.Listen("tcp", b.cfg.NameServerListen); err != nil {
 		return fmt.Errorf("broker: listen for the name-server role on %s: %w", b.cfg.NameServerListen, err)
 	}
+	b.nsLn = b.secure(b.nsLn)
 	if b.brkLn, err = net.Listen("tcp", b.cfg.BrokerListen); err != nil {
 		return fmt.Errorf("broker: listen for the broker role on %s: %w", b.cfg.BrokerListen, err)
 	}
+	b.brkLn = b.secure(b.brkLn)
 	if b.cfg.HTTPListen != "-" {
 		if b.httpLn, err = net.Listen("tcp", b.cfg.HTTPListen); err != nil {
 			return fmt.Errorf("broker: listen for HTTP on %s: %w", b.cfg.HTTPListen, err)
 		}
+		b.httpLn = b.secure(b.httpLn)
 	}
 	if b.advertised, err = advertisedAddr(b.cfg.AdvertisedAddr, b.brkLn.Addr()); err != nil {
 		return err
 	}
 	b.storeHost = netip.MustParseAddrPort(b.advertised)
+	if err := b.startACL(ctx); err != nil {
+		return err
+	}
 
 	rcfg := b.cfg.Remoting
 	rcfg.Logger = b.log
@@ -142,8 +172,12 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: %w", err)
 	}
 
+	role := meta.RoleMaster // the configured role; the acting master is elected
+	if b.cfg.BrokerID != 0 {
+		role = meta.RoleSlave
+	}
 	info := meta.BrokerInfo{
-		Name: fmt.Sprintf("%s-%d", b.cfg.BrokerName, b.cfg.BrokerID), Group: b.cfg.BrokerName, Role: meta.RoleMaster,
+		Name: b.memberName(), Group: b.cfg.BrokerName, Role: role,
 		ID: b.cfg.BrokerID, BrokerAddr: b.advertised, NamesrvAddr: b.nsLn.Addr().String(),
 	}
 	if b.httpLn != nil {
@@ -154,6 +188,15 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	}
 
 	if err := b.startTier(ctx); err != nil {
+		return err
+	}
+	if err := b.startElection(ctx); err != nil {
+		return err
+	}
+	if err := b.openTxn(ctx); err != nil {
+		return err
+	}
+	if err := b.startTimer(ctx); err != nil {
 		return err
 	}
 	// Topics deleted (or deleted and created again) while this broker was down.
@@ -183,7 +226,8 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	b.wg.Add(1)
 	go b.housekeeping()
 	b.serving.Store(true)
-	b.log.Info("broker started", "namesrv", b.nsLn.Addr().String(), "broker_listen", b.brkLn.Addr().String(), "advertised", b.advertised)
+	b.log.Info("broker started", "namesrv", b.nsLn.Addr().String(), "broker_listen", b.brkLn.Addr().String(), "advertised", b.advertised,
+		"acl", b.acl != nil, "tls", b.tls != nil)
 	return nil
 }
 
@@ -318,6 +362,20 @@ func (b *Broker) Close(ctx context.Context) error {
 		_ = b.httpLn.Close()
 	}
 	b.wg.Wait()
+	if b.timer != nil {
+		// Before the tier and the store: it fires what is due and checkpoints into the log.
+		if err := b.timer.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("broker: scheduled delivery: %w", err))
+		}
+	}
+	if b.txn != nil {
+		if err := b.txn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: close transactions: %w", err))
+		}
+	}
+	if b.acl != nil {
+		_ = b.acl.Close()
+	}
 	if b.meta != nil {
 		// Flushes consumer offsets, then leaves the cluster.
 		if err := b.meta.close(ctx); err != nil {
@@ -326,6 +384,12 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	if err := b.closeTier(); err != nil {
 		errs = append(errs, fmt.Errorf("broker: close cold tier: %w", err))
+	}
+	if b.election != nil {
+		// After the tier stopped: the next master starts once our term is over.
+		if err := b.election.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: leave the master election of %s: %w", b.cfg.BrokerName, err))
+		}
 	}
 	if b.store != nil {
 		if err := b.store.Close(); err != nil {

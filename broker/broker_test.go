@@ -558,14 +558,18 @@ func TestErrors(t *testing.T) {
 	wantCode(t, resp, remoting.RespRequestCodeNotSupported)
 	// The connection survives.
 	wantCode(t, send(t, env, "E", 0, "", "ok"), remoting.RespSuccess)
-	// Transactions are refused clearly, not stored as visible messages.
+	// A half message is stored, not as a visible message (txn_test.go has the rest).
 	ext := remoting.ExtFields{"producerGroup": "pg", "topic": "E", "queueId": "0", "sysFlag": "4",
 		"properties": message.EncodeProperties(map[string]string{"TRAN_MSG": "true"})}
-	wantCode(t, invoke(t, env.bk, remoting.CodeSendMessage, ext, []byte("x")), remoting.RespNoPermission)
+	wantCode(t, invoke(t, env.bk, remoting.CodeSendMessage, ext, []byte("x")), remoting.RespSuccess)
+	if got := pullQueue(t, env, "E", 0); len(got) != 1 || string(got[0].Body) != "ok" {
+		t.Fatalf("queue E holds %d messages after a half message, want only the plain one", len(got))
+	}
 }
 
 func TestSendBackToRetryAndDLQ(t *testing.T) {
-	env := startBroker(t, nil)
+	// Every retry level waits 50ms, so the test sees the back-off without waiting 10s.
+	env := startBroker(t, func(c *Config) { c.MessageDelayLevel = "50ms" })
 	createTopic(t, env, "R", 1)
 	wantCode(t, send(t, env, "R", 0, "", "payload"), remoting.RespSuccess)
 	resp := invoke(t, env.bk, remoting.CodePullMessage, pullExt("R", 0, 0, "*", 0), nil)
@@ -575,12 +579,20 @@ func TestSendBackToRetryAndDLQ(t *testing.T) {
 	}
 	back := remoting.ExtFields{"group": "cg", "offset": strconv.FormatInt(msgs[0].CommitLogOffset, 10), "delayLevel": "0",
 		"originMsgId": msgs[0].UniqKey(), "originTopic": "R", "unitMode": "false", "maxReconsumeTimes": "1"}
+	sentBack := time.Now()
 	wantCode(t, invoke(t, env.bk, remoting.CodeConsumerSendMsgBack, back, nil), remoting.RespSuccess)
-	resp = invoke(t, env.bk, remoting.CodePullMessage, pullExt("%RETRY%cg", 0, 0, "*", 0), nil)
+	// The retry is parked, not on the retry topic yet; a held pull sees it arrive.
+	resp = invoke(t, env.bk, remoting.CodePullMessage, pullExt("%RETRY%cg", 0, 0, "*", 10*time.Second), nil)
 	wantCode(t, resp, remoting.RespSuccess)
 	retried, _ := message.DecodeAll(resp.Body)
 	if len(retried) != 1 || retried[0].ReconsumeTimes != 1 || retried[0].Properties[message.PropertyRetryTopic] != "R" || string(retried[0].Body) != "payload" {
 		t.Fatalf("retry message %+v", retried)
+	}
+	if waited := retried[0].StoreTimestamp - sentBack.UnixMilli(); waited < 50 {
+		t.Fatalf("retry stored %dms after the send-back, before its 50ms back-off", waited)
+	}
+	if p := retried[0].Properties; p[message.PropertyDelayLevel] != "" || p[message.PropertyRealTopic] != "%RETRY%cg" {
+		t.Fatalf("retry properties %v", p)
 	}
 	// Past maxReconsumeTimes it goes to the DLQ.
 	back["offset"] = strconv.FormatInt(retried[0].CommitLogOffset, 10)
@@ -639,7 +651,7 @@ func TestConfigValidate(t *testing.T) {
 		{DataDir: "x", AdvertisedAddr: "[::1]:10911"},
 		{DataDir: "x", AdvertisedAddr: "localhost:10911"},
 		{DataDir: "x", MaxSuspend: 31 * time.Second},
-		{DataDir: "x", BrokerID: 1},
+		{DataDir: "x", BrokerID: -1},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v: no error", c)

@@ -96,11 +96,15 @@ type clusterMeta struct {
 }
 
 // openClusterMeta loads the view and this group's offsets and registers the broker.
-func openClusterMeta(ctx context.Context, c *meta.Client, cfg *Config, info meta.BrokerInfo) (m *clusterMeta, err error) {
-	m = &clusterMeta{c: c, cluster: cfg.ClusterName, brokerGroup: cfg.BrokerName}
+func openClusterMeta(ctx context.Context, c *meta.Client, cfg *Config, info meta.BrokerInfo) (_ *clusterMeta, err error) {
+	// The result is not named m: a failing return sets it to nil before the deferred close
+	// runs, and closing nil crashed every broker that could not reach etcd.
+	m := &clusterMeta{c: c, cluster: cfg.ClusterName, brokerGroup: cfg.BrokerName}
 	defer func() {
 		if err != nil {
-			_ = m.close(context.Background())
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCleanupTimeout)
+			defer cancel()
+			_ = m.close(cctx)
 		}
 	}()
 	if m.view, err = c.NewView(ctx); err != nil {
@@ -118,8 +122,12 @@ func openClusterMeta(ctx context.Context, c *meta.Client, cfg *Config, info meta
 	return m, nil
 }
 
-// close flushes offsets and leaves the cluster; idempotent parts make it safe to call twice.
+// close flushes offsets and leaves the cluster; idempotent parts make it safe to call twice,
+// and it closes only the parts a failed open got to.
 func (m *clusterMeta) close(ctx context.Context) error {
+	if m == nil {
+		return nil
+	}
 	var errs []error
 	if m.offsets != nil {
 		if err := m.offsets.Close(ctx); err != nil {

@@ -10,9 +10,13 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
+	"github.com/stratamq/strata/broker/console"
 	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/tier"
 	"github.com/stratamq/strata/tier/objstore"
 )
@@ -48,8 +52,16 @@ type Config struct {
 	ClusterName string
 	// BrokerName is the broker group (RocketMQ's brokerName); routes map queues to it.
 	BrokerName string
-	// BrokerID is 0 for the group's master; Strata serves masters only.
+	// BrokerID identifies this member of its broker group (RocketMQ's brokerId: 0 for the
+	// configured master, 1.. for the others). The acting master is elected (ElectionTTL)
+	// and reported as brokerId 0 in routes; only it offloads, compacts and applies tier
+	// retention. Until replication lands, a member that is not elected is a standby whose
+	// own log is not a copy of the master's.
 	BrokerID int64
+	// ElectionTTL is how long the group's master keeps its election after its etcd session
+	// stops being renewed (the broker died, or etcd is out of reach); another member can
+	// take over after it. Default meta.DefaultBrokerTTL.
+	ElectionTTL time.Duration
 	// DataDir holds the hot store (DataDir/store unless Store.Dir is set).
 	DataDir string
 
@@ -106,6 +118,18 @@ type Config struct {
 	// Retention, Registerer and Logger are set by the broker.
 	Tier tier.Config
 
+	// MessageDelayLevel is RocketMQ's delay-level table (messageDelayLevel): DELAY=n and the
+	// n-th retry back-off wait its n-th entry. Empty: timer.DefaultDelayLevels
+	// ("1s 5s 10s 30s 1m 2m ... 1h 2h").
+	MessageDelayLevel string
+	// TimerMaxDelay refuses deliveries scheduled further ahead than this (0:
+	// timer.DefaultMaxDelay, a leap year).
+	TimerMaxDelay time.Duration
+	// Timer tunes scheduled delivery (index flush, near-window bounds, firing batches).
+	// Dir, DelayLevels, MaxDelay, StoreHost, MaxAppendBytes, Registerer and Logger are set
+	// by the broker.
+	Timer timer.Config
+
 	// MaxSuspend caps how long a pull is held (clients ask for 20 s and give up at 30 s).
 	MaxSuspend time.Duration
 	// MaxHeldPulls bounds the pulls held at once across all connections; beyond it a pull
@@ -128,11 +152,46 @@ type Config struct {
 	// LockExpiry is how long an orderly-consumer queue lock lives without a refresh.
 	LockExpiry time.Duration
 
+	// Metrics bounds the label cardinality of /metrics (metrics.go).
+	Metrics MetricsConfig
+
+	// Transaction tunes transactional messages (check-back timeout, interval and maximum,
+	// pending limit). StoreHost, Logger and Registerer are set by the broker.
+	Transaction txn.Config
+
+	// Console configures the web console served on the HTTP listener (broker/console):
+	// its limits, and Auth, the hook an access check (the ACL) wraps it with. The zero
+	// value serves with the defaults and no login.
+	Console console.Config
+
 	// Remoting holds the connection limits of both remoting listeners.
 	Remoting remoting.Config
+
+	// ACLEnabled checks every request of both remoting roles against the access-control
+	// accounts in etcd (broker/acl): RocketMQ's signatures and plain-ACL permissions.
+	ACLEnabled bool
+	// ACL tunes the checks; ClusterName, BrokerName, BrokerAddr and Logger are set by the
+	// broker.
+	ACL acl.Config
+	// ACLAdmin, with ACL on, is an admin account made sure of at start: created, or given
+	// this secret key and the admin right (so an operator is never locked out). Zero: none.
+	ACLAdmin remoting.Credentials
+	// TLS, when set, serves the name-server, broker and HTTP listeners over TLS, with
+	// certificates read again when their files change (or on ReloadTLS).
+	TLS *remoting.ServerTLSConfig
+	// HTTP configures the endpoints of the HTTP listener (httpauth.go).
+	HTTP HTTPConfig
 	// Logger receives request failures and lifecycle events; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// recordRoomBytes is what a stored record may add to its body: fixed fields, topic and
+// properties take at most ~64 KiB.
+const recordRoomBytes = 64 << 10
+
+// maxBatchStoredBytes is the most the stored records of a batch of n messages may take
+// (SEND_BATCH_MESSAGE): one message's body limit, plus a record's room for each message.
+func (c *Config) maxBatchStoredBytes(n int) int { return c.MaxMessageBytes + n*recordRoomBytes }
 
 // topicNameRE is RocketMQ's topic character set (rmq: C/topic/TopicValidator.java).
 var topicNameRE = regexp.MustCompile(`^[%|a-zA-Z0-9_-]+$`)
@@ -148,8 +207,11 @@ func (c *Config) Validate() error {
 	if !topicNameRE.MatchString(c.BrokerName) {
 		return fmt.Errorf("broker config: broker name %q may use only letters, digits, '_', '-', '%%' and '|'", c.BrokerName)
 	}
-	if c.BrokerID != 0 {
-		return fmt.Errorf("broker config: broker id %d: only masters (id 0) are supported", c.BrokerID)
+	if c.BrokerID < 0 {
+		return fmt.Errorf("broker config: broker id %d must not be negative (0 for the configured master, 1.. for the other members)", c.BrokerID)
+	}
+	if c.ElectionTTL < 0 {
+		return errors.New("broker config: ElectionTTL must not be negative")
 	}
 	if c.DataDir == "" && c.Store.Dir == "" {
 		return errors.New("broker config: DataDir is empty; set the directory for the broker's data")
@@ -200,9 +262,8 @@ func (c *Config) Validate() error {
 	if c.TraceRetention == 0 {
 		c.TraceRetention = DefaultTraceRetention
 	}
-	// A record adds at most ~64 KiB of fixed fields, topic and properties to the body.
 	if c.Store.MaxMessageBytes == 0 {
-		c.Store.MaxMessageBytes = c.MaxMessageBytes + 64<<10
+		c.Store.MaxMessageBytes = c.MaxMessageBytes + recordRoomBytes
 	}
 	if c.MaxSuspend == 0 {
 		c.MaxSuspend = DefaultMaxSuspend
@@ -235,8 +296,20 @@ func (c *Config) Validate() error {
 		c.HousekeepingPeriod < 0 || c.LockExpiry < 0 || c.MaxBatchMessages < 1 {
 		return errors.New("broker config: limits and periods must be positive")
 	}
+	if c.MessageDelayLevel == "" {
+		c.MessageDelayLevel = timer.DefaultDelayLevels
+	}
+	if _, err := timer.ParseDelayLevels(c.MessageDelayLevel); err != nil {
+		return fmt.Errorf("broker config: MessageDelayLevel: %w", err)
+	}
+	if c.TimerMaxDelay < 0 {
+		return fmt.Errorf("broker config: TimerMaxDelay %s is negative", c.TimerMaxDelay)
+	}
 	if c.LocalRetention < 0 || c.MaxLocalBytes < 0 || c.TraceRetention < 0 {
 		return errors.New("broker config: LocalRetention, MaxLocalBytes and TraceRetention must not be negative")
+	}
+	if err := c.Metrics.validate(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -244,7 +317,24 @@ func (c *Config) Validate() error {
 	if err := c.Remoting.Validate(); err != nil {
 		return fmt.Errorf("broker config: %w", err)
 	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			return fmt.Errorf("broker config: %w", err)
+		}
+	}
+	if !c.ACLAdmin.IsZero() && !c.ACLEnabled {
+		return errors.New("broker config: an ACL admin account is configured but ACL is off; enable ACL or drop the admin account")
+	}
 	if err := c.Store.Validate(); err != nil {
+		return fmt.Errorf("broker config: %w", err)
+	}
+	if err := c.Transaction.Validate(); err != nil {
+		return fmt.Errorf("broker config: %w", err)
+	}
+	if c.Console.Logger == nil {
+		c.Console.Logger = c.Logger
+	}
+	if err := c.Console.Validate(); err != nil {
 		return fmt.Errorf("broker config: %w", err)
 	}
 	if c.MaxLocalBytes > 0 && c.MaxLocalBytes < c.Store.SegmentBytes {

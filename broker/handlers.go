@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
@@ -17,6 +18,12 @@ import (
 
 // serveBroker dispatches the broker role's requests.
 func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	start := time.Now()
+	ctx, deny := b.checkACL(ctx, acl.RoleBroker, conn, req)
+	if deny != nil {
+		b.metrics.request(roleBroker, req.Code, deny.Code, start)
+		return deny
+	}
 	var resp *remoting.Command
 	switch req.Code {
 	case remoting.CodeSendMessage, remoting.CodeSendMessageV2, remoting.CodeSendReplyMessage:
@@ -24,7 +31,9 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 	case remoting.CodeSendBatchMessage:
 		resp = b.handleSendBatch(ctx, conn, req)
 	case remoting.CodePullMessage:
-		resp = b.handlePull(ctx, conn, req)
+		pctx, clock := withHoldClock(ctx)
+		resp = b.handlePull(pctx, conn, req)
+		start = start.Add(clock.held) // held waiting for messages: not service time
 	case remoting.CodeHeartBeat:
 		resp = b.handleHeartbeat(ctx, conn, req)
 	case remoting.CodeGetConsumerListByGroup:
@@ -63,11 +72,16 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 		resp = b.handleSubscriptionGroups(req)
 	case remoting.CodeConsumerSendMsgBack:
 		resp = b.handleSendBack(ctx, conn, req)
+	case remoting.CodeEndTransaction:
+		resp = b.handleEndTransaction(ctx, conn, req)
 	case remoting.CodeLockBatchMQ, remoting.CodeUnlockBatchMQ:
 		resp = b.handleLock(req)
 	case remoting.CodeUnregisterClient:
 		b.clients.unregister(conn.ID(), req.ExtFields.StringOr("producerGroup", ""), req.ExtFields.StringOr("consumerGroup", ""))
 		resp = remoting.NewResponse(req, remoting.RespSuccess, "")
+	case remoting.CodeUpdateAndCreateACLConfig, remoting.CodeDeleteACLConfig, remoting.CodeGetBrokerClusterACLInfo,
+		remoting.CodeUpdateGlobalWhiteAddrsConfig, remoting.CodeGetBrokerClusterACLConfig, remoting.CodeACLGrant, remoting.CodeACLRevoke:
+		resp = b.serveACLAdmin(ctx, req)
 	case remoting.CodeGetRouteInfoByTopic, remoting.CodeGetAllTopicListFromNameServer, remoting.CodeGetBrokerClusterInfo:
 		// Tools sometimes ask a broker address for routes; answer as the name server would.
 		return b.serveNameServer(ctx, conn, req)
@@ -75,7 +89,7 @@ func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remo
 		resp = remoting.NewResponse(req, remoting.RespRequestCodeNotSupported,
 			fmt.Sprintf("request code %d is not supported by this Strata broker", req.Code))
 	}
-	b.metrics.request("broker", req.Code, resp.Code)
+	b.metrics.request(roleBroker, req.Code, resp.Code, start)
 	return resp
 }
 
@@ -215,6 +229,9 @@ func (b *Broker) handleCreateTopic(ctx context.Context, req *remoting.Command, g
 	if topic == autoCreateTopicKey {
 		return remoting.NewResponse(req, remoting.RespInvalidParameter, "TBW102 is reserved for topic auto-creation")
 	}
+	if isInternalTopic(topic) {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("%s is a system topic of the broker; choose another name", topic))
+	}
 	read, err := req.ExtFields.Int32Or("readQueueNums", int32(b.cfg.DefaultQueueNums))
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
@@ -252,6 +269,9 @@ func (b *Broker) handleDeleteTopic(ctx context.Context, req *remoting.Command, l
 	topic, err := req.ExtFields.String("topic")
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+	}
+	if isInternalTopic(topic) {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, fmt.Sprintf("%s is a system topic of the broker; it cannot be deleted", topic))
 	}
 	if err := b.meta.deleteTopic(ctx, topic); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("delete topic %s: %v", topic, err))
@@ -333,6 +353,10 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("decode message at commit-log offset %d: %v", pos, err))
 	}
+	// The client names the message by offset: it may send back only what it may read.
+	if deny := b.authorizeStored(ctx, req, old.Topic); deny != nil {
+		return deny
+	}
 	props := old.Properties
 	if props == nil {
 		props = map[string]string{}
@@ -352,11 +376,13 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		target = dlqTopicPrefix + group
 		props[message.PropertyDelayLevel] = "-1"
 	} else {
+		// The retry waits its level (the timer clamps it to the table): 3 + reconsume
+		// times unless the client names one, so attempts back off 10s, 30s, 1m, 2m, ...
 		level := delayLevel
 		if level == 0 {
 			level = 3 + old.ReconsumeTimes
 		}
-		props[message.PropertyDelayLevel] = strconv.Itoa(int(min(level, 18)))
+		props[message.PropertyDelayLevel] = strconv.Itoa(int(level))
 	}
 	qid, err := b.writableQueue(ctx, target, -1, false)
 	if err != nil {
@@ -367,11 +393,23 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		BornTimestamp: old.BornTimestamp, BornHost: old.BornHost, StoreHost: b.storeHost,
 		ReconsumeTimes: old.ReconsumeTimes + 1, Body: old.Body, Properties: props,
 	}
+	p, parked, err := b.timer.Intercept(props, target, qid)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("schedule the retry of the message at commit-log offset %d: %v", pos, err))
+	}
+	if parked {
+		m.Topic, m.QueueID = p.Topic, p.QueueID
+	}
 	out, err := m.AppendEncoded(nil)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("re-encode message for %s: %v", target, err))
 	}
-	if _, err := b.store.Append(ctx, out); err != nil {
+	if parked {
+		_, err = b.timer.Park(ctx, out)
+	} else {
+		_, err = b.store.Append(ctx, out)
+	}
+	if err != nil {
 		return b.appendErrorResponse(req, target, err)
 	}
 	b.metrics.messagesIn.WithLabelValues(target).Inc()

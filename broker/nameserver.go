@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/remoting"
 )
 
@@ -16,6 +18,12 @@ const autoCreateTopicKey = "TBW102"
 
 // serveNameServer answers the name-server role from the metadata view.
 func (b *Broker) serveNameServer(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	start := time.Now()
+	ctx, deny := b.checkACL(ctx, acl.RoleNameServer, conn, req)
+	if deny != nil {
+		b.metrics.request(roleNamesrv, req.Code, deny.Code, start)
+		return deny
+	}
 	var resp *remoting.Command
 	switch req.Code {
 	case remoting.CodeGetRouteInfoByTopic:
@@ -32,11 +40,14 @@ func (b *Broker) serveNameServer(ctx context.Context, conn *remoting.Conn, req *
 			groups = strings.Split(list, ",")
 		}
 		resp = b.handleCreateTopic(ctx, req, groups)
+	case remoting.CodeUpdateAndCreateACLConfig, remoting.CodeDeleteACLConfig, remoting.CodeGetBrokerClusterACLInfo,
+		remoting.CodeUpdateGlobalWhiteAddrsConfig, remoting.CodeGetBrokerClusterACLConfig, remoting.CodeACLGrant, remoting.CodeACLRevoke:
+		resp = b.serveACLAdmin(ctx, req)
 	default:
 		resp = remoting.NewResponse(req, remoting.RespRequestCodeNotSupported,
 			fmt.Sprintf("request code %d is not served by the name-server role; send it to the broker address from the route", req.Code))
 	}
-	b.metrics.request("namesrv", req.Code, resp.Code)
+	b.metrics.request(roleNamesrv, req.Code, resp.Code, start)
 	return resp
 }
 

@@ -133,9 +133,11 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		return resp
 	}
 	b.metrics.heldPulls.Inc()
+	heldAt := time.Now()
 	defer func() {
 		b.held.Add(-1)
 		b.metrics.heldPulls.Dec()
+		addHeld(ctx, time.Since(heldAt))
 	}()
 	// Hold until an append lands past the offset, then re-run. New messages that the filter
 	// drops move the offset on and keep the pull held until the suspend time is up (§7.6).

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/query"
-	"github.com/stratamq/strata/tier"
 )
 
 // CodeGetTierLocation is a Strata-private request code of the broker role: it answers the
@@ -108,6 +107,9 @@ func (b *Broker) handleViewMessageByID(ctx context.Context, req *remoting.Comman
 		return remoting.NewResponse(req, remoting.RespSystemError,
 			fmt.Sprintf("no message at commit-log offset %d of broker group %s: %v", off, b.cfg.BrokerName, err))
 	}
+	if deny := b.authorizeRecord(ctx, req, rec); deny != nil {
+		return deny
+	}
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.Body = rec
 	return resp
@@ -121,10 +123,8 @@ func (b *Broker) TierLocation() TierLocation {
 	}
 	loc.Enabled, loc.Prefix, loc.Bucket = true, b.tierPrefix(), b.cfg.BucketURL
 	loc.S3Endpoint, loc.S3Region, loc.S3PathStyle = b.cfg.S3.Endpoint, b.cfg.S3.Region, b.cfg.S3.UsePathStyle
-	loc.OffloadWatermark = b.tier.OffloadWatermark()
-	if m := b.tier.Manifest(); m.Seq > 0 {
-		loc.Manifest = tier.ManifestObjectName(loc.Prefix, m.Seq)
-	}
+	ptr := b.tier.Pointer()
+	loc.OffloadWatermark, loc.Manifest = ptr.OffloadWatermark, ptr.Manifest
 	return loc
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
 )
 
 // Topic prefixes of RocketMQ's per-group system topics.
@@ -120,6 +121,9 @@ func (b *Broker) writableQueue(ctx context.Context, topic string, queueID int32,
 	if err := validTopicName(topic); err != nil {
 		return 0, sendErrorf(remoting.RespInvalidParameter, "%v", err)
 	}
+	if isInternalTopic(topic) {
+		return 0, sendErrorf(remoting.RespNoPermission, "topic %s is a system topic of this broker; producers may not send to it", topic)
+	}
 	t, ok := b.meta.topic(topic)
 	if !ok {
 		switch {
@@ -187,12 +191,13 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body is %d bytes, over this broker's limit of %d bytes (MaxMessageBytes); send smaller messages or raise the limit", len(req.Body), b.cfg.MaxMessageBytes))
 	}
+	if timer.IsSystemTopic(h.topic) {
+		return remoting.NewResponse(req, remoting.RespNoPermission,
+			fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic with a delay level or a delivery time", h.topic))
+	}
 	var props sendProps
 	props.parse(h.properties)
-	if props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared {
-		return remoting.NewResponse(req, remoting.RespNoPermission,
-			"transactional (half) messages are not supported by this Strata broker yet; send the message without a transaction")
-	}
+	half := props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared
 	topic := h.topic
 	if strings.HasPrefix(topic, retryTopicPrefix) {
 		// Fallback retries (§5.3 step 4): past the max, or while the group holds orderly
@@ -228,6 +233,13 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		BornHost: peerAddr(conn), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		Body: req.Body,
 	}
+	if half {
+		return b.handleHalfSend(ctx, conn, req, h, &props, m)
+	}
+	parked, err := b.routeVisible(m, &props)
+	if err != nil {
+		return sendErrorResponse(req, err)
+	}
 	rec, err := props.encode(m)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
@@ -235,7 +247,13 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if busy := b.tierBackpressure(req); busy != nil {
 		return busy
 	}
-	res, err := b.store.Append(ctx, rec)
+	var res []store.AppendResult
+	if parked {
+		// RocketMQ answers with the parked record: its offset id and queue offset.
+		res, err = b.timer.Park(ctx, rec)
+	} else {
+		res, err = b.store.Append(ctx, rec)
+	}
 	if err != nil {
 		return b.appendErrorResponse(req, topic, err)
 	}
@@ -249,6 +267,26 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
 	resp.ExtFields["TRACE_ON"] = "true"
 	return resp
+}
+
+// routeVisible is where every message about to become visible to consumers learns the topic
+// and queue it is stored in: a message whose properties ask for a delay level or a delivery
+// time (§5.6: DELAY, TIMER_*, __STARTDELIVERTIME) is rewritten into its parked form in the
+// timer's topic (m.Topic, m.QueueID and props changed) and parked is true; it becomes visible
+// on its real topic when due. Plain sends and committed transactional messages both come
+// here, so a delayed transactional message is delayed from its commit.
+func (b *Broker) routeVisible(m *message.Message, props *sendProps) (parked bool, err error) {
+	if b.timer == nil || !timer.WantsSchedule(props.get) {
+		return false, nil
+	}
+	p, parked, err := b.timer.Intercept(props.toMap(), m.Topic, m.QueueID)
+	if err != nil {
+		return false, sendErrorf(remoting.RespMessageIllegal, "message not scheduled: %v", err)
+	}
+	if parked {
+		m.Topic, m.QueueID = p.Topic, p.QueueID
+	}
+	return parked, nil
 }
 
 // sendProps holds a sent message's properties without the map DecodeProperties builds, unless
@@ -271,6 +309,14 @@ func (p *sendProps) get(key string) string {
 	}
 	v, _ := p.list.Get(key)
 	return v
+}
+
+// toMap switches to the map form (scheduling edits properties) and returns the map.
+func (p *sendProps) toMap() map[string]string {
+	if p.m == nil {
+		p.m = p.list.Map()
+	}
+	return p.m
 }
 
 func (p *sendProps) set(key, value string) {
@@ -301,10 +347,17 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	if strings.HasPrefix(h.topic, retryTopicPrefix) {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be sent to a %RETRY% topic; send them one by one")
 	}
+	if timer.IsSystemTopic(h.topic) {
+		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic", h.topic))
+	}
 	if h.sysFlag&message.FlagTransactionMask != 0 {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "batch messages cannot be transactional")
 	}
 	entries, err := message.DecodeBatch(req.Body, b.cfg.MaxBatchMessages)
+	if errors.Is(err, message.ErrBatchTooLong) {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf(
+			"batch holds more than %d messages, this broker's limit (MaxBatchMessages); split it into smaller batches", b.cfg.MaxBatchMessages))
+	}
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("bad batch body: %v", err))
 	}
@@ -339,9 +392,10 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 		recs = append(recs, rec)
 		uniq = append(uniq, e.Properties[message.PropertyUniqKey])
 	}
-	if total > b.cfg.MaxMessageBytes+len(recs)*(64<<10) {
-		return remoting.NewResponse(req, remoting.RespMessageIllegal,
-			fmt.Sprintf("batch of %d bytes is too large; split it into batches under %d bytes", total, b.cfg.MaxMessageBytes))
+	if limit := b.cfg.maxBatchStoredBytes(len(recs)); total > limit {
+		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf(
+			"batch of %d messages takes %d bytes as stored, over this broker's limit of %d bytes for %d messages (MaxMessageBytes %d plus %d per message for headers and properties); split it into smaller batches",
+			len(recs), total, limit, len(recs), b.cfg.MaxMessageBytes, recordRoomBytes))
 	}
 	if busy := b.tierBackpressure(req); busy != nil {
 		return busy

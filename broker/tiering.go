@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/stratamq/strata/broker/filter"
@@ -25,10 +26,12 @@ import (
 //   - startTier (Start, before serving) opens the tier, continues every cold queue's
 //     offsets after the tier's last visible offset, submits sealed segments (those on disk now and
 //     every later seal) for offload and lets the store delete a local segment only once it
-//     is offloaded and older than LocalRetention.
+//     is offloaded and older than LocalRetention. The tier offloads, compacts and applies
+//     retention only while this broker is its group's elected master (election.go).
 //   - readCold (pull.go) serves offsets below the local min offset from the bucket.
 //   - tierBackpressure (send.go) refuses sends while the bytes not yet offloaded exceed
-//     MaxLocalBytes, instead of filling the disk.
+//     MaxLocalBytes, instead of filling the disk, and says what keeps offload from
+//     committing (the bucket, etcd, or not being the elected master).
 //   - /tier/status (HTTP) reports the watermark, objects, bytes and offload lag.
 
 // tierSegment adapts a sealed hot-store segment to tier.Segment; b drops records of deleted
@@ -196,8 +199,33 @@ func (b *Broker) tierBackpressure(req *remoting.Command) *remoting.Command {
 		return nil
 	}
 	return remoting.NewResponse(req, remoting.RespServiceNotAvailable, fmt.Sprintf(
-		"local disk above its high watermark (%d bytes not offloaded, limit %d) and the tier has not caught up: offload is failing (check the bucket); writes resume once offload catches up",
-		pending, b.cfg.MaxLocalBytes))
+		"local disk above its high watermark (%d bytes not offloaded, limit %d) and %s",
+		pending, b.cfg.MaxLocalBytes, b.offloadStallRemark()))
+}
+
+// offloadStallRemark says what keeps offload from committing, as the tier recorded it.
+func (b *Broker) offloadStallRemark() string {
+	st := b.tier.OffloadStall()
+	switch st.Cause {
+	case tier.StallBucket:
+		return fmt.Sprintf("offload cannot commit: bucket writes failing (%v); writes resume once the bucket answers", st.Err)
+	case tier.StallPointer:
+		return fmt.Sprintf("offload cannot commit: etcd unreachable (tier pointer update: %v); writes resume once etcd answers", st.Err)
+	case tier.StallNotWriter:
+		if h := b.mc.Health(); h.Degraded {
+			return fmt.Sprintf("offload cannot commit: etcd unreachable (%s), so this broker lost or cannot win the master election of group %s; writes resume once etcd answers",
+				strings.Join(h.Reasons, "; "), b.cfg.BrokerName)
+		}
+		master := "none elected"
+		if b.meta != nil {
+			if m := b.meta.view.Snapshot().Masters[b.cfg.BrokerName]; m != "" {
+				master = m
+			}
+		}
+		return fmt.Sprintf("offload cannot commit: this broker (%s) is not the elected master of group %s (master: %s), and only the master offloads; send to the master",
+			b.memberName(), b.cfg.BrokerName, master)
+	}
+	return "offload has not caught up yet; writes resume once it does"
 }
 
 // readCold serves a pull from the tier when the store no longer holds the offset (below
@@ -264,6 +292,11 @@ type TierStatus struct {
 	OffloadWatermark int64  `json:"offload_watermark"`
 	Manifest         string `json:"manifest,omitempty"`
 	ManifestSeq      int64  `json:"manifest_seq"`
+	// PointerEpoch is the election epoch of the master that wrote the tier pointer.
+	PointerEpoch int64 `json:"pointer_epoch"`
+	// WriterEpoch is the epoch this broker writes the tier in; 0 when it is not the
+	// group's elected master (it then offloads nothing).
+	WriterEpoch int64 `json:"writer_epoch"`
 	// Segments, Objects and Bytes count what the manifest references (segment objects plus
 	// queue runs with objects of their own; Bytes counts segment objects).
 	Segments int   `json:"segments"`
@@ -291,11 +324,9 @@ func (b *Broker) TierStatus() TierStatus {
 		return st
 	}
 	st.Enabled, st.Prefix = true, b.tierPrefix()
-	m := b.tier.Manifest()
-	st.OffloadWatermark, st.ManifestSeq = b.tier.OffloadWatermark(), m.Seq
-	if m.Seq > 0 {
-		st.Manifest = tier.ManifestObjectName(st.Prefix, m.Seq)
-	}
+	m, ptr := b.tier.Manifest(), b.tier.Pointer()
+	st.OffloadWatermark, st.ManifestSeq, st.Manifest = ptr.OffloadWatermark, m.Seq, ptr.Manifest
+	st.PointerEpoch, st.WriterEpoch = ptr.Epoch, b.tier.Epoch()
 	st.Segments = len(m.Segments)
 	for _, s := range m.Segments {
 		st.Objects++

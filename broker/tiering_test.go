@@ -261,6 +261,12 @@ func TestHighWatermarkRefusesWritesWhileOffloadFails(t *testing.T) {
 	if refused == nil || refused.Code != remoting.RespServiceNotAvailable || !strings.Contains(refused.Remark, "high watermark") {
 		t.Fatalf("after %d sends with the bucket down: %+v", sent, refused)
 	}
+	// The refusal names the bucket (once an upload has failed), not etcd.
+	waitFor(t, "the remark blames the bucket", func() bool {
+		r := send(t, env, "Busy", 0, "", "refused?").Remark
+		return strings.Contains(r, "offload cannot commit: bucket writes failing (") && strings.Contains(r, "bucket unreachable (test fault)") &&
+			strings.Contains(r, "writes resume once the bucket answers") && !strings.Contains(r, "etcd")
+	})
 	if env.b.Store().MinOffset("Busy", 0) != 0 {
 		t.Fatal("local data deleted although not offloaded")
 	}

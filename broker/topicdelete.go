@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 
 	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/timer"
+	"github.com/stratamq/strata/broker/txn"
 	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier"
 )
@@ -158,6 +160,9 @@ func (b *Broker) reconcileTopics(ctx context.Context, s *meta.Snapshot) {
 		local[topic] = true
 	}
 	for topic := range local {
+		if isInternalTopic(topic) {
+			continue // the broker's own system topics are in no topic table
+		}
 		cur, exists := s.Topics[topic]
 		rev, recorded := in.get(topic)
 		switch {
@@ -214,6 +219,13 @@ func (b *Broker) dropTopic(ctx context.Context, topic string) error {
 	return in.setLocked(topic, 0)
 }
 
+// isInternalTopic reports whether topic is a broker-internal system topic (transactions,
+// scheduled delivery): no route, no sends from clients, never deleted for missing from the
+// cluster's topics.
+func isInternalTopic(topic string) bool {
+	return txn.IsSystemTopic(topic) || timer.IsSystemTopic(topic)
+}
+
 // pendingDeletes tracks topics whose deletion is in flight, for offload.
 type pendingDeletes struct {
 	mu sync.Mutex
@@ -259,7 +271,9 @@ func (b *Broker) deleteTopicData(ctx context.Context, topic string) error {
 	}
 	if b.tier != nil {
 		ts := tier.Tombstone{Topic: topic, Position: b.store.MaxCommitLogOffset()}
-		if err := b.tier.AddTombstone(ctx, ts); err != nil {
+		if err := b.tier.AddTombstone(ctx, ts); errors.Is(err, tier.ErrFenced) {
+			return fmt.Errorf("the local data is deleted, but this broker is not the elected master of group %s and only the master records the deletion in the cold tier: %w; delete the topic on the master", b.cfg.BrokerName, err)
+		} else if err != nil {
 			return fmt.Errorf("the local data is deleted but the cold tier still holds it: %w; delete the topic again once the bucket is reachable", err)
 		}
 	}

@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -176,4 +178,69 @@ func bodies(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s-%04d", prefix, i)
 	}
 	return out
+}
+
+// traceConfig is a WithTrace config for the official client. The client keeps one trace
+// client per process (instance INNER_TRACE_CLIENT_DEFAULT) that it never shuts down, and
+// refuses a second one with other name servers, so every test of this process reaches its
+// name server through one forwarding address (traceNamesrvProxy) that points at the current
+// test's name server.
+func traceConfig(t testing.TB, namesrv, group string) *primitive.TraceConfig {
+	t.Helper()
+	return &primitive.TraceConfig{GroupName: group, Access: primitive.Local, NamesrvAddrs: []string{traceNamesrvProxy(t, namesrv)}}
+}
+
+var traceProxy struct {
+	once   sync.Once
+	addr   string
+	err    error
+	mu     sync.Mutex
+	target string
+}
+
+// traceNamesrvProxy points the process's trace name-server forwarder at namesrv and returns
+// its address. Tests of this package do not run in parallel, so one target at a time is enough.
+func traceNamesrvProxy(t testing.TB, namesrv string) string {
+	t.Helper()
+	traceProxy.once.Do(func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			traceProxy.err = err
+			return
+		}
+		traceProxy.addr = ln.Addr().String()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				traceProxy.mu.Lock()
+				target := traceProxy.target
+				traceProxy.mu.Unlock()
+				go forward(c, target)
+			}
+		}()
+	})
+	if traceProxy.err != nil {
+		t.Fatal(traceProxy.err)
+	}
+	traceProxy.mu.Lock()
+	traceProxy.target = namesrv
+	traceProxy.mu.Unlock()
+	return traceProxy.addr
+}
+
+// forward copies bytes both ways between c and a new connection to target.
+func forward(c net.Conn, target string) {
+	defer c.Close()
+	u, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	<-done
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/admin"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/stratamq/strata/broker/client"
 )
 
 // These tests drive `strata dev` with the unmodified official Go client.
@@ -279,6 +281,21 @@ func TestOffsetsResumeAfterBrokerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = p.Shutdown()
+	// The client persists them oneway: wait until the broker has them, or a restart racing
+	// the request would be what the test sees.
+	cl, err := client.Dial(context.Background(), dev.Namesrv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the group's offsets committed", func() bool {
+		qs, err := cl.ConsumeStats(context.Background(), group, topic)
+		var sum int64
+		for _, q := range qs {
+			sum += max(q.ConsumerOffset, 0)
+		}
+		return err == nil && sum == int64(len(first))
+	})
+	cl.Close()
 
 	dev.Restart()
 	p2 := newProducer(t, dev.Namesrv)

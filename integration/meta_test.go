@@ -77,7 +77,7 @@ func TestEtcdTwoBrokersAgreeAndRoutesStickWhenOneIsKilled(t *testing.T) {
 	// Both brokers' views agree: 4 queues on each group, seen within a second.
 	start := time.Now()
 	etcdEventually(t, 10*time.Second, "both views show orders on g1 and g2", func() bool {
-		r1, r2 := etcdRouteOf(b1.view, "orders"), etcdRouteOf(b2.view, "orders")
+		r1, r2 := servedRouteOf(b1.view, "orders"), servedRouteOf(b2.view, "orders")
 		return r1["g1"] == 4 && r1["g2"] == 4 && r2["g1"] == 4 && r2["g2"] == 4
 	})
 	if d := time.Since(start); d > time.Second {

@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/stratamq/strata/broker/remoting/tlstest"
 	"github.com/stratamq/strata/tier/objstore"
 )
 
@@ -43,6 +46,8 @@ type minioServer struct {
 	Bucket string
 	// Client is an independent minio-go client to check what is stored.
 	Client *minio.Client
+	// httpClient polls readiness (it trusts the server's CA under TLS).
+	httpClient *http.Client
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -76,6 +81,12 @@ func minioBinary(t testing.TB) string {
 // minioBucket. The server is stopped when the test ends.
 func startMinIO(t testing.TB) *minioServer {
 	t.Helper()
+	return startMinIOWith(t, nil)
+}
+
+// startMinIOWith is startMinIO serving https with a certificate of ca when ca is not nil.
+func startMinIOWith(t testing.TB, ca *tlstest.CA) *minioServer {
+	t.Helper()
 	m := &minioServer{
 		t:       t,
 		bin:     minioBinary(t),
@@ -85,13 +96,31 @@ func startMinIO(t testing.TB) *minioServer {
 		Bucket:  minioBucket,
 	}
 	m.Endpoint = "http://" + m.Addr
+	m.httpClient = &http.Client{Timeout: 2 * time.Second}
+	var transport http.RoundTripper
+	if ca != nil {
+		// MinIO serves TLS when its certs directory holds public.crt and private.key.
+		certs := filepath.Join(m.dataDir, ".certs")
+		if err := os.MkdirAll(certs, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ca.Server("minio").CopyTo(t, filepath.Join(certs, "public.crt"), filepath.Join(certs, "private.key"))
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(ca.CertFile)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			t.Fatalf("CA %s: %v", ca.CertFile, err)
+		}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		m.Endpoint, m.httpClient.Transport, transport = "https://"+m.Addr, tr, tr
+	}
 	t.Cleanup(m.Stop)
 	m.Start()
 
 	client, err := minio.New(m.Addr, &minio.Options{
-		Creds:  credentials.NewStaticV4(minioUser, minioPassword, ""),
-		Secure: false,
-		Region: "us-east-1",
+		Creds:     credentials.NewStaticV4(minioUser, minioPassword, ""),
+		Secure:    ca != nil,
+		Region:    "us-east-1",
+		Transport: transport,
 	})
 	if err != nil {
 		t.Fatalf("minio-go client: %v", err)
@@ -141,7 +170,7 @@ func (m *minioServer) Start() {
 	// Poll the readiness endpoint: an eventually-true condition, with a
 	// deadline, failing fast if the process dies.
 	url := m.Endpoint + "/minio/health/ready"
-	httpClient := &http.Client{Timeout: 2 * time.Second}
+	httpClient := m.httpClient
 	deadline := time.Now().Add(minioReadyTimeout)
 	for {
 		resp, err := httpClient.Get(url)

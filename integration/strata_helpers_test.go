@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,11 +54,13 @@ func freeAddr(t testing.TB) string {
 
 // strataProc is one strata process (dev or broker) started by a test.
 type strataProc struct {
-	t        testing.TB
-	args     []string
-	Namesrv  string
-	Broker   string
-	HTTP     string
+	t       testing.TB
+	args    []string
+	Namesrv string
+	Broker  string
+	HTTP    string
+	// TLS, when set, is how waitReady reaches an HTTP listener that serves TLS.
+	TLS      *tls.Config
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	done     chan struct{}
@@ -87,7 +90,13 @@ func (l *lockedBuffer) String() string {
 // until /readyz answers 200.
 func startDev(t testing.TB, dataDir string, extra ...string) *strataProc {
 	t.Helper()
-	p := &strataProc{t: t}
+	return startDevTLS(t, dataDir, nil, extra...)
+}
+
+// startDevTLS is startDev for a process whose listeners serve TLS that conf trusts.
+func startDevTLS(t testing.TB, dataDir string, conf *tls.Config, extra ...string) *strataProc {
+	t.Helper()
+	p := &strataProc{t: t, TLS: conf}
 	t.Cleanup(p.stopAndReport)
 	// A port found free can be taken before strata binds it; try fresh ones then.
 	for attempt := 1; ; attempt++ {
@@ -157,6 +166,11 @@ func (p *strataProc) tryStart() error {
 func (p *strataProc) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	url := "http://" + p.HTTP + "/readyz"
+	client := http.DefaultClient
+	if p.TLS != nil {
+		url = "https://" + p.HTTP + "/readyz"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: p.TLS}}
+	}
 	for {
 		select {
 		case <-p.done:
@@ -166,10 +180,13 @@ func (p *strataProc) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("strata %v exited before it was ready: %v\n%s", p.args, p.exitErr, p.output)
 		default:
 		}
-		resp, err := http.Get(url)
+		// Another process on this machine may hold a port we probed as free and answer
+		// /readyz itself: only this process's ready line (printed once it serves) counts.
+		ownReady := strings.Contains(p.output.String(), " ready: ")
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && ownReady {
 				return nil
 			}
 		}

@@ -52,7 +52,7 @@ func TestTierColdConsumeWithGoClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{"strata_tier_offloaded_bytes_total", "strata_tier_cold_read_bytes_total", "strata_tier_requests_total", "strata_tier_offload_lag_bytes"} {
+	for _, m := range []string{"strata_tier_offloaded_bytes_total", "strata_tier_cold_read_bytes_total", "strata_objstore_requests_total", "strata_tier_offload_lag_bytes"} {
 		if !strings.Contains(resp, m) {
 			t.Errorf("metrics lack %s", m)
 		}

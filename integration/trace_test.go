@@ -23,9 +23,7 @@ func TestMessageTrace(t *testing.T) {
 	dev := startDev(t, t.TempDir(), "--auto-create-topics=false")
 	const topic, key = "traced", "order-42"
 	createTopic(t, dev.Namesrv, topic, 2)
-	traceCfg := func(group string) *primitive.TraceConfig {
-		return &primitive.TraceConfig{GroupName: group, Access: primitive.Local, NamesrvAddrs: []string{dev.Namesrv}}
-	}
+	traceCfg := func(group string) *primitive.TraceConfig { return traceConfig(t, dev.Namesrv, group) }
 	p := newProducer(t, dev.Namesrv, producer.WithGroupName("pg-traced"), producer.WithTrace(traceCfg("pg-traced")))
 	res, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("traced body")).WithKeys([]string{key}).WithTag("paid"))
 	if err != nil {

@@ -21,6 +21,8 @@ var (
 	ErrInvalidName          = errors.New("meta: invalid name")
 	ErrTierPointerBackwards = errors.New("meta: tier pointer would move backwards")
 	ErrClosed               = errors.New("meta: closed")
+	// ErrUnreachable is wrapped by Ping when etcd does not answer in time.
+	ErrUnreachable = errors.New("cannot reach etcd")
 )
 
 // Config says how to reach etcd and which cluster's keys to use.
@@ -29,10 +31,16 @@ type Config struct {
 	Endpoints []string
 	// Cluster names the Strata cluster; every key lives under /strata/<Cluster>/.
 	Cluster string
-	// DialTimeout bounds the first connection; default 5s.
+	// DialTimeout bounds the first connection and Ping; default 5s.
 	DialTimeout time.Duration
 	// RequestTimeout bounds each single etcd request made by this package; default 5s.
 	RequestTimeout time.Duration
+	// TLS of the connection to etcd (tls.go); https:// endpoints need it or the system's
+	// roots. ACL secret keys live in etcd, so with ACL on, etcd should require both.
+	TLS EtcdTLS
+	// Username and Password authenticate to etcd when its auth is enabled.
+	Username string
+	Password string
 }
 
 // Validate reports a configuration that cannot work.
@@ -50,12 +58,16 @@ type Client struct {
 	cluster    string
 	root       string // "/strata/<cluster>/"
 	reqTimeout time.Duration
-	health     healthState
-	closeOnce  sync.Once
+	// endpoints and dialTimeout are for Ping's error.
+	endpoints   []string
+	dialTimeout time.Duration
+	health      healthState
+	closeOnce   sync.Once
 }
 
 // New dials etcd. The connection is made lazily by the etcd client, so New succeeds while etcd
-// is down; requests then fail (or, for the background workers, retry) until it is back.
+// is down; requests then fail (or, for the background workers, retry) until it is back. A
+// process that cannot start without etcd calls Ping next.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -63,7 +75,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
 	}
+	tlsConf, err := cfg.TLS.config(cfg.Endpoints)
+	if err != nil {
+		return nil, err
+	}
 	cli, err := clientv3.New(clientv3.Config{
+		TLS:         tlsConf,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
 		Context:     context.WithoutCancel(ctx),
@@ -77,6 +96,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := newClient(cli, cfg.Cluster, cfg.RequestTimeout)
 	c.ownsCli = true
+	c.dialTimeout = cfg.DialTimeout
 	return c, nil
 }
 
@@ -93,12 +113,34 @@ func newClient(cli *clientv3.Client, cluster string, reqTimeout time.Duration) *
 		reqTimeout = 5 * time.Second
 	}
 	return &Client{
-		cli:        cli,
-		cluster:    cluster,
-		root:       "/strata/" + cluster + "/",
-		reqTimeout: reqTimeout,
-		health:     healthState{faults: map[string]fault{}},
+		cli:         cli,
+		cluster:     cluster,
+		root:        "/strata/" + cluster + "/",
+		reqTimeout:  reqTimeout,
+		endpoints:   cli.Endpoints(),
+		dialTimeout: 5 * time.Second,
+		health:      healthState{faults: map[string]fault{}},
 	}
+}
+
+// Ping makes one linearizable read, so it succeeds only once an endpoint answers and the
+// etcd cluster has a leader. It waits at most the dial timeout; its error then wraps
+// ErrUnreachable and names the endpoints tried. If ctx ends first, the error wraps ctx's.
+func (c *Client) Ping(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
+	defer cancel()
+	_, err := c.cli.Get(pctx, c.root+"ping", clientv3.WithCountOnly())
+	if err == nil {
+		return nil
+	}
+	at := strings.Join(c.endpoints, ", ")
+	if ctx.Err() != nil {
+		return fmt.Errorf("stopped waiting for etcd at %s: %w", at, ctx.Err())
+	}
+	if pctx.Err() != nil {
+		err = pctx.Err() // the client's own wording varies with where the wait ended
+	}
+	return fmt.Errorf("%w at %s within %s: %w", ErrUnreachable, at, c.dialTimeout, err)
 }
 
 // Etcd returns the underlying etcd client.

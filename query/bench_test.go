@@ -63,9 +63,12 @@ func BenchmarkExportCold(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ptrs := &benchPointers{}
+	ptrs := tier.NewMemoryPointers()
 	wt, err := tier.Open(ctx, tier.Config{Bucket: bucket, Pointers: ptrs, Prefix: testPrefix})
 	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := wt.Lead(ctx, ptrs.Elect()); err != nil {
 		b.Fatal(err)
 	}
 	body := make([]byte, 1024)
@@ -144,25 +147,4 @@ func BenchmarkExportCold(b *testing.B) {
 		b.ReportMetric(float64(st.Bytes)/1e6/secs, "msgMB/s")
 		b.ReportMetric(float64(peak.Load())/(1<<20), "peakHeapMiB")
 	}
-}
-
-type benchPointers struct {
-	mu  sync.Mutex
-	ptr tier.TierPointer
-}
-
-func (p *benchPointers) Load(context.Context) (tier.TierPointer, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ptr, nil
-}
-
-func (p *benchPointers) CompareAndSwap(_ context.Context, prev, next tier.TierPointer) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ptr != prev {
-		return tier.ErrPointerConflict
-	}
-	p.ptr = next
-	return nil
 }

@@ -135,6 +135,18 @@ func newFixture(t *testing.T, perQueue int) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { wt.Close() })
+	el, err := mc.NewElection(ctx, testGroup, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { el.Close() })
+	term, err := el.Campaign(ctx, "query-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Lead(ctx, term); err != nil {
+		t.Fatal(err)
+	}
 	f := &fixture{st: st, writer: wt, mc: mc, bucket: bucket, want: map[int32][]*message.Message{}}
 	f.append(t, perQueue)
 	f.offload(t)

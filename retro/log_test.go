@@ -102,6 +102,18 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
+	el, err := mc.NewElection(ctx, "g1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { el.Close() })
+	term, err := el.Campaign(ctx, "retro-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Lead(ctx, term); err != nil {
+		t.Fatal(err)
+	}
 	st, err := store.Open(store.Config{Dir: t.TempDir(), SegmentBytes: 32 << 10, MaxMessageBytes: 8 << 10,
 		SealAfter: 40 * time.Millisecond, FlushInterval: 20 * time.Millisecond, CheckpointInterval: 50 * time.Millisecond})
 	if err != nil {

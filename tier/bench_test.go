@@ -27,11 +27,11 @@ func BenchmarkOffload(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tr := openTier(b, Config{Bucket: bucket, Pointers: &memPointers{}, ReadOnly: true})
+	tr := openTier(b, Config{Bucket: bucket, Pointers: NewMemoryPointers(), ReadOnly: true})
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := tr.upload(waitCtx(b), seg); err != nil {
+		if _, err := tr.upload(waitCtx(b), 1, seg); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -45,7 +45,7 @@ func BenchmarkColdReplay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	w := openTier(b, Config{Bucket: bucket, Pointers: ptrs})
 	for range 2 {
 		w.Submit(g.segment(b, benchSegmentRecords, queueKeys(1, 1), 1024))
@@ -116,7 +116,7 @@ func BenchmarkRequestsPerGiB(b *testing.B) {
 
 func benchReplay(b *testing.B, queues int, segBytes int64, segs int, noReadAhead, compact bool) {
 	bucket := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	w := openTier(b, Config{Bucket: bucket, Pointers: ptrs, DisableCompaction: true, CompactMinRuns: 2})
 	keys := queueKeys(1, queues)
 	var pos int64

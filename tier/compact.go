@@ -3,9 +3,9 @@ package tier
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -26,17 +26,21 @@ import (
 //  2. write each compacted object, one at a time: the pieces' block frames are fetched
 //     with one ranged GET per piece, checked (CRC32C, decoded length) and copied verbatim;
 //     keys are rebuilt from the records, exactly as offload wrote them. The name is
-//     deterministic (CompactedObjectName) and so are the bytes, so a retried pass is
-//     harmless;
+//     deterministic within the writer's term (CompactedObjectName carries its epoch) and so
+//     are the bytes, so a retried pass is harmless;
 //  3. publish one manifest version for the pass (under commitMu, re-checking every piece
 //     against the manifest current then, so offload, retention or a tombstone that moved in
-//     between is respected): runs point at their compacted object, merged compacted objects
-//     leave the list, segment objects whose every run is compacted, dropped or hidden are
-//     marked ObjectDeleted;
+//     between is respected), fenced by the term like every publish: runs point at their
+//     compacted object, merged compacted objects leave the list, segment objects whose every
+//     run is compacted, dropped or hidden are marked ObjectDeleted;
 //  4. only then delete the objects nothing references any more.
 //
-// A crash between 2 and 3 leaves compacted objects no manifest names; the next pass
-// deletes them (sweepCompacted) before writing, and rewrites them if still wanted.
+// Only the group's elected writer compacts (Compact fails with ErrFenced otherwise). A crash
+// between 2 and 3, or a writer deposed in between, leaves compacted objects no manifest
+// names; they are orphans, and so are segment objects of a term that ended before
+// committing them and manifests whose pointer update failed. Each pass first deletes orphans
+// (sweepOrphans, the rule is in doc.go): objects the current manifest does not name whose
+// epoch is older than the sweeper's own.
 //
 // Readers that loaded the previous manifest may find an object gone: Read, OffsetForTime,
 // Lookup and ReadAt retry on the newer catalog when a GET reports ErrNotFound (retryStale;
@@ -51,14 +55,8 @@ type CompactStats struct {
 	Objects int   // compacted objects published
 	Pieces  int   // segment runs and smaller compacted objects merged into them
 	Bytes   int64 // bytes of compacted objects written
-	Deleted int   // objects deleted once no manifest referenced them
-}
-
-// CompactedObjectName is the deterministic name of the compacted object holding queue
-// offsets [first, last] of topic/queue: "<prefix>/compacted/<hex topic>/<queue>/<20-digit
-// first>-<20-digit last>.seg".
-func CompactedObjectName(prefix, topic string, queueID int32, first, last int64) string {
-	return fmt.Sprintf("%s/compacted/%s/%d/%020d-%020d.seg", prefix, hex.EncodeToString([]byte(topic)), queueID, first, last)
+	Deleted int   // objects deleted once the pass's manifest no longer referenced them
+	Swept   int   // orphans of older terms deleted (sweepOrphans)
 }
 
 func (t *Tier) isCompactedObject(name string) bool {
@@ -80,17 +78,20 @@ type compactResult struct {
 	entry ManifestSegment
 }
 
-// Compact runs one compaction pass now (the background compactor runs one every
-// CompactInterval).
+// Compact runs one compaction pass now, orphan sweep first (the background compactor runs
+// one every CompactInterval while the tier leads). A tier that does not lead gets ErrFenced.
 func (t *Tier) Compact(ctx context.Context) (CompactStats, error) {
 	var st CompactStats
-	if t.cfg.ReadOnly {
-		return st, fmt.Errorf("tier compaction on %s: the tier is open read-only", t.cfg.Prefix)
+	tm, err := t.writer("compaction")
+	if err != nil {
+		return st, err
 	}
+	ctx, cancel := withTerm(ctx, tm)
+	defer cancel()
 	t.compactMu.Lock()
 	defer t.compactMu.Unlock()
-	n, err := t.sweepCompacted(ctx)
-	st.Deleted += n
+	n, err := t.sweepOrphans(ctx, tm)
+	st.Swept += n
 	if err != nil {
 		return st, err
 	}
@@ -103,7 +104,7 @@ func (t *Tier) Compact(ctx context.Context) (CompactStats, error) {
 		if len(done) == 0 {
 			return nil
 		}
-		pst, err := t.publishCompacted(ctx, done)
+		pst, err := t.publishCompacted(ctx, tm, done)
 		st.Objects += pst.Objects
 		st.Pieces += pst.Pieces
 		st.Deleted += pst.Deleted
@@ -111,7 +112,7 @@ func (t *Tier) Compact(ctx context.Context) (CompactStats, error) {
 		return err
 	}
 	for _, j := range jobs {
-		r, size, err := t.writeCompacted(ctx, j)
+		r, size, err := t.writeCompacted(ctx, tm.epoch(), j)
 		if err != nil {
 			return st, errors.Join(fmt.Errorf("tier compaction on %s: %w", t.cfg.Prefix, err), flush())
 		}
@@ -126,47 +127,91 @@ func (t *Tier) Compact(ctx context.Context) (CompactStats, error) {
 	if err := flush(); err != nil {
 		return st, err
 	}
-	if st.Objects > 0 {
+	if st.Objects > 0 || st.Swept > 0 {
 		t.cfg.Logger.Info("tier compaction", "prefix", t.cfg.Prefix, "objects", st.Objects,
-			"pieces", st.Pieces, "bytes", st.Bytes, "deleted", st.Deleted)
+			"pieces", st.Pieces, "bytes", st.Bytes, "deleted", st.Deleted, "orphans", st.Swept)
 	}
 	return st, nil
 }
 
-// sweepCompacted deletes compacted objects the current manifest does not name: leftovers of
-// a pass that crashed before publishing. Callers hold compactMu, so no pass of this tier is
-// writing one; exactly one broker writes a group's tier.
-func (t *Tier) sweepCompacted(ctx context.Context) (int, error) {
-	live := map[string]bool{}
-	for _, c := range t.cat.Load().m.Compacted {
-		live[c.Object] = true
-	}
+// orphanDirs are the folders under the prefix whose objects the orphan sweep considers;
+// tombstone objects are never deleted.
+var orphanDirs = []string{"/segments/", "/compacted/", "/manifest/"}
+
+// sweepOrphans deletes the objects no manifest will name again: those under orphanDirs that
+// the current manifest does not name (nor its predecessor, kept one round for readers) and
+// whose epoch is older than tm's. It stops, with ErrFenced, as soon as the term ends.
+// Objects of tm's own epoch are never swept, so the sweep needs no lock against this
+// tier's own offload and compaction (doc.go explains why older ones are safe).
+func (t *Tier) sweepOrphans(ctx context.Context, tm *term) (int, error) {
 	var orphans []string
-	err := t.bucket.List(ctx, t.cfg.Prefix+"/compacted/", func(name string) error {
-		if !live[name] {
-			orphans = append(orphans, name)
+	for _, dir := range orphanDirs {
+		err := t.bucket.List(ctx, t.cfg.Prefix+dir, func(name string) error {
+			if ObjectEpoch(name) < tm.epoch() {
+				orphans = append(orphans, name)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("tier orphan sweep on %s: list %s: %w", t.cfg.Prefix, dir, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("tier compaction on %s: list compacted objects: %w", t.cfg.Prefix, err)
 	}
-	live = map[string]bool{}
-	for _, c := range t.cat.Load().m.Compacted { // published meanwhile by nobody but us; recheck anyway
-		live[c.Object] = true
+	// The catalog is read after listing: a manifest published meanwhile by this term names
+	// nothing older that its predecessor did not (publishes only add objects of tm's epoch).
+	cat := t.cat.Load()
+	live := cat.liveObjects()
+	orphans = slices.DeleteFunc(orphans, func(name string) bool { return live[name] })
+	if len(orphans) == 0 {
+		return 0, nil
+	}
+	// Whoever published since our manifest (a successor we have not heard of yet) may name
+	// what we would delete: then leave the sweep to a later pass.
+	ptr, err := t.cfg.Pointers.Load(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("tier orphan sweep on %s: load tier pointer: %w", t.cfg.Prefix, err)
+	}
+	if ptr.Epoch > tm.epoch() {
+		err := fmt.Errorf("tier orphan sweep on %s: the pointer was written by epoch %d: %w", t.cfg.Prefix, ptr.Epoch, ErrFenced)
+		t.noteStall(StallNotWriter, err)
+		tm.end(err)
+		return 0, err
+	}
+	if ptr.Revision != cat.ptr.Revision {
+		return 0, nil
 	}
 	n := 0
 	for _, name := range orphans {
-		if live[name] {
-			continue
+		if tm.ctx.Err() != nil {
+			return n, fmt.Errorf("tier orphan sweep on %s: the term of epoch %d ended: %w", t.cfg.Prefix, tm.epoch(), ErrFenced)
 		}
 		if err := t.bucket.Delete(ctx, name); err != nil && !objstore.IsNotFound(err) {
-			return n, fmt.Errorf("tier compaction on %s: delete unreferenced %s: %w", t.cfg.Prefix, name, err)
+			return n, fmt.Errorf("tier orphan sweep on %s: delete unreferenced %s: %w", t.cfg.Prefix, name, err)
 		}
 		n++
-		t.metrics.compactDeleted.Inc()
+		t.metrics.orphansDeleted.Inc()
 	}
 	return n, nil
+}
+
+// liveObjects names every object the catalog's manifest references, the manifest itself and
+// its predecessor included.
+func (c *catalog) liveObjects() map[string]bool {
+	live := map[string]bool{c.ptr.Manifest: true, c.prev: true}
+	for _, s := range c.m.Segments {
+		if !s.ObjectDeleted {
+			live[s.Object] = true
+		}
+		for _, q := range s.Queues {
+			if q.Object != "" && !q.Dropped {
+				live[q.Object] = true
+			}
+		}
+	}
+	for _, cs := range c.m.Compacted {
+		live[cs.Object] = true
+	}
+	delete(live, "")
+	return live
 }
 
 // planCompaction picks, per queue, maximal stretches of consecutive small pieces and cuts
@@ -234,8 +279,8 @@ func (t *Tier) candidate(ctx context.Context, sp span) (piece, int64, bool, erro
 	return p, n, n < t.cfg.CompactMinRunBytes, nil
 }
 
-// writeCompacted builds one compacted object from a job's pieces and puts it.
-func (t *Tier) writeCompacted(ctx context.Context, j compactJob) (compactResult, int64, error) {
+// writeCompacted builds one compacted object from a job's pieces and puts it, named for epoch.
+func (t *Tier) writeCompacted(ctx context.Context, epoch int64, j compactJob) (compactResult, int64, error) {
 	first := j.pieces[0].sp
 	last := j.pieces[len(j.pieces)-1].sp
 	run := QueueRun{Topic: first.q.Topic, QueueID: first.q.QueueID, FirstOffset: first.q.FirstOffset,
@@ -292,7 +337,7 @@ func (t *Tier) writeCompacted(ctx context.Context, j compactJob) (compactResult,
 	}
 	idx.Queues = []QueueRun{run}
 	obj, f := layoutObject(data, idx, []QueueKeys{keys})
-	name := CompactedObjectName(t.cfg.Prefix, run.Topic, run.QueueID, run.FirstOffset, run.LastOffset)
+	name := CompactedObjectName(t.cfg.Prefix, run.Topic, run.QueueID, run.FirstOffset, run.LastOffset, epoch)
 	if err := t.bucket.Put(ctx, name, bytes.NewReader(obj), int64(len(obj))); err != nil {
 		return compactResult{}, 0, fmt.Errorf("write %s: %w", name, err)
 	}
@@ -303,7 +348,7 @@ func (t *Tier) writeCompacted(ctx context.Context, j compactJob) (compactResult,
 // publishCompacted publishes compacted objects in one manifest version and then deletes
 // the objects it no longer references. A result whose pieces changed since planning (a run
 // dropped by retention, a segment deleted) is left out and its object deleted.
-func (t *Tier) publishCompacted(ctx context.Context, results []compactResult) (CompactStats, error) {
+func (t *Tier) publishCompacted(ctx context.Context, tm *term, results []compactResult) (CompactStats, error) {
 	var st CompactStats
 	t.commitMu.Lock()
 	var doomed []string
@@ -373,7 +418,7 @@ func (t *Tier) publishCompacted(ctx context.Context, results []compactResult) (C
 				doomed = append(doomed, s.Object)
 			}
 		}
-		err := t.publish(ctx, cur, next)
+		err := t.publish(ctx, tm, cur, next)
 		if err == nil {
 			break
 		}

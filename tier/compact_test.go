@@ -61,7 +61,7 @@ func objectsUnder(t *testing.T, b objstore.Bucket, dir string) []string {
 func TestCompactionPreservesRecordsAndCutsGets(t *testing.T) {
 	ctx := waitCtx(t)
 	b := fsBucket(t)
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	tr := openTier(t, compactCfg(b, ptrs))
 	g := newLogGen()
 	queues := queueKeys(4, 8) // 32 queues: each segment holds a small run of each
@@ -138,7 +138,7 @@ func TestCompactionPreservesRecordsAndCutsGets(t *testing.T) {
 	if err := b.Delete(ctx, ptr.Manifest); err != nil {
 		t.Fatal(err)
 	}
-	rm, err := RebuildManifest(ctx, b, compactPrefix, 0)
+	rm, err := RebuildManifest(ctx, b, compactPrefix, TierPointer{})
 	if err != nil || rm.Watermark != g.pos || len(rm.Compacted) != len(queues) {
 		t.Fatalf("rebuilt manifest: %v; watermark %d want %d, %d compacted", err, rm.Watermark, g.pos, len(rm.Compacted))
 	}
@@ -147,7 +147,7 @@ func TestCompactionPreservesRecordsAndCutsGets(t *testing.T) {
 
 func TestCompactionLeavesLargeRunsAlone(t *testing.T) {
 	b := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	cfg := compactCfg(b, ptrs)
 	cfg.CompactMinRunBytes = 48 << 10
 	tr := openTier(t, cfg)
@@ -178,7 +178,7 @@ func TestCompactionLeavesLargeRunsAlone(t *testing.T) {
 func TestCompactionCrashBeforePublish(t *testing.T) {
 	ctx := waitCtx(t)
 	b := fsBucket(t)
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	tr := openTier(t, compactCfg(b, ptrs))
 	g := newLogGen()
 	queues := queueKeys(2, 3)
@@ -188,12 +188,12 @@ func TestCompactionCrashBeforePublish(t *testing.T) {
 		t.Fatalf("plan: %d jobs, %v", len(jobs), err)
 	}
 	for _, j := range jobs[:4] { // the "crash" comes before publishing
-		if _, _, err := tr.writeCompacted(ctx, j); err != nil {
+		if _, _, err := tr.writeCompacted(ctx, tr.Epoch(), j); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A stale leftover of a different cut of the same queue must not survive either.
-	stale := CompactedObjectName(compactPrefix, queues[0].topic, queues[0].queue, 0, 1)
+	stale := CompactedObjectName(compactPrefix, queues[0].topic, queues[0].queue, 0, 1, tr.Epoch())
 	if err := b.Put(ctx, stale, strings.NewReader("x"), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestCompactionCrashBeforePublish(t *testing.T) {
 func TestCompactionWithTombstonesAndRetention(t *testing.T) {
 	ctx := waitCtx(t)
 	b := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	now := time.UnixMilli(1_700_000_000_000)
 	cfg := compactCfg(b, ptrs)
 	cfg.Now = func() time.Time { return now }
@@ -281,7 +281,7 @@ func TestCompactionWithTombstonesAndRetention(t *testing.T) {
 }
 
 func hexTopic(s string) string {
-	name := CompactedObjectName("p", s, 0, 0, 0)
+	name := CompactedObjectName("p", s, 0, 0, 0, 1)
 	return strings.Split(name, "/")[2]
 }
 
@@ -316,7 +316,7 @@ func checkQueuesFrom(t *testing.T, tr *Tier, g *logGen, k queueKey, from int64) 
 func TestReadersDuringCompaction(t *testing.T) {
 	ctx := waitCtx(t)
 	b := fsBucket(t)
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	cfg := compactCfg(b, ptrs)
 	cfg.CacheBytes = 64 << 10 // force reads to the bucket
 	tr := openTier(t, cfg)

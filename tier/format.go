@@ -111,6 +111,7 @@ type EncodedSegment struct {
 // order with Add, then call Finish. Memory use is about the compressed size of the segment.
 type SegmentEncoder struct {
 	prefix         string
+	epoch          int64
 	base, end      int64
 	blockBytes     int
 	ownObjectBytes int64
@@ -131,15 +132,16 @@ type runBuilder struct {
 }
 
 // NewSegmentEncoder starts encoding the segment [base, end) whose objects are named under
-// prefix (SegmentObjectName). blockBytes and ownObjectBytes take defaults when 0.
-func NewSegmentEncoder(prefix string, base, end int64, blockBytes int, ownObjectBytes int64) *SegmentEncoder {
+// prefix for the writer of epoch (SegmentObjectName). blockBytes and ownObjectBytes take
+// defaults when 0.
+func NewSegmentEncoder(prefix string, epoch, base, end int64, blockBytes int, ownObjectBytes int64) *SegmentEncoder {
 	if blockBytes <= 0 {
 		blockBytes = DefaultBlockBytes
 	}
 	if ownObjectBytes <= 0 {
 		ownObjectBytes = DefaultOwnObjectBytes
 	}
-	return &SegmentEncoder{prefix: prefix, base: base, end: end, blockBytes: blockBytes,
+	return &SegmentEncoder{prefix: prefix, epoch: epoch, base: base, end: end, blockBytes: blockBytes,
 		ownObjectBytes: ownObjectBytes, queues: make(map[queueKey]*runBuilder)}
 }
 
@@ -230,7 +232,7 @@ func DecodeBlock(frame []byte, rawSize int64) ([]byte, error) {
 
 // Finish closes every block and lays out the objects: each queue's run contiguous, queues in
 // (topic, queue id) order, then the index section, the keys section and the footer. The same
-// records always give the same bytes.
+// records and epoch always give the same bytes.
 func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 	keys := make([]queueKey, 0, len(e.queues))
 	for k := range e.queues {
@@ -251,7 +253,7 @@ func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 		run := b.run
 		run.Blocks = append([]BlockRef(nil), run.Blocks...)
 		if run.RawBytes >= e.ownObjectBytes {
-			name := CompanionObjectName(e.prefix, e.base, i)
+			name := CompanionObjectName(e.prefix, e.base, e.epoch, i)
 			one := SegmentIndex{Base: e.base, End: e.end, Queues: []QueueRun{run}}
 			obj, _ := layoutObject(b.data, one, []QueueKeys{b.keys})
 			out.Companions = append(out.Companions, EncodedObject{Name: name, Data: obj})
@@ -266,7 +268,7 @@ func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 		allKeys = append(allKeys, b.keys)
 	}
 	obj, f := layoutObject(data, out.Index, allKeys)
-	out.Main = EncodedObject{Name: SegmentObjectName(e.prefix, e.base), Data: obj}
+	out.Main = EncodedObject{Name: SegmentObjectName(e.prefix, e.base, e.epoch), Data: obj}
 	out.Footer = f
 	return out, nil
 }
@@ -563,16 +565,4 @@ func splitRecordsFrom(raw []byte, from int64, fn func(rec []byte, h *message.Rec
 		}
 	}
 	return nil
-}
-
-// SegmentObjectName is the deterministic name of the object of the commit-log segment that
-// starts at base: "<prefix>/segments/<20-digit base>.seg".
-func SegmentObjectName(prefix string, base int64) string {
-	return fmt.Sprintf("%s/segments/%020d.seg", prefix, base)
-}
-
-// CompanionObjectName names the own object of the i-th queue run (in index order) of the
-// segment at base: "<prefix>/segments/<20-digit base>.q<i>.seg".
-func CompanionObjectName(prefix string, base int64, i int) string {
-	return fmt.Sprintf("%s/segments/%020d.q%d.seg", prefix, base, i)
 }

@@ -15,18 +15,18 @@ func TestFormatRoundTrip(t *testing.T) {
 		queues = append(queues, queues[0])
 	}
 	seg := g.segment(t, 3000, queues, 200)
-	enc, err := EncodeSegmentFrom(waitCtx(t), "c/g", seg, 16<<10, 120<<10)
+	enc, err := EncodeSegmentFrom(waitCtx(t), "c/g", 7, seg, 16<<10, 120<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := EncodeSegmentFrom(waitCtx(t), "c/g", seg, 16<<10, 120<<10)
+	again, err := EncodeSegmentFrom(waitCtx(t), "c/g", 7, seg, 16<<10, 120<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(enc.Main.Data, again.Main.Data) || len(enc.Companions) != len(again.Companions) {
 		t.Fatal("encoding the same segment twice gave different bytes")
 	}
-	if enc.Main.Name != "c/g/segments/00000000000000000000.seg" {
+	if enc.Main.Name != "c/g/segments/00000000000000000000-0000000000000007.seg" {
 		t.Fatalf("object name %q", enc.Main.Name)
 	}
 	objects := map[string][]byte{enc.Main.Name: enc.Main.Data}
@@ -111,7 +111,7 @@ func TestDecodeBlockDetectsCorruption(t *testing.T) {
 
 func TestDecodeFooterRejects(t *testing.T) {
 	g := newLogGen()
-	enc, err := EncodeSegmentFrom(waitCtx(t), "c/g", g.segment(t, 10, queueKeys(1, 2), 10), 0, 0)
+	enc, err := EncodeSegmentFrom(waitCtx(t), "c/g", 1, g.segment(t, 10, queueKeys(1, 2), 10), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

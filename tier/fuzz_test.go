@@ -9,7 +9,7 @@ import (
 
 func fuzzSeedObject(f *testing.F) *EncodedSegment {
 	g := newLogGen()
-	enc, err := EncodeSegmentFrom(context.Background(), "c/g", g.segment(f, 40, queueKeys(2, 3), 30), 512, 600)
+	enc, err := EncodeSegmentFrom(context.Background(), "c/g", 1, g.segment(f, 40, queueKeys(2, 3), 30), 512, 600)
 	if err != nil {
 		f.Fatal(err)
 	}

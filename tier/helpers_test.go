@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier/objstore"
 )
 
@@ -93,28 +94,6 @@ func queueKeys(topics, queues int) []queueKey {
 	return ks
 }
 
-// memPointers is the single-function fake of the etcd pointer store (tests of tier alone).
-type memPointers struct {
-	mu  sync.Mutex
-	ptr TierPointer
-}
-
-func (p *memPointers) Load(context.Context) (TierPointer, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ptr, nil
-}
-
-func (p *memPointers) CompareAndSwap(_ context.Context, prev, next TierPointer) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ptr != prev {
-		return fmt.Errorf("pointer is %+v, expected %+v: %w", p.ptr, prev, ErrPointerConflict)
-	}
-	p.ptr = next
-	return nil
-}
-
 // flakyBucket fails every write and read while down is set.
 type flakyBucket struct {
 	objstore.Bucket
@@ -146,7 +125,19 @@ func (b *flakyBucket) GetRange(ctx context.Context, name string, off, n int64) (
 	return b.Bucket.GetRange(ctx, name, off, n)
 }
 
+// openTier opens a tier; unless it is read-only, it leads at once (a new term of the
+// in-memory election, or of an etcd election for MetaPointers).
 func openTier(tb testing.TB, cfg Config) *Tier {
+	tb.Helper()
+	tr := openFollower(tb, cfg)
+	if !cfg.ReadOnly {
+		lead(tb, tr, cfg.Pointers)
+	}
+	return tr
+}
+
+// openFollower opens a tier without leading: it reads, and writes nothing until Lead.
+func openFollower(tb testing.TB, cfg Config) *Tier {
 	tb.Helper()
 	if cfg.Prefix == "" {
 		cfg.Prefix = "test-cluster/group-a"
@@ -161,6 +152,46 @@ func openTier(tb testing.TB, cfg Config) *Tier {
 	}
 	tb.Cleanup(func() { tr.Close() })
 	return tr
+}
+
+var (
+	testElectionsMu sync.Mutex
+	testElections   = map[string]*meta.Election{}
+)
+
+// lead makes tr its group's writer in a new term and returns the term.
+func lead(tb testing.TB, tr *Tier, ptrs PointerStore) meta.Leadership {
+	tb.Helper()
+	var l meta.Leadership
+	switch p := ptrs.(type) {
+	case *MemoryPointers:
+		l = p.Elect()
+	case MetaPointers:
+		// The group's previous test writer stops campaigning, as a closed broker would.
+		k := fmt.Sprintf("%p/%s", p.Client, p.Group)
+		testElectionsMu.Lock()
+		if old := testElections[k]; old != nil {
+			old.Close()
+		}
+		el, err := p.Client.NewElection(waitCtx(tb), p.Group, 0)
+		if err == nil {
+			testElections[k] = el
+		}
+		testElectionsMu.Unlock()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { el.Close() })
+		if l, err = el.Campaign(waitCtx(tb), "test-writer"); err != nil {
+			tb.Fatal(err)
+		}
+	default:
+		tb.Fatalf("no election for pointer store %T", ptrs)
+	}
+	if _, err := tr.Lead(waitCtx(tb), l); err != nil {
+		tb.Fatal(err)
+	}
+	return l
 }
 
 func waitCtx(tb testing.TB) context.Context {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -24,28 +23,6 @@ const ManifestVersionCompacted = 2
 
 // maxManifestBytes bounds a manifest read from the bucket.
 const maxManifestBytes = 1 << 30
-
-// TierPointer is what etcd holds per broker group: tiny, moved with compare-and-swap only
-// after the objects it points at are durable.
-type TierPointer struct {
-	// OffloadWatermark is the commit-log offset below which every byte is in the bucket.
-	OffloadWatermark int64
-	// Manifest is the object name of the current manifest, or "" before the first offload.
-	Manifest string
-}
-
-// ErrPointerConflict is returned by PointerStore.CompareAndSwap when the stored pointer is
-// not the expected one (another writer moved it).
-var ErrPointerConflict = errors.New("tier pointer changed concurrently")
-
-// PointerStore keeps a broker group's TierPointer (in etcd, via meta; the broker adapts it).
-type PointerStore interface {
-	// Load returns the current pointer, or the zero pointer if none was ever stored.
-	Load(ctx context.Context) (TierPointer, error)
-	// CompareAndSwap stores next if the current pointer equals prev (the zero pointer
-	// meaning "absent"), and returns an error wrapping ErrPointerConflict otherwise.
-	CompareAndSwap(ctx context.Context, prev, next TierPointer) error
-}
 
 // Manifest lists a broker group's segment objects with the per-queue ranges they hold. Each
 // version is a new immutable object (FORMAT.md).
@@ -101,11 +78,6 @@ type ManifestQueue struct {
 	// Compacted names the compacted object that now holds this run's records; readers
 	// use that object instead of this run.
 	Compacted string `json:"compacted,omitempty"`
-}
-
-// ManifestObjectName is the name of manifest version seq: "<prefix>/manifest/<20 digits>.json".
-func ManifestObjectName(prefix string, seq int64) string {
-	return fmt.Sprintf("%s/manifest/%020d.json", prefix, seq)
 }
 
 func manifestSegment(obj string, size int64, f Footer, idx *SegmentIndex) ManifestSegment {
@@ -187,13 +159,20 @@ func readRange(ctx context.Context, b objstore.Bucket, name string, off, n int64
 	return buf, nil
 }
 
-// rebuildCompacted reads the compacted objects under prefix and keeps, per queue, a set
-// that does not overlap (a pass that crashed before publishing may have left a second
-// cover of the same offsets; either holds the same records), ordered by base.
-func rebuildCompacted(ctx context.Context, b objstore.Bucket, prefix string) ([]ManifestSegment, error) {
+// admits reports whether RebuildManifest may use an object of epoch for a pointer of
+// maxEpoch: objects of a newer term than the pointer's were never committed (0: no limit,
+// for a pointer written before epochs or none at all).
+func admits(maxEpoch, epoch int64) bool { return maxEpoch == 0 || epoch <= maxEpoch }
+
+// rebuildCompacted reads the compacted objects under prefix of epoch at most maxEpoch and
+// keeps, per queue, a set that does not overlap (a pass that crashed before publishing, or a
+// deposed writer, may have left a second cover of the same offsets; either holds the same
+// records): the cover starting lowest, then the longest, then the newest epoch wins. The
+// result is ordered by base.
+func rebuildCompacted(ctx context.Context, b objstore.Bucket, prefix string, maxEpoch int64) ([]ManifestSegment, error) {
 	var names []string
 	err := b.List(ctx, prefix+"/compacted/", func(name string) error {
-		if strings.HasSuffix(name, ".seg") {
+		if strings.HasSuffix(name, ".seg") && admits(maxEpoch, ObjectEpoch(name)) {
 			names = append(names, name)
 		}
 		return nil
@@ -223,7 +202,10 @@ func rebuildCompacted(ctx context.Context, b objstore.Bucket, prefix string) ([]
 		if a.FirstOffset != b.FirstOffset {
 			return a.FirstOffset < b.FirstOffset
 		}
-		return a.LastOffset > b.LastOffset
+		if a.LastOffset != b.LastOffset {
+			return a.LastOffset > b.LastOffset
+		}
+		return ObjectEpoch(all[i].Object) > ObjectEpoch(all[j].Object)
 	})
 	var out []ManifestSegment
 	for _, c := range all {
@@ -283,18 +265,37 @@ func ReadSegmentIndex(ctx context.Context, b objstore.Bucket, name string) (Foot
 	return f, idx, attrs.Size, nil
 }
 
-// RebuildManifest reconstructs a manifest from the segment objects under prefix alone, for a
-// lost or corrupt manifest. Every segment ending at or below watermarkHint (the pointer's
-// watermark, 0 if unknown) is kept, gaps left by tier retention included; above it, segments
-// are kept while they are contiguous. Dropped companion runs are marked as such.
-func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, watermarkHint int64) (*Manifest, error) {
-	var names []string
+// RebuildManifest reconstructs a manifest from the objects under prefix alone, for a lost or
+// corrupt manifest; ptr is the group's tier pointer (the zero pointer if unknown). The rule,
+// for a bucket where several terms may have written objects for the same segment:
+//
+//   - only objects of an epoch up to ptr.Epoch count (a newer term has committed nothing);
+//     a pointer without an epoch (written before fencing, or unknown) admits every epoch;
+//   - per segment base, the object of the newest admitted epoch is taken; where two taken
+//     segments overlap (writers whose logs differed), the newer epoch wins: a later writer
+//     only ever published what its own log held;
+//   - segments ending at or below ptr's watermark are kept, gaps left by tier retention
+//     included. Above it, a pointer with an epoch keeps nothing (nothing there was committed;
+//     the writer offloads it again), while one without keeps segments as long as they are
+//     contiguous, as builds before fencing did;
+//   - compacted objects are chosen likewise (rebuildCompacted) and mark the runs they cover.
+//
+// Dropped companion runs are marked as such. An object a retention or compaction pass
+// already deleted can resurface here only as an older leftover that the orphan sweep has not
+// removed yet; the next retention pass drops it again.
+func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, ptr TierPointer) (*Manifest, error) {
+	maxEpoch := ptr.Epoch
+	best := map[int64]string{} // base -> segment object of the newest admitted epoch
 	companions := map[string]bool{}
 	err := b.List(ctx, prefix+"/segments/", func(name string) error {
-		if strings.Contains(name[len(prefix)+len("/segments/"):], ".q") {
+		sn, ok := parseSegmentName(name)
+		if !ok || !admits(maxEpoch, sn.epoch) {
+			return nil
+		}
+		if sn.companion {
 			companions[name] = true
-		} else if strings.HasSuffix(name, ".seg") {
-			names = append(names, name)
+		} else if cur, ok := best[sn.base]; !ok || ObjectEpoch(cur) < sn.epoch {
+			best[sn.base] = name
 		}
 		return nil
 	})
@@ -305,7 +306,8 @@ func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, wate
 	if m.Tombstones, err = loadTombstoneObjects(ctx, b, prefix); err != nil {
 		return nil, fmt.Errorf("rebuild manifest: %w", err)
 	}
-	for _, name := range names {
+	var segs []ManifestSegment
+	for _, name := range best {
 		f, idx, size, err := ReadSegmentIndex(ctx, b, name)
 		if err != nil {
 			return nil, fmt.Errorf("rebuild manifest: %w", err)
@@ -316,26 +318,42 @@ func RebuildManifest(ctx context.Context, b objstore.Bucket, prefix string, wate
 				s.Queues[i].Dropped = true
 			}
 		}
-		m.Segments = append(m.Segments, s)
+		segs = append(segs, s)
 	}
-	sort.Slice(m.Segments, func(i, j int) bool { return m.Segments[i].Base < m.Segments[j].Base })
-	comps, err := rebuildCompacted(ctx, b, prefix)
+	sort.Slice(segs, func(i, j int) bool { return segs[i].Base < segs[j].Base })
+	for _, s := range segs {
+		keep := true
+		for n := len(m.Segments); keep && n > 0 && s.Base < m.Segments[n-1].End; n = len(m.Segments) {
+			if ObjectEpoch(m.Segments[n-1].Object) >= ObjectEpoch(s.Object) {
+				keep = false // overlaps a newer (or equal) writer's segment
+			} else {
+				m.Segments = m.Segments[:n-1]
+			}
+		}
+		if keep {
+			m.Segments = append(m.Segments, s)
+		}
+	}
+	watermarkHint := ptr.OffloadWatermark
+	comps, err := rebuildCompacted(ctx, b, prefix, maxEpoch)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild manifest: %w", err)
 	}
-	for _, c := range comps {
-		// Compaction only merges committed segments: a compacted object proves its range
-		// was below the watermark, and segment objects it replaced may be gone.
-		watermarkHint = max(watermarkHint, c.End)
+	if maxEpoch == 0 {
+		for _, c := range comps {
+			// Compaction only merges committed segments: a compacted object proves its
+			// range was below the watermark, and segment objects it replaced may be gone.
+			watermarkHint = max(watermarkHint, c.End)
+		}
 	}
 	m.Watermark = watermarkHint
 	for i, s := range m.Segments {
 		if s.End <= watermarkHint {
 			continue
 		}
-		if s.Base != m.Watermark && (i > 0 || watermarkHint != 0) {
-			// Objects past a gap were uploaded but never committed; they are dropped
-			// and will be uploaded again (same names, same bytes).
+		if maxEpoch > 0 || (s.Base != m.Watermark && (i > 0 || watermarkHint != 0)) {
+			// Objects past the watermark (or past a gap) were uploaded but never
+			// committed; they are dropped and will be uploaded again.
 			m.Segments = m.Segments[:i]
 			break
 		}

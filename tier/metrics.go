@@ -9,10 +9,14 @@ import (
 	"github.com/stratamq/strata/tier/objstore"
 )
 
+// metrics are the tier's Prometheus series, all named strata_tier_<what>_<unit>: offload
+// (offloaded bytes and segments, offload lag and watermark in commit-log bytes), cold reads
+// (bytes, duration, block-cache hits and misses), retention and compaction. Bucket requests
+// are counted by objstore.WithMetrics (strata_objstore_*); no series has a per-topic or
+// per-object label.
 type metrics struct {
 	offloadedBytes    prometheus.Counter
 	offloadedSegments prometheus.Counter
-	requests          *prometheus.CounterVec
 	coldReadBytes     prometheus.Counter
 	coldReadSeconds   prometheus.Histogram
 	cacheHits         prometheus.Counter
@@ -24,6 +28,8 @@ type metrics struct {
 	compactedBytes    prometheus.Counter
 	compactDeleted    prometheus.Counter
 	staleRetries      prometheus.Counter
+	orphansDeleted    prometheus.Counter
+	writerEpoch       prometheus.Gauge
 
 	// Plain counts, for tests and benchmarks that read them without a registry.
 	puts, gets atomic.Int64
@@ -35,13 +41,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strata_tier_offloaded_bytes_total", Help: "Bytes of segment objects written to the bucket."}),
 		offloadedSegments: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_tier_offloaded_segments_total", Help: "Commit-log segments committed to the tier."}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strata_tier_bucket_requests_total", Help: "Bucket requests by operation and outcome."},
-			[]string{"op", "result"}),
 		coldReadBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_tier_cold_read_bytes_total", Help: "Record bytes served from the cold tier."}),
 		coldReadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "strata_tier_cold_read_seconds", Help: "Latency of cold reads.",
+			Name: "strata_tier_cold_read_duration_seconds", Help: "Latency of cold reads.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_tier_block_cache_hits_total", Help: "Cold block reads served from the cache."}),
@@ -61,66 +64,41 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "strata_tier_compaction_deleted_objects_total", Help: "Objects compaction deleted once nothing referenced them."}),
 		staleRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_tier_stale_manifest_retries_total", Help: "Cold reads retried on a newer manifest after an object was gone."}),
+		orphansDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_orphans_deleted_objects_total", Help: "Objects of older writer terms that no manifest names, deleted by the orphan sweep."}),
+		writerEpoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strata_tier_writer_epoch", Help: "Election epoch this broker writes the group's tier in; 0 when it is not the elected writer."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.offloadedBytes, m.offloadedSegments, m.requests, m.coldReadBytes,
+		reg.MustRegister(m.offloadedBytes, m.offloadedSegments, m.coldReadBytes,
 			m.coldReadSeconds, m.cacheHits, m.cacheMisses, m.lag, m.watermark, m.retentionDeleted,
-			m.compactedObjects, m.compactedBytes, m.compactDeleted, m.staleRetries)
+			m.compactedObjects, m.compactedBytes, m.compactDeleted, m.staleRetries, m.orphansDeleted, m.writerEpoch)
 	}
 	return m
 }
 
-// countingBucket counts requests once, around whichever provider is configured.
+// countingBucket counts PUT and GET requests in plain counters, around whichever provider is
+// configured. The Prometheus series of bucket requests (strata_objstore_*) come from
+// objstore.WithMetrics, which the broker wraps around the bucket; counting them here too
+// would export every request twice under two names.
 type countingBucket struct {
 	objstore.Bucket
 	m *metrics
 }
 
-func (b *countingBucket) count(op string, err error) {
-	res := "ok"
-	if err != nil {
-		res = "error"
-	}
-	b.m.requests.WithLabelValues(op, res).Inc()
-}
-
 func (b *countingBucket) Put(ctx context.Context, name string, r io.Reader, size int64) error {
-	err := b.Bucket.Put(ctx, name, r, size)
 	b.m.puts.Add(1)
-	b.count("put", err)
-	return err
+	return b.Bucket.Put(ctx, name, r, size)
 }
 
 func (b *countingBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	rc, err := b.Bucket.Get(ctx, name)
 	b.m.gets.Add(1)
-	b.count("get", err)
-	return rc, err
+	return b.Bucket.Get(ctx, name)
 }
 
 func (b *countingBucket) GetRange(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
-	rc, err := b.Bucket.GetRange(ctx, name, off, n)
 	b.m.gets.Add(1)
-	b.count("get", err)
-	return rc, err
-}
-
-func (b *countingBucket) Attributes(ctx context.Context, name string) (objstore.Attrs, error) {
-	a, err := b.Bucket.Attributes(ctx, name)
-	b.count("attributes", err)
-	return a, err
-}
-
-func (b *countingBucket) List(ctx context.Context, prefix string, fn func(string) error) error {
-	err := b.Bucket.List(ctx, prefix, fn)
-	b.count("list", err)
-	return err
-}
-
-func (b *countingBucket) Delete(ctx context.Context, name string) error {
-	err := b.Bucket.Delete(ctx, name)
-	b.count("delete", err)
-	return err
+	return b.Bucket.GetRange(ctx, name, off, n)
 }
 
 // BucketRequests reports the PUT and GET (whole or ranged) requests this tier has made.

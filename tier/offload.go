@@ -22,9 +22,10 @@ type Segment interface {
 }
 
 // Submit hands a sealed segment to the offloader. It never blocks: a segment already below
-// the watermark is ignored, the others are uploaded in the background, lowest base first,
-// and the watermark moves over them in commit-log order. After a restart, submit every
-// sealed segment still on disk again; offload resumes at the watermark.
+// the watermark is ignored, the others are uploaded in the background while the tier leads
+// its group (Lead), lowest base first, and the watermark moves over them in commit-log order.
+// Segments submitted while the tier does not lead wait for its next term. After a restart,
+// submit every sealed segment still on disk again; offload resumes at the watermark.
 func (t *Tier) Submit(seg Segment) {
 	if t.cfg.ReadOnly {
 		return
@@ -50,16 +51,30 @@ type uploadResult struct {
 	err error
 }
 
-// runOffload owns the offload queue: it starts uploads up to OffloadConcurrency and commits
-// finished ones to the manifest and the pointer in commit-log order.
-func (t *Tier) runOffload() {
-	defer t.wg.Done()
-	ctx := t.ctx
+// runOffload owns the offload queue during one term: it starts uploads up to
+// OffloadConcurrency and commits finished ones to the manifest and the pointer in commit-log
+// order. Segments it has not committed when the term ends go back to the submitted list for
+// the next term.
+func (t *Tier) runOffload(tm *term) {
+	defer tm.wg.Done()
+	ctx := tm.ctx
 	var queue []Segment
-	queued := map[int64]bool{}
+	queued := map[int64]Segment{} // accepted this term and not committed yet
 	done := map[int64]ManifestSegment{}
 	results := make(chan uploadResult)
 	inflight := 0
+	defer func() {
+		wm := t.cat.Load().m.Watermark
+		var left []Segment
+		for _, s := range queued {
+			if s.End() > wm {
+				left = append(left, s)
+			}
+		}
+		t.submitMu.Lock()
+		t.submitted = append(left, t.submitted...)
+		t.submitMu.Unlock()
+	}()
 	var commitRetry <-chan time.Time
 	commitBackoff := t.cfg.RetryMin
 	for {
@@ -69,7 +84,7 @@ func (t *Tier) runOffload() {
 		t.submitMu.Unlock()
 		wm := t.cat.Load().m.Watermark
 		for _, s := range newSegs {
-			if s.End() <= wm || queued[s.Base()] {
+			if _, dup := queued[s.Base()]; s.End() <= wm || dup {
 				continue
 			}
 			if s.Base() < wm {
@@ -77,7 +92,7 @@ func (t *Tier) runOffload() {
 					"base", s.Base(), "end", s.End(), "watermark", wm)
 				continue
 			}
-			queued[s.Base()] = true
+			queued[s.Base()] = s
 			queue = append(queue, s)
 		}
 		sort.Slice(queue, func(i, j int) bool { return queue[i].Base() < queue[j].Base() })
@@ -85,10 +100,10 @@ func (t *Tier) runOffload() {
 			s := queue[0]
 			queue = queue[1:]
 			inflight++
-			t.wg.Add(1)
+			tm.wg.Add(1)
 			go func() {
-				defer t.wg.Done()
-				ms, err := t.uploadWithRetry(ctx, s)
+				defer tm.wg.Done()
+				ms, err := t.uploadWithRetry(ctx, tm, s)
 				select {
 				case results <- uploadResult{ms, err}:
 				case <-ctx.Done():
@@ -96,7 +111,7 @@ func (t *Tier) runOffload() {
 			}()
 		}
 		if commitRetry == nil {
-			if err := t.commitReady(ctx, done); err != nil {
+			if err := t.commitReady(ctx, tm, done); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -106,9 +121,15 @@ func (t *Tier) runOffload() {
 			} else {
 				commitBackoff = t.cfg.RetryMin
 			}
-			for base := range done {
-				if _, ok := done[base]; ok && done[base].End <= t.cat.Load().m.Watermark {
+			wm := t.cat.Load().m.Watermark
+			for base, ms := range done {
+				if ms.End <= wm {
 					delete(done, base)
+					delete(queued, base)
+				}
+			}
+			for base, s := range queued {
+				if s.End() <= wm { // committed by an earlier term, found on reload
 					delete(queued, base)
 				}
 			}
@@ -129,16 +150,20 @@ func (t *Tier) runOffload() {
 }
 
 // uploadWithRetry uploads a segment's objects, retrying with backoff until it succeeds or
-// ctx ends. Names and bytes are deterministic, so a retried upload is harmless.
-func (t *Tier) uploadWithRetry(ctx context.Context, s Segment) (ManifestSegment, error) {
+// ctx ends. Within a term, names and bytes are deterministic, so a retried upload is harmless.
+func (t *Tier) uploadWithRetry(ctx context.Context, tm *term, s Segment) (ManifestSegment, error) {
 	backoff := t.cfg.RetryMin
 	for {
-		ms, err := t.upload(ctx, s)
+		ms, err := t.upload(ctx, tm.epoch(), s)
 		if err == nil {
+			t.clearStall(StallBucket)
 			return ms, nil
 		}
 		if ctx.Err() != nil {
 			return ms, err
+		}
+		if errors.As(err, new(bucketWriteError)) { // not a local read of the segment
+			t.noteStall(StallBucket, err)
 		}
 		t.cfg.Logger.Warn("tier: offload failed; retrying", "base", s.Base(), "err", err, "backoff", backoff)
 		select {
@@ -150,25 +175,32 @@ func (t *Tier) uploadWithRetry(ctx context.Context, s Segment) (ManifestSegment,
 	}
 }
 
-// upload encodes a segment and puts its objects, companions first so that the segment
-// object, once present, only refers to objects already durable.
-func (t *Tier) upload(ctx context.Context, s Segment) (ManifestSegment, error) {
-	enc, err := EncodeSegmentFrom(ctx, t.cfg.Prefix, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes)
+// upload encodes a segment and puts its objects, named for epoch, companions first so that
+// the segment object, once present, only refers to objects already durable.
+func (t *Tier) upload(ctx context.Context, epoch int64, s Segment) (ManifestSegment, error) {
+	enc, err := EncodeSegmentFrom(ctx, t.cfg.Prefix, epoch, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes)
 	if err != nil {
 		return ManifestSegment{}, err
 	}
 	for _, o := range append(enc.Companions, enc.Main) {
 		if err := t.bucket.Put(ctx, o.Name, bytes.NewReader(o.Data), int64(len(o.Data))); err != nil {
-			return ManifestSegment{}, fmt.Errorf("offload segment %d: %w", s.Base(), err)
+			return ManifestSegment{}, bucketWriteError{fmt.Errorf("offload segment %d: put %s: %w", s.Base(), o.Name, err)}
 		}
 		t.metrics.offloadedBytes.Add(float64(len(o.Data)))
 	}
 	return manifestSegment(enc.Main.Name, int64(len(enc.Main.Data)), enc.Footer, &enc.Index), nil
 }
 
-// EncodeSegmentFrom reads a segment's records and encodes its objects.
-func EncodeSegmentFrom(ctx context.Context, prefix string, s Segment, blockBytes int, ownObjectBytes int64) (*EncodedSegment, error) {
-	e := NewSegmentEncoder(prefix, s.Base(), s.End(), blockBytes, ownObjectBytes)
+// bucketWriteError marks a failed PUT, so OffloadStall blames the bucket only for those.
+type bucketWriteError struct{ err error }
+
+func (e bucketWriteError) Error() string { return e.err.Error() }
+func (e bucketWriteError) Unwrap() error { return e.err }
+
+// EncodeSegmentFrom reads a segment's records and encodes its objects, named for the writer
+// of epoch.
+func EncodeSegmentFrom(ctx context.Context, prefix string, epoch int64, s Segment, blockBytes int, ownObjectBytes int64) (*EncodedSegment, error) {
+	e := NewSegmentEncoder(prefix, epoch, s.Base(), s.End(), blockBytes, ownObjectBytes)
 	if err := s.Records(ctx, e.Add); err != nil {
 		return nil, fmt.Errorf("offload segment %d: read records: %w", s.Base(), err)
 	}
@@ -177,7 +209,7 @@ func EncodeSegmentFrom(ctx context.Context, prefix string, s Segment, blockBytes
 
 // commitReady publishes the uploaded segments contiguous with the watermark: a new manifest
 // version first, then the pointer, so the pointer never names anything not durable.
-func (t *Tier) commitReady(ctx context.Context, done map[int64]ManifestSegment) error {
+func (t *Tier) commitReady(ctx context.Context, tm *term, done map[int64]ManifestSegment) error {
 	t.commitMu.Lock()
 	defer t.commitMu.Unlock()
 	cur := t.cat.Load()
@@ -196,42 +228,76 @@ func (t *Tier) commitReady(ctx context.Context, done map[int64]ManifestSegment) 
 	}
 	next := &Manifest{Version: ManifestVersion, Seq: cur.m.Seq + 1, Watermark: wm,
 		Segments: append(append([]ManifestSegment(nil), cur.m.Segments...), add...), Compacted: cur.m.Compacted}
-	if err := t.publish(ctx, cur, next); err != nil {
+	if err := t.publish(ctx, tm, cur, next); err != nil {
 		return fmt.Errorf("commit segments [%d,%d): %w", add[0].Base, wm, err)
 	}
 	t.metrics.offloadedSegments.Add(float64(len(add)))
 	return nil
 }
 
-// publish writes next as a new manifest object, moves the pointer to it, and deletes the
-// manifest version before the current one (kept one round for readers in flight). Callers
-// hold commitMu.
-func (t *Tier) publish(ctx context.Context, cur *catalog, next *Manifest) error {
+// publish writes next as a new manifest object named for tm's epoch, moves the pointer to it
+// in one fenced compare-and-swap, and then deletes the manifest version before the current
+// one (kept one round for readers in flight). Callers hold commitMu.
+//
+// A swap refused because the pointer moved (our own earlier swap whose answer was lost)
+// reloads the pointer and manifest and lets the caller retry; one refused by the fence ends
+// the term: a newer writer leads, and this tier does no writer work until it leads again.
+func (t *Tier) publish(ctx context.Context, tm *term, cur *catalog, next *Manifest) error {
+	if err := tm.ctx.Err(); err != nil {
+		return fmt.Errorf("publish manifest %d: the term of epoch %d has ended: %w", next.Seq, tm.epoch(), ErrFenced)
+	}
 	if next.Tombstones == nil {
 		next.Tombstones = cur.m.Tombstones
 	}
+	// Never write a manifest name twice: after a swap whose answer was lost, the pointer
+	// may name the manifest of the previous attempt, which must stay as it was published.
+	next.Seq = max(next.Seq, t.lastManifestSeq+1)
+	t.lastManifestSeq = next.Seq
 	data, err := EncodeManifest(next)
 	if err != nil {
 		return err
 	}
-	name := ManifestObjectName(t.cfg.Prefix, next.Seq)
+	name := ManifestObjectName(t.cfg.Prefix, next.Seq, tm.epoch())
 	if err := t.bucket.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
-		return fmt.Errorf("write manifest: %w", err)
+		err = fmt.Errorf("write manifest %s: %w", name, err)
+		t.noteStall(StallBucket, err)
+		return err
 	}
-	ptr := TierPointer{OffloadWatermark: next.Watermark, Manifest: name}
-	if err := t.cfg.Pointers.CompareAndSwap(ctx, cur.ptr, ptr); err != nil {
-		if errors.Is(err, ErrPointerConflict) {
-			// Someone else moved the pointer: adopt their state and let the caller retry.
-			if lerr := t.load(ctx); lerr != nil {
-				return errors.Join(err, lerr)
-			}
+	ptr, err := t.cfg.Pointers.CompareAndSwap(ctx, cur.ptr, TierPointer{OffloadWatermark: next.Watermark, Manifest: name}, tm.lead)
+	switch {
+	case errors.Is(err, ErrFenced):
+		t.noteStall(StallNotWriter, err)
+		tm.end(err)
+		t.cfg.Logger.Debug("tier: pointer update fenced; stopping writer work", "prefix", t.cfg.Prefix, "epoch", tm.epoch(), "err", err)
+		return fmt.Errorf("move tier pointer to %s: %w", name, err)
+	case errors.Is(err, ErrPointerConflict):
+		// The pointer moved under us. Only our own term can have moved it (the fence held),
+		// so adopt what is stored and let the caller retry on it.
+		if lerr := t.load(ctx); lerr != nil {
+			return errors.Join(fmt.Errorf("move tier pointer to %s: %w", name, err), lerr)
+		}
+		if e := t.cat.Load().ptr.Epoch; e > tm.epoch() {
+			ferr := fmt.Errorf("move tier pointer to %s: the pointer was written by epoch %d: %w", name, e, ErrFenced)
+			t.noteStall(StallNotWriter, ferr)
+			tm.end(ferr)
+			return ferr
 		}
 		return fmt.Errorf("move tier pointer to %s: %w", name, err)
+	case err != nil:
+		err = fmt.Errorf("move tier pointer to %s: %w", name, err)
+		t.noteStall(StallPointer, err)
+		return err
 	}
-	t.setCatalog(newCatalog(ptr, next))
-	if next.Seq >= 2 {
-		// Best effort: a leftover old manifest costs a few bytes, nothing else.
-		_ = t.bucket.Delete(ctx, ManifestObjectName(t.cfg.Prefix, next.Seq-2))
+	// A publish went through: bucket and pointer store both work. Cleared before the new
+	// catalog is visible, so whoever sees the watermark move sees no stale stall.
+	t.clearStall(StallNone)
+	c := newCatalog(ptr, next)
+	c.prev = cur.ptr.Manifest
+	t.setCatalog(c)
+	if cur.prev != "" {
+		// Best effort: a leftover old manifest costs a few bytes; the orphan sweep
+		// (compact.go) removes it later.
+		_ = t.bucket.Delete(ctx, cur.prev)
 	}
 	return nil
 }

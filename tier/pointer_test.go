@@ -1,7 +1,6 @@
 package tier
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stratamq/strata/meta"
@@ -43,8 +42,13 @@ func TestOffloadWithEtcdPointer(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkQueues(t, tr2, g, 40)
-	// A stale writer's compare-and-swap is refused.
-	if err := ptrs.CompareAndSwap(context.Background(), TierPointer{}, TierPointer{OffloadWatermark: 1}); err == nil {
-		t.Fatal("stale compare-and-swap succeeded")
+	// The second writer's term is newer, and every object it wrote carries its epoch.
+	p2 := tr2.Pointer()
+	if p2.Epoch <= tp.Epoch || p2.Epoch != tr2.Epoch() {
+		t.Fatalf("pointer epoch %d after the second term (first %d, tier %d)", p2.Epoch, tp.Epoch, tr2.Epoch())
+	}
+	if s := tr2.Manifest().Segments[1]; ObjectEpoch(s.Object) != p2.Epoch || ObjectEpoch(tr2.Manifest().Segments[0].Object) != tp.Epoch {
+		t.Fatalf("segment objects %s, %s: epochs do not name their writers (%d, %d)",
+			tr2.Manifest().Segments[0].Object, s.Object, tp.Epoch, p2.Epoch)
 	}
 }

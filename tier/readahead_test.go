@@ -73,7 +73,7 @@ func (g *gatedReader) Read(p []byte) (int, error) {
 func (g *gatedReader) Close() error { return g.r.Close() }
 
 // offloadQueues offloads two segments of n records of bodyBytes over keys, in 4 KiB blocks.
-func offloadQueues(t *testing.T, b objstore.Bucket, ptrs *memPointers, keys []queueKey, n, bodyBytes int) *logGen {
+func offloadQueues(t *testing.T, b objstore.Bucket, ptrs *MemoryPointers, keys []queueKey, n, bodyBytes int) *logGen {
 	t.Helper()
 	w := openTier(t, Config{Bucket: b, Pointers: ptrs, BlockBytes: 4 << 10})
 	g := newLogGen()
@@ -103,7 +103,7 @@ func runsOf(t *testing.T, tr *Tier, k queueKey) []*QueueRun {
 
 func TestCoalescedReadsReplayInOrder(t *testing.T) {
 	mem := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	keys := queueKeys(1, 3)
 	g := offloadQueues(t, mem, ptrs, keys, 900, 200)
 	rl := &rangeLog{Bucket: mem}
@@ -170,7 +170,7 @@ func TestCoalescedReadsReplayInOrder(t *testing.T) {
 
 func TestCorruptBlockInsideWindow(t *testing.T) {
 	mem := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	k := queueKey{"Topic0", 0}
 	offloadQueues(t, mem, ptrs, []queueKey{k}, 300, 100)
 	probe := openTier(t, Config{Bucket: mem, Pointers: ptrs, ReadOnly: true})
@@ -226,7 +226,7 @@ func TestCorruptBlockInsideWindow(t *testing.T) {
 
 func TestReadAheadWindowWithinBudgets(t *testing.T) {
 	mem := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	k := queueKey{"Topic0", 0}
 	g := offloadQueues(t, mem, ptrs, []queueKey{k}, 600, 300)
 	for _, c := range []struct {
@@ -291,7 +291,7 @@ func TestReadAheadWindowWithinBudgets(t *testing.T) {
 // its window is in, while the rest of the window is still on its way.
 func TestFirstRecordBeforeWindowArrives(t *testing.T) {
 	mem := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	k := queueKey{"Topic0", 0}
 	g := offloadQueues(t, mem, ptrs, []queueKey{k}, 300, 100)
 	probe := openTier(t, Config{Bucket: mem, Pointers: ptrs, ReadOnly: true})

@@ -9,7 +9,7 @@ import (
 )
 
 func TestReadAtCommitLogPosition(t *testing.T) {
-	tr := openTier(t, Config{Bucket: fsBucket(t), Pointers: &memPointers{}, BlockBytes: 4 << 10})
+	tr := openTier(t, Config{Bucket: fsBucket(t), Pointers: NewMemoryPointers(), BlockBytes: 4 << 10})
 	g := newLogGen()
 	var all [][]byte
 	for range 3 {

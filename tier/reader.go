@@ -267,7 +267,8 @@ func (t *Tier) lookup(ctx context.Context, q KeyQuery) ([][]byte, error) {
 
 // retryStale runs fn and, when it failed because an object it read is gone (compaction or
 // retention deleted it after fn loaded its catalog), runs it again on the newer catalog; a
-// read-only tier first reloads the pointer and manifest, since another process writes them.
+// tier that is not the group's writer (read-only, or not leading) first reloads the pointer
+// and manifest, since another process writes them.
 // Writers publish a manifest before deleting what it no longer references, so a fresh
 // catalog never names a deleted object.
 func (t *Tier) retryStale(ctx context.Context, fn func() error) error {
@@ -277,7 +278,7 @@ func (t *Tier) retryStale(ctx context.Context, fn func() error) error {
 		if err == nil || !objstore.IsNotFound(err) || attempt >= 3 || ctx.Err() != nil {
 			return err
 		}
-		if t.cfg.ReadOnly && t.cat.Load() == c0 {
+		if t.Epoch() == 0 && t.cat.Load() == c0 {
 			if rerr := t.Refresh(ctx); rerr != nil {
 				return errors.Join(err, rerr)
 			}

@@ -16,13 +16,18 @@ type RetentionStats struct {
 
 // EnforceRetention deletes the objects whose records have all expired: a segment object once
 // every queue in it is past its topic's retention (retention(topic) 0 keeps forever), and a
-// run's own object once its queue is. The manifest and the pointer move first; the objects
-// are deleted afterwards, so a crash in between leaves only unreferenced objects.
+// run's own object once its queue is. The manifest and the pointer move first, in one fenced
+// publish; the objects are deleted afterwards, so a crash in between leaves only
+// unreferenced objects (for the orphan sweep, compact.go). Only the group's elected writer
+// applies retention: a tier that does not lead gets ErrFenced.
 func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string) time.Duration) (RetentionStats, error) {
 	var st RetentionStats
-	if t.cfg.ReadOnly {
-		return st, fmt.Errorf("tier retention on %s: the tier is open read-only", t.cfg.Prefix)
+	tm, err := t.writer("retention")
+	if err != nil {
+		return st, err
 	}
+	ctx, cancel := withTerm(ctx, tm)
+	defer cancel()
 	now := t.cfg.Now()
 	t.commitMu.Lock()
 	defer t.commitMu.Unlock()
@@ -79,7 +84,7 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 	if len(doomed) == 0 && !changed {
 		return st, nil
 	}
-	if err := t.publish(ctx, cur, next); err != nil {
+	if err := t.publish(ctx, tm, cur, next); err != nil {
 		return RetentionStats{}, fmt.Errorf("tier retention on %s: %w", t.cfg.Prefix, err)
 	}
 	for _, name := range doomed {
@@ -93,18 +98,18 @@ func (t *Tier) EnforceRetention(ctx context.Context, retention func(topic string
 	return st, nil
 }
 
-// every runs job each interval until the tier closes; a failure is logged and retried on the
+// every runs job each interval until the term ends; a failure is logged and retried on the
 // next tick. Retention and compaction are both such background passes.
-func (t *Tier) every(interval time.Duration, name string, job func(context.Context) error) {
-	defer t.wg.Done()
+func (t *Tier) every(tm *term, interval time.Duration, name string, job func(context.Context) error) {
+	defer tm.wg.Done()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-t.ctx.Done():
+		case <-tm.ctx.Done():
 			return
 		case <-tick.C:
-			if err := job(t.ctx); err != nil && t.ctx.Err() == nil {
+			if err := job(tm.ctx); err != nil && tm.ctx.Err() == nil {
 				t.cfg.Logger.Warn("tier "+name+" failed; will retry", "err", err)
 			}
 		}

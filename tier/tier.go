@@ -41,7 +41,8 @@ type Config struct {
 	// Prefix names the broker group in the bucket, e.g. "<cluster>/<group>".
 	Prefix string
 	// ReadOnly opens the tier for reading only (export and replay tools): no offload, no
-	// retention, no manifest writes.
+	// retention, no manifest writes. A tier that is not read-only still writes only while
+	// it leads its group (Lead).
 	ReadOnly bool
 
 	// BlockBytes is the uncompressed size at which a block is cut.
@@ -76,12 +77,12 @@ type Config struct {
 	DisableReadAhead bool
 
 	// Retention, when set, is each topic's tier retention (0: keep forever); the tier
-	// enforces it every RetentionInterval.
+	// enforces it every RetentionInterval while it leads.
 	Retention         func(topic string) time.Duration
 	RetentionInterval time.Duration
 
-	// DisableCompaction stops Open from starting the background compactor (compact.go);
-	// Compact can still be called.
+	// DisableCompaction stops Lead from starting the background compactor (compact.go),
+	// which also sweeps orphaned objects; Compact can still be called.
 	DisableCompaction bool
 	// CompactMinRunBytes: queue runs smaller than this (uncompressed) are merged into
 	// per-queue compacted objects.
@@ -173,15 +174,26 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Tier is a broker group's cold tier: it offloads sealed segments (Submit), serves cold reads
-// (Read, QueueRange, OffsetForTime, Lookup) and enforces tier retention.
+// Tier is a broker group's cold tier: it serves cold reads (Read, QueueRange, OffsetForTime,
+// Lookup) and, while it leads its group (Lead), offloads sealed segments (Submit), compacts
+// and enforces tier retention.
 type Tier struct {
 	cfg     Config
 	bucket  *countingBucket
 	metrics *metrics
 
+	// leadMu serialises Lead; term is the current writer term (leader.go), nil when the
+	// tier does not lead.
+	leadMu sync.Mutex
+	term   atomic.Pointer[term]
+
+	stallMu sync.Mutex
+	stall   OffloadStall
+
 	// commitMu serialises manifest writes (offload commits, retention, compaction).
 	commitMu sync.Mutex
+	// lastManifestSeq is the highest manifest seq this tier has written (under commitMu).
+	lastManifestSeq int64
 	// compactMu serialises compaction passes.
 	compactMu sync.Mutex
 	cat       atomic.Pointer[catalog]
@@ -209,8 +221,11 @@ type Tier struct {
 
 // catalog is an immutable view of one manifest version with a per-queue lookup.
 type catalog struct {
-	ptr    TierPointer
-	m      *Manifest
+	ptr TierPointer
+	m   *Manifest
+	// prev names the manifest object this one replaced ("" if unknown): it is kept one
+	// round for readers in flight and deleted by the next publish.
+	prev   string
 	queues map[queueKey][]span           // sorted by first offset
 	topics map[string][]*ManifestSegment // topic → segment and compacted objects holding it, by base
 }
@@ -256,9 +271,9 @@ func newCatalog(ptr TierPointer, m *Manifest) *catalog {
 	return c
 }
 
-// Open loads the broker group's pointer and manifest and, unless cfg.ReadOnly, starts the
-// offloader and the retention loop. A manifest that is missing or corrupt is rebuilt from
-// the segment objects.
+// Open loads the broker group's pointer and manifest. A manifest that is missing or corrupt
+// is rebuilt from the segment objects. The tier serves reads at once; it writes only once
+// Lead hands it a term of the group's election.
 func Open(ctx context.Context, cfg Config) (*Tier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -278,62 +293,49 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		return nil, err
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	if !cfg.ReadOnly {
-		t.wg.Add(1)
-		go t.runOffload()
-		if cfg.Retention != nil {
-			t.wg.Add(1)
-			go t.every(cfg.RetentionInterval, "retention", func(ctx context.Context) error {
-				_, err := t.EnforceRetention(ctx, cfg.Retention)
-				return err
-			})
-		}
-		if !cfg.DisableCompaction {
-			t.wg.Add(1)
-			go t.every(cfg.CompactInterval, "compaction", func(ctx context.Context) error {
-				_, err := t.Compact(ctx)
-				return err
-			})
-		}
-	}
 	return t, nil
 }
 
 // load reads the pointer and its manifest into the catalog.
 func (t *Tier) load(ctx context.Context) error {
-	ptr, err := t.cfg.Pointers.Load(ctx)
-	if err != nil {
-		return fmt.Errorf("open tier %s: load tier pointer: %w", t.cfg.Prefix, err)
-	}
-	m := &Manifest{Version: ManifestVersion, Watermark: ptr.OffloadWatermark}
-	if ptr == (TierPointer{}) {
-		// The pointer keeps the zero value until the first commit; CompareAndSwap
-		// compares against it, so only the manifest carries the start offset.
-		m.Watermark = t.cfg.StartOffset
-	}
-	if ptr.Manifest != "" {
-		m, err = LoadManifest(ctx, t.bucket, ptr.Manifest)
-		if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, ErrCorrupt) {
-			t.cfg.Logger.Warn("tier manifest unreadable; rebuilding it from the segment objects",
-				"prefix", t.cfg.Prefix, "manifest", ptr.Manifest, "err", err)
-			m, err = RebuildManifest(ctx, t.bucket, t.cfg.Prefix, ptr.OffloadWatermark)
-			if err == nil {
-				m.Seq = manifestSeq(ptr.Manifest)
-			}
-		}
+	var ptr TierPointer
+	var m *Manifest
+	var err error
+	for attempt := 0; ; attempt++ {
+		ptr, err = t.cfg.Pointers.Load(ctx)
 		if err != nil {
+			return fmt.Errorf("open tier %s: load tier pointer: %w", t.cfg.Prefix, err)
+		}
+		if ptr.Manifest == "" {
+			m = &Manifest{Version: ManifestVersion, Watermark: ptr.OffloadWatermark}
+			if ptr.Revision == 0 {
+				// The pointer stays absent until the first commit, so only the
+				// manifest carries the start offset.
+				m.Watermark = t.cfg.StartOffset
+			}
+			break
+		}
+		m, err = LoadManifest(ctx, t.bucket, ptr.Manifest)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, objstore.ErrNotFound) && attempt == 0 {
+			// A writer may have replaced and deleted it since the pointer was read.
+			continue
+		}
+		if !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 			return fmt.Errorf("open tier %s: %w", t.cfg.Prefix, err)
 		}
+		t.cfg.Logger.Warn("tier manifest unreadable; rebuilding it from the segment objects",
+			"prefix", t.cfg.Prefix, "manifest", ptr.Manifest, "err", err)
+		if m, err = RebuildManifest(ctx, t.bucket, t.cfg.Prefix, ptr); err != nil {
+			return fmt.Errorf("open tier %s: %w", t.cfg.Prefix, err)
+		}
+		m.Seq = manifestSeq(ptr.Manifest)
+		break
 	}
 	t.setCatalog(newCatalog(ptr, m))
 	return nil
-}
-
-func manifestSeq(name string) int64 {
-	var seq int64
-	base := name[strings.LastIndexByte(name, '/')+1:]
-	fmt.Sscanf(base, "%d.json", &seq)
-	return seq
 }
 
 // Refresh reloads the pointer and manifest, for read-only users following a writer.
@@ -357,6 +359,9 @@ func (t *Tier) setCatalog(c *catalog) {
 
 // OffloadWatermark is the commit-log offset below which everything is durable in the bucket.
 func (t *Tier) OffloadWatermark() int64 { return t.cat.Load().ptr.OffloadWatermark }
+
+// Pointer is the tier pointer the current catalog was loaded or published with.
+func (t *Tier) Pointer() TierPointer { return t.cat.Load().ptr }
 
 // Manifest returns the current manifest; callers must not modify it.
 func (t *Tier) Manifest() *Manifest { return t.cat.Load().m }
@@ -388,7 +393,8 @@ func (t *Tier) CanDeleteLocal(end, lastStoreTimeMs int64) bool {
 	return t.cfg.Now().Sub(time.UnixMilli(lastStoreTimeMs)) >= t.cfg.LocalRetention
 }
 
-// Close stops the offloader, the retention loop and read-ahead, and waits for them.
+// Close stops the writer work of a term (offload, compaction, retention) and read-ahead, and
+// waits for them.
 // Segments not yet committed are offloaded again after restart (Submit them again).
 func (t *Tier) Close() error {
 	t.closeOnce.Do(func() {

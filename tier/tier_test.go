@@ -43,7 +43,7 @@ func checkQueues(t *testing.T, tr *Tier, g *logGen, page int) {
 
 func TestOffloadThenColdRead(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	tr := openTier(t, Config{Bucket: fsBucket(t), Pointers: &memPointers{}, BlockBytes: 8 << 10, Registerer: reg, OffloadConcurrency: 3})
+	tr := openTier(t, Config{Bucket: fsBucket(t), Pointers: NewMemoryPointers(), BlockBytes: 8 << 10, Registerer: reg, OffloadConcurrency: 3})
 	g := newLogGen()
 	var segs []*testSegment
 	for range 6 {
@@ -149,7 +149,7 @@ func testGather(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 func TestConcurrentColdReads(t *testing.T) {
-	tr := openTier(t, Config{Bucket: objstore.NewMemory(), Pointers: &memPointers{}, BlockBytes: 4 << 10,
+	tr := openTier(t, Config{Bucket: objstore.NewMemory(), Pointers: NewMemoryPointers(), BlockBytes: 4 << 10,
 		CacheBytes: 64 << 10, MaxConcurrentGets: 2})
 	g := newLogGen()
 	for range 3 {
@@ -179,7 +179,7 @@ func TestConcurrentColdReads(t *testing.T) {
 
 func TestCorruptBlockIsNotServed(t *testing.T) {
 	b := objstore.NewMemory()
-	tr := openTier(t, Config{Bucket: b, Pointers: &memPointers{}, BlockBytes: 4 << 10, DisableReadAhead: true})
+	tr := openTier(t, Config{Bucket: b, Pointers: NewMemoryPointers(), BlockBytes: 4 << 10, DisableReadAhead: true})
 	g := newLogGen()
 	seg := g.segment(t, 300, queueKeys(1, 1), 100)
 	tr.Submit(seg)
@@ -217,7 +217,7 @@ func TestCorruptBlockIsNotServed(t *testing.T) {
 
 func TestReoffloadIsIdempotent(t *testing.T) {
 	b := objstore.NewMemory()
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	tr := openTier(t, Config{Bucket: b, Pointers: ptrs})
 	g := newLogGen()
 	seg := g.segment(t, 200, queueKeys(2, 2), 50)
@@ -228,7 +228,7 @@ func TestReoffloadIsIdempotent(t *testing.T) {
 	name := tr.Manifest().Segments[0].Object
 	first, _ := readAll(context.Background(), b, name, 1<<30)
 	// A retried upload (as after a crash between PUT and commit) writes the same bytes.
-	if _, err := tr.upload(context.Background(), seg); err != nil {
+	if _, err := tr.upload(context.Background(), tr.Epoch(), seg); err != nil {
 		t.Fatal(err)
 	}
 	second, _ := readAll(context.Background(), b, name, 1<<30)
@@ -252,7 +252,7 @@ func TestReoffloadIsIdempotent(t *testing.T) {
 
 func TestRestartResumesFromWatermark(t *testing.T) {
 	b := fsBucket(t)
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	g := newLogGen()
 	var segs []*testSegment
 	for range 5 {
@@ -296,7 +296,7 @@ func TestRestartResumesFromWatermark(t *testing.T) {
 
 func TestRebuildFromBucketAlone(t *testing.T) {
 	b := fsBucket(t)
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	g := newLogGen()
 	tr := openTier(t, Config{Bucket: b, Pointers: ptrs, OwnObjectBytes: 20 << 10})
 	queues := append(queueKeys(2, 2), queueKeys(1, 1)[0], queueKeys(1, 1)[0], queueKeys(1, 1)[0])
@@ -308,7 +308,7 @@ func TestRebuildFromBucketAlone(t *testing.T) {
 	}
 	tr.Close()
 
-	m, err := RebuildManifest(context.Background(), b, "test-cluster/group-a", 0)
+	m, err := RebuildManifest(context.Background(), b, "test-cluster/group-a", TierPointer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestRebuildFromBucketAlone(t *testing.T) {
 func TestRetentionDeletesExpiredObjects(t *testing.T) {
 	b := objstore.NewMemory()
 	now := time.UnixMilli(1_700_000_000_000)
-	tr := openTier(t, Config{Bucket: b, Pointers: &memPointers{}, OwnObjectBytes: 8 << 10, Now: func() time.Time { return now }})
+	tr := openTier(t, Config{Bucket: b, Pointers: NewMemoryPointers(), OwnObjectBytes: 8 << 10, Now: func() time.Time { return now }})
 	g := newLogGen()
 	short := []queueKey{{"Short", 0}}
 	mixed := []queueKey{{"Short", 0}, {"Short", 0}, {"Short", 0}, {"Long", 0}}
@@ -358,7 +358,7 @@ func TestRetentionDeletesExpiredObjects(t *testing.T) {
 	if st.SegmentsDeleted != 1 || st.RunsDeleted != 1 {
 		t.Fatalf("retention: %+v, want 1 segment and 1 run", st)
 	}
-	if _, err := b.Attributes(context.Background(), SegmentObjectName("test-cluster/group-a", s1.base)); !objstore.IsNotFound(err) {
+	if _, err := b.Attributes(context.Background(), SegmentObjectName("test-cluster/group-a", s1.base, tr.Epoch())); !objstore.IsNotFound(err) {
 		t.Fatalf("expired segment object still there: %v", err)
 	}
 	m := tr.Manifest()
@@ -373,7 +373,7 @@ func TestRetentionDeletesExpiredObjects(t *testing.T) {
 		t.Fatalf("Long lost records: %d of %d", len(got), len(g.want[queueKey{"Long", 0}]))
 	}
 	// A rebuild from the bucket agrees (the gap left by retention is below the watermark).
-	rm, err := RebuildManifest(context.Background(), b, "test-cluster/group-a", m.Watermark)
+	rm, err := RebuildManifest(context.Background(), b, "test-cluster/group-a", tr.Pointer())
 	if err != nil || len(rm.Segments) != 2 || rm.Watermark != m.Watermark || !rm.Segments[0].Queues[1].Dropped {
 		t.Fatalf("rebuild after retention: %+v, %v", rm, err)
 	}
@@ -382,7 +382,7 @@ func TestRetentionDeletesExpiredObjects(t *testing.T) {
 func TestBucketOutageThenRecovery(t *testing.T) {
 	fb := &flakyBucket{Bucket: objstore.NewMemory()}
 	fb.down.Store(true)
-	tr := openTier(t, Config{Bucket: fb, Pointers: &memPointers{}})
+	tr := openTier(t, Config{Bucket: fb, Pointers: NewMemoryPointers()})
 	g := newLogGen()
 	segs := []*testSegment{g.segment(t, 100, queueKeys(1, 2), 50), g.segment(t, 100, queueKeys(1, 2), 50)}
 	for _, s := range segs {

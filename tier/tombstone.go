@@ -3,8 +3,8 @@ package tier
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -40,12 +40,6 @@ func (ts Tombstone) NextOffset(id int32) int64 {
 	return 0
 }
 
-// TombstoneObjectName is the name of the object that keeps a tombstone apart from the
-// manifest, so a rebuilt manifest keeps it: "<prefix>/tombstones/<20-digit position>-<hex topic>.json".
-func TombstoneObjectName(prefix string, ts Tombstone) string {
-	return fmt.Sprintf("%s/tombstones/%020d-%s.json", prefix, ts.Position, hex.EncodeToString([]byte(ts.Topic)))
-}
-
 // tombstoneOf returns the tombstone of topic in m.
 func (m *Manifest) tombstoneOf(topic string) (Tombstone, bool) {
 	for _, ts := range m.Tombstones {
@@ -79,11 +73,15 @@ func (t *Tier) Tombstones() []Tombstone { return t.cat.Load().m.Tombstones }
 // AddTombstone durably records a topic deletion: first as an object of its own (kept by a
 // rebuilt manifest), then in a new manifest version. From its return on, no reader of this
 // tier, nor one opened later by any broker or tool, serves a record of ts.Topic below
-// ts.Position.
+// ts.Position. Only the group's elected writer records tombstones: a tier that does not lead
+// gets ErrFenced.
 func (t *Tier) AddTombstone(ctx context.Context, ts Tombstone) error {
-	if t.cfg.ReadOnly {
-		return fmt.Errorf("tombstone %s on %s: the tier is open read-only", ts.Topic, t.cfg.Prefix)
+	tm, err := t.writer("tombstone " + ts.Topic)
+	if err != nil {
+		return err
 	}
+	ctx, cancel := withTerm(ctx, tm)
+	defer cancel()
 	if ts.Topic == "" || ts.Position < 0 {
 		return fmt.Errorf("tombstone on %s: topic %q at position %d: need a topic and a non-negative position", t.cfg.Prefix, ts.Topic, ts.Position)
 	}
@@ -91,7 +89,7 @@ func (t *Tier) AddTombstone(ctx context.Context, ts Tombstone) error {
 	if err != nil {
 		return fmt.Errorf("tombstone %s: %w", ts.Topic, err)
 	}
-	name := TombstoneObjectName(t.cfg.Prefix, ts)
+	name := TombstoneObjectName(t.cfg.Prefix, ts, tm.epoch())
 	if err := t.bucket.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
 		return fmt.Errorf("tombstone %s on %s: write %s: %w", ts.Topic, t.cfg.Prefix, name, err)
 	}
@@ -102,11 +100,11 @@ func (t *Tier) AddTombstone(ctx context.Context, ts Tombstone) error {
 		next := *cur.m
 		next.Seq++
 		next.Tombstones = withTombstone(cur.m.Tombstones, ts)
-		err := t.publish(ctx, cur, &next)
+		err := t.publish(ctx, tm, cur, &next)
 		if err == nil {
 			return nil
 		}
-		if attempt >= 3 || ctx.Err() != nil {
+		if !errors.Is(err, ErrPointerConflict) || attempt >= 3 || ctx.Err() != nil {
 			return fmt.Errorf("tombstone %s on %s: %w", ts.Topic, t.cfg.Prefix, err)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 func TestTombstoneHidesDeletedTopic(t *testing.T) {
 	ctx := waitCtx(t)
 	b := fsBucket(t)
-	ptrs := &memPointers{}
+	ptrs := NewMemoryPointers()
 	g := newLogGen()
 	tr := openTier(t, Config{Bucket: b, Pointers: ptrs})
 	dead := queueKey{"Topic0", 0}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,13 +22,33 @@ var ErrTopicNotFound = errors.New("topic not found")
 // Client talks to one name server and, through the routes it serves, to brokers.
 type Client struct {
 	namesrv string
+	dial    remoting.ClientConfig
 	mu      sync.Mutex
 	conns   map[string]*remoting.Client
 }
 
+// Option adjusts how a Client connects.
+type Option func(*remoting.ClientConfig)
+
+// WithCredentials signs every request with an ACL account's keys (bound to its request code
+// and time, which Strata brokers check).
+func WithCredentials(accessKey, secretKey string) Option {
+	return func(c *remoting.ClientConfig) {
+		c.Credentials = remoting.Credentials{AccessKey: accessKey, SecretKey: secretKey, BindRequest: true}
+	}
+}
+
+// WithTLS dials every connection, to the name server and to brokers, over TLS.
+func WithTLS(conf *tls.Config) Option {
+	return func(c *remoting.ClientConfig) { c.TLS = conf }
+}
+
 // Dial connects to a name server address ("ip:port").
-func Dial(ctx context.Context, namesrv string) (*Client, error) {
+func Dial(ctx context.Context, namesrv string, opts ...Option) (*Client, error) {
 	c := &Client{namesrv: namesrv, conns: map[string]*remoting.Client{}}
+	for _, o := range opts {
+		o(&c.dial)
+	}
 	if _, err := c.conn(ctx, namesrv); err != nil {
 		return nil, fmt.Errorf("name server %s unreachable (is strata running? set --namesrv): %w", namesrv, err)
 	}
@@ -55,7 +76,7 @@ func (c *Client) conn(ctx context.Context, addr string) (*remoting.Client, error
 			return cl, nil
 		}
 	}
-	cl, err := remoting.Dial(ctx, addr, remoting.ClientConfig{})
+	cl, err := remoting.Dial(ctx, addr, c.dial)
 	if err != nil {
 		return nil, err
 	}

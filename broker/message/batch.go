@@ -2,6 +2,7 @@ package message
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -36,14 +37,18 @@ func AppendBatch(dst []byte, entries []BatchEntry) ([]byte, error) {
 	return dst, nil
 }
 
+// ErrBatchTooLong is returned by DecodeBatch for a batch of more than its maxEntries.
+var ErrBatchTooLong = errors.New("batch holds too many messages")
+
 // DecodeBatch splits a batch body into its entries. Bodies alias body. maxEntries bounds the
-// count (0 means no bound) so one request cannot allocate without limit.
+// count (0 means no bound) so one request cannot allocate without limit; a longer batch gives
+// ErrBatchTooLong.
 func DecodeBatch(body []byte, maxEntries int) ([]BatchEntry, error) {
 	var out []BatchEntry
 	be := binary.BigEndian
 	for off := 0; off < len(body); {
 		if maxEntries > 0 && len(out) == maxEntries {
-			return nil, fmt.Errorf("%w: batch holds more than %d messages", ErrMalformed, maxEntries)
+			return nil, fmt.Errorf("%w: more than %d", ErrBatchTooLong, maxEntries)
 		}
 		rest := body[off:]
 		if len(rest) < batchEntryFixedBytes {

@@ -236,8 +236,8 @@ func TestBatchRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, entries) {
 		t.Fatalf("got %+v", got)
 	}
-	if _, err := DecodeBatch(body, 1); err == nil {
-		t.Fatal("entry limit not enforced")
+	if _, err := DecodeBatch(body, 1); !errors.Is(err, ErrBatchTooLong) {
+		t.Fatalf("entry limit not enforced: %v", err)
 	}
 	firstLen := batchEntryFixedBytes + 3 + len(EncodeProperties(entries[0].Properties))
 	for i := 1; i < len(body); i++ {

@@ -1,7 +1,9 @@
 package remoting
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"testing"
 )
@@ -81,4 +83,65 @@ func BenchmarkRoundTrip(b *testing.B) {
 			}
 		})
 	})
+}
+
+// cycleReader repeats b forever, so a benchmark can read as many frames as it needs.
+type cycleReader struct {
+	b   []byte
+	off int
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	n := copy(p, c.b[c.off:])
+	c.off = (c.off + n) % len(c.b)
+	return n, nil
+}
+
+// BenchmarkReadFrame measures ReadFrame through a connection-sized bufio.Reader, for a
+// frame that fits the buffer and one that does not.
+func BenchmarkReadFrame(b *testing.B) {
+	for _, size := range []int{1 << 10, 256 << 10} {
+		b.Run(fmt.Sprintf("body=%dKiB", size>>10), func(b *testing.B) {
+			cmd := sampleCommand(SerializeRocketMQ)
+			cmd.Body = make([]byte, size)
+			frame, err := EncodeFrame(cmd)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := bufio.NewReaderSize(&cycleReader{b: frame}, 64<<10)
+			b.SetBytes(int64(len(frame)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ReadFrame(r, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkServerReadFrame is BenchmarkReadFrame on a server connection's path: the same
+// decoding plus the frame budget's reservation and release.
+func BenchmarkServerReadFrame(b *testing.B) {
+	for _, size := range []int{1 << 10, 256 << 10} {
+		b.Run(fmt.Sprintf("body=%dKiB", size>>10), func(b *testing.B) {
+			cmd := sampleCommand(SerializeRocketMQ)
+			cmd.Body = make([]byte, size)
+			frame, err := EncodeFrame(cmd)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := &Conn{cfg: &connConfig{maxFrameBytes: DefaultMaxFrameBytes, budget: newFrameBudget(DefaultMaxInFlightFrameBytes, nil)}}
+			r := bufio.NewReaderSize(&cycleReader{b: frame}, 64<<10)
+			b.SetBytes(int64(len(frame)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_, charged, err := c.readFrame(r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.release(charged)
+			}
+		})
+	}
 }

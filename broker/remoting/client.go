@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -19,6 +20,12 @@ type ClientConfig struct {
 	// Handler serves requests the server sends to us (NOTIFY_CONSUMER_IDS_CHANGED
 	// and the like). Nil answers them REQUEST_CODE_NOT_SUPPORTED.
 	Handler Handler
+	// Credentials, when set, sign every request sent on the connection (RocketMQ's
+	// ACL signature, sign.go).
+	Credentials Credentials
+	// TLS, when set, dials TLS with this configuration (ClientTLSConfig.Load builds one
+	// from files). An empty ServerName is taken from addr's host.
+	TLS *tls.Config
 }
 
 // Client is one connection dialled to a remoting server. It is safe for
@@ -40,8 +47,15 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	d := net.Dialer{Timeout: cfg.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
+	var nc net.Conn
+	var err error
+	if cfg.TLS != nil {
+		td := tls.Dialer{NetDialer: &d, Config: cfg.TLS}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("remoting: dial %s with TLS: %w", addr, tlsDialHint(err))
+		}
+	} else if nc, err = d.DialContext(ctx, "tcp", addr); err != nil {
 		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
 	}
 	c := newConn(nc, &connConfig{
@@ -49,6 +63,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		writeTimeout:  cfg.WriteTimeout,
 		maxInFlight:   DefaultMaxInFlightPerConn,
 		handler:       cfg.Handler,
+		credentials:   cfg.Credentials,
 	})
 	go c.serve()
 	return &Client{Conn: c}, nil

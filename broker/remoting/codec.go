@@ -23,6 +23,7 @@ package remoting
 // value).
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -103,30 +104,131 @@ func WriteFrame(w io.Writer, cmd *Command) error {
 // ReadFrame reads one frame from r and decodes it. maxFrameBytes bounds the
 // length prefix (DefaultMaxFrameBytes when ≤ 0). Errors wrap
 // ErrFrameTooLarge, ErrMalformedFrame, or the reader's error (io.EOF when r
-// ends cleanly between frames, io.ErrUnexpectedEOF inside one).
+// ends cleanly between frames, io.ErrUnexpectedEOF inside one). Memory grows
+// with the bytes that arrive, not with the length the prefix declares
+// (readFrameBody).
 func ReadFrame(r io.Reader, maxFrameBytes int) (*Command, error) {
+	length, err := readFrameLength(r, maxFrameBytes)
+	if err != nil {
+		return nil, err
+	}
+	buf, err := readFrameBody(r, length, defaultChunks, nil)
+	if err != nil {
+		return nil, err
+	}
+	return decodeFrameBody(buf)
+}
+
+// readFrameLength reads and checks a frame's length prefix.
+func readFrameLength(r io.Reader, maxFrameBytes int) (int, error) {
 	if maxFrameBytes <= 0 {
 		maxFrameBytes = DefaultMaxFrameBytes
 	}
 	var prefix [4]byte
 	if _, err := io.ReadFull(r, prefix[:]); err != nil {
-		return nil, err
+		return 0, err
 	}
 	length := binary.BigEndian.Uint32(prefix[:])
 	if length < 4 {
-		return nil, malformedf("frame length %d is below the 4-byte minimum", length)
+		return 0, malformedf("frame length %d is below the 4-byte minimum", length)
 	}
 	if uint64(length) > uint64(maxFrameBytes) {
-		return nil, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d bytes", ErrFrameTooLarge, length, maxFrameBytes)
+		return 0, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d bytes", ErrFrameTooLarge, length, maxFrameBytes)
 	}
-	buf := make([]byte, length)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	return int(length), nil
+}
+
+// A frame's body is allocated as its bytes arrive, not as its length prefix
+// declares. Read through a bufio.Reader of at least bodyChunks.first bytes
+// (every connection's reader), a frame waits for its first chunk, or the whole
+// of a shorter frame, inside the reader's own buffer, and only then gets one
+// allocation of its exact size: a peer that declares 16 MiB and sends ten
+// bytes costs nothing beyond its connection's read buffer. On a server that is
+// also the moment the frame reserves its length from the frame budget
+// (budget.go), which bounds what frames that have started to arrive hold.
+// Through any other reader the buffer starts at bodyChunks.min (or what the
+// reader holds) and doubles as it fills, so a frame that stalls holds at most
+// twice what it sent.
+type bodyChunks struct {
+	min   int // first buffer of the doubling path
+	first int // bytes that must arrive before a frame reserves its length
+}
+
+// defaultChunks are the sizes in use; tests shrink them to reach every path
+// with small inputs.
+var defaultChunks = bodyChunks{min: 4 << 10, first: 64 << 10}
+
+// readFrameBody reads the length bytes after a frame's prefix. If reserve is
+// not nil it is called once with length, when the first ch.first bytes (or the
+// whole of a shorter frame) have arrived; it may wait, and its error ends the
+// read.
+func readFrameBody(r io.Reader, length int, ch bodyChunks, reserve func(n int) error) ([]byte, error) {
+	first := min(length, ch.first)
+	if br, ok := r.(*bufio.Reader); ok && br.Size() >= first {
+		head, err := br.Peek(first)
+		if err != nil {
+			return nil, bodyReadError(length, err)
 		}
-		return nil, fmt.Errorf("read frame of %d bytes: %w", length, err)
+		if reserve != nil {
+			if err := reserve(length); err != nil {
+				return nil, err
+			}
+		}
+		buf := make([]byte, length)
+		n := copy(buf, head) // head stays valid: nothing has read from br since Peek
+		_, _ = br.Discard(n)
+		if err := readBodyPart(br, buf[n:], length); err != nil {
+			return nil, err
+		}
+		return buf, nil
 	}
-	return decodeFrameBody(buf)
+	size := ch.min
+	if br, ok := r.(interface{ Buffered() int }); ok {
+		size = max(size, br.Buffered())
+	}
+	buf := make([]byte, min(size, length))
+	if err := readBodyPart(r, buf, length); err != nil {
+		return nil, err
+	}
+	if reserve == nil {
+		return readUpTo(r, buf, length, length)
+	}
+	buf, err := readUpTo(r, buf, first, length)
+	if err != nil {
+		return nil, err
+	}
+	if err := reserve(length); err != nil {
+		return nil, err
+	}
+	return readUpTo(r, buf, length, length)
+}
+
+// readUpTo grows buf, doubling its size each time it fills, and reads into it
+// until it holds upTo bytes of the length-byte frame.
+func readUpTo(r io.Reader, buf []byte, upTo, length int) ([]byte, error) {
+	for got := len(buf); got < upTo; got = len(buf) {
+		grown := make([]byte, min(2*got, upTo))
+		copy(grown, buf)
+		buf = grown
+		if err := readBodyPart(r, buf[got:], length); err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
+func readBodyPart(r io.Reader, p []byte, length int) error {
+	if _, err := io.ReadFull(r, p); err != nil {
+		return bodyReadError(length, err)
+	}
+	return nil
+}
+
+func bodyReadError(length int, err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read frame of %d bytes: %w", length, err)
 }
 
 // DecodeFrame decodes one complete frame, length prefix included, as

@@ -30,6 +30,11 @@ const (
 	CodeLockBatchMQ                      int16 = 41
 	CodeUnlockBatchMQ                    int16 = 42
 	CodeCheckClientConfig                int16 = 46
+	CodeUpdateAndCreateACLConfig         int16 = 50
+	CodeDeleteACLConfig                  int16 = 51
+	CodeGetBrokerClusterACLInfo          int16 = 52
+	CodeUpdateGlobalWhiteAddrsConfig     int16 = 53
+	CodeGetBrokerClusterACLConfig        int16 = 54
 	CodeRegisterBroker                   int16 = 103
 	CodeUnregisterBroker                 int16 = 104
 	CodeGetRouteInfoByTopic              int16 = 105
@@ -56,6 +61,12 @@ const (
 	CodeSendReplyMessage                 int16 = 324
 	CodeSendReplyMessageV2               int16 = 325
 	CodePushReplyMessageToClient         int16 = 326 // broker → requester
+
+	// Strata extensions (broker/acl doc.go): grant or revoke one topic or group permission
+	// of an ACL account, atomically, where UPDATE_AND_CREATE_ACL_CONFIG replaces the whole
+	// list.
+	CodeACLGrant  int16 = 9110
+	CodeACLRevoke int16 = 9111
 )
 
 // Response codes (PROTOCOL.md §1.8; rmq: R/protocol/ResponseCode.java).

@@ -1,6 +1,9 @@
 package remoting
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+)
 
 // SerializeType says how a frame's header is encoded (PROTOCOL.md §1.2).
 type SerializeType byte
@@ -59,14 +62,34 @@ func (c *Command) IsResponse() bool { return c.Flag&FlagResponse != 0 }
 // IsOneway reports whether c is a request that wants no response (flag bit 1).
 func (c *Command) IsOneway() bool { return c.Flag&FlagOneway != 0 }
 
-// String summarises c for logs and test failures; the body is given by length.
+// String summarises c for logs and test failures; the body is given by length. Secrets
+// (an ACL request's secretKey, a Signature, a SecurityToken) are redacted.
 func (c *Command) String() string {
 	kind := "request"
 	if c.IsResponse() {
 		kind = "response"
 	}
 	return fmt.Sprintf("%s code=%d opaque=%d flag=%d remark=%q ext=%v body=%dB",
-		kind, c.Code, c.Opaque, c.Flag, c.Remark, map[string]string(c.ExtFields), len(c.Body))
+		kind, c.Code, c.Opaque, c.Flag, c.Remark, redacted(c.ExtFields), len(c.Body))
+}
+
+// secretFields are extFields whose values never go into a log line.
+var secretFields = []string{"secretKey", ExtSignature, ExtSecurityToken}
+
+func redacted(ext ExtFields) map[string]string {
+	var out map[string]string
+	for _, k := range secretFields {
+		if _, ok := ext[k]; ok {
+			if out == nil {
+				out = maps.Clone(map[string]string(ext))
+			}
+			out[k] = "(redacted)"
+		}
+	}
+	if out == nil {
+		return ext
+	}
+	return out
 }
 
 // NewRequest builds a request with the given code, header fields and body.

@@ -46,9 +46,13 @@ type connConfig struct {
 	idleTimeout   time.Duration // 0: none
 	writeTimeout  time.Duration
 	maxInFlight   int
-	handler       Handler // nil: answer REQUEST_CODE_NOT_SUPPORTED
+	budget        *frameBudget // nil: none (the client side)
+	chunks        bodyChunks   // zero: defaultChunks
+	handler       Handler      // nil: answer REQUEST_CODE_NOT_SUPPORTED
 	logger        *slog.Logger
 	onConnect     func(*Conn)
+	// credentials sign every request this side sends (the client side; zero: none).
+	credentials Credentials
 }
 
 var connIDs atomic.Uint64
@@ -63,6 +67,9 @@ type Conn struct {
 
 	ctx    context.Context // cancelled when the connection closes
 	cancel context.CancelFunc
+	// readCtx is cancelled by drain and Close: it ends a wait for frame budget.
+	readCtx    context.Context
+	readCancel context.CancelFunc
 
 	// Frames waiting to be written. The first writer to find no flush under way becomes the
 	// flusher and writes everything queued, so concurrent responses share one syscall.
@@ -79,11 +86,14 @@ type Conn struct {
 
 	inFlight chan struct{} // semaphore of running handlers
 	handlers sync.WaitGroup
-	work     chan *Command  // hands a request to an idle worker (workers.go)
+	work     chan inbound   // hands a request to an idle worker (workers.go)
 	workers  sync.WaitGroup // worker goroutines, idle or not
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// endReason is why the read loop ended (a TLS alert, a malformed frame), set before
+	// closed is closed when the read loop is what closed the connection.
+	endReason atomic.Pointer[error]
 	draining  atomic.Bool
 	done      chan struct{} // closed when the read loop and every handler are finished
 
@@ -102,10 +112,11 @@ func newConn(nc net.Conn, cfg *connConfig) *Conn {
 		cancel:   cancel,
 		pending:  make(map[int32]chan *Command),
 		inFlight: make(chan struct{}, cfg.maxInFlight),
-		work:     make(chan *Command),
+		work:     make(chan inbound),
 		closed:   make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	c.readCtx, c.readCancel = context.WithCancel(ctx)
 	c.writeCond = sync.NewCond(&c.writeMu)
 	return c
 }
@@ -171,15 +182,18 @@ func (c *Conn) Close() error {
 // handlers to answer before it closes the connection.
 func (c *Conn) drain() {
 	c.draining.Store(true)
+	c.readCancel()
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
 // Invoke sends req to the peer and waits for its response, until ctx ends or
 // the connection closes. It sets req.Opaque to a fresh value of this
-// connection and clears req's response and oneway flags.
+// connection, clears req's response and oneway flags, and signs req when the
+// connection has credentials (ClientConfig.Credentials).
 func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
+	c.cfg.credentials.Sign(req)
 	ch := make(chan *Command, 1)
 	c.pendingMu.Lock()
 	if c.pending == nil {
@@ -196,7 +210,7 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 		c.pendingMu.Unlock()
 	}()
 	if err := c.write(ctx, req); err != nil {
-		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, err)
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(err))
 	}
 	select {
 	case resp := <-ch:
@@ -211,8 +225,17 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 			return resp, nil
 		default:
 		}
-		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(ErrConnClosed))
 	}
+}
+
+// withEndReason adds why the read loop ended the connection (a TLS alert such as
+// "certificate required") to err, when it did.
+func (c *Conn) withEndReason(err error) error {
+	if r := c.endReason.Load(); r != nil {
+		return fmt.Errorf("%w: %w", err, *r)
+	}
+	return err
 }
 
 // InvokeOneway sends req to the peer with FlagOneway set and waits for
@@ -220,6 +243,7 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag = req.Flag&^FlagResponse | FlagOneway
+	c.cfg.credentials.Sign(req)
 	if err := c.write(ctx, req); err != nil {
 		return fmt.Errorf("invoke oneway code %d on %s: %w", req.Code, c, err)
 	}
@@ -307,6 +331,9 @@ func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 func (c *Conn) serve() {
 	defer close(c.done)
 	reason := c.readLoop()
+	if reason != nil {
+		c.endReason.Store(&reason)
+	}
 	if c.draining.Load() {
 		idle := make(chan struct{})
 		go func() { c.handlers.Wait(); close(idle) }()
@@ -335,7 +362,7 @@ func (c *Conn) readLoop() error {
 		if c.draining.Load() {
 			return nil
 		}
-		cmd, err := ReadFrame(r, c.cfg.maxFrameBytes)
+		cmd, charged, err := c.readFrame(r)
 		if err != nil {
 			select {
 			case <-c.closed:
@@ -352,11 +379,13 @@ func (c *Conn) readLoop() error {
 		}
 		if cmd.IsResponse() {
 			c.deliver(cmd)
+			c.release(charged)
 			continue
 		}
 		select {
 		case c.inFlight <- struct{}{}:
 		default:
+			c.release(charged)
 			if !cmd.IsOneway() {
 				busy := NewResponse(cmd, RespSystemBusy,
 					fmt.Sprintf("too many requests in flight on this connection (limit %d)", cap(c.inFlight)))
@@ -367,7 +396,87 @@ func (c *Conn) readLoop() error {
 			continue
 		}
 		c.handlers.Add(1)
-		c.dispatch(cmd)
+		c.dispatch(inbound{cmd, charged})
+	}
+}
+
+// inbound is a request on its way to a handler, with the frame budget it holds.
+type inbound struct {
+	req     *Command
+	charged int64
+}
+
+// readFrame reads one frame as ReadFrame does and, on a server, charges it to
+// the frame budget: a frame longer than its first chunk (bodyChunks.first)
+// once that chunk has arrived, a shorter request once it is decoded. Short
+// responses are not charged: they answer our own requests, and a handler
+// waiting for one must not be starved by the budget it holds. charged is what
+// the caller must release when it is done with the frame.
+func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
+	length, err := readFrameLength(r, c.cfg.maxFrameBytes)
+	if err != nil {
+		return nil, 0, err
+	}
+	ch := c.cfg.chunks
+	if ch.first == 0 {
+		ch = defaultChunks
+	}
+	b := c.cfg.budget
+	if b == nil {
+		buf, err := readFrameBody(r, length, ch, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		cmd, err := decodeFrameBody(buf)
+		return cmd, 0, err
+	}
+	b.receiving.Add(1)
+	buf, err := readFrameBody(r, length, ch, func(n int) error {
+		if n <= ch.first {
+			return nil
+		}
+		if err := c.acquire(int64(n)); err != nil {
+			return err
+		}
+		charged = int64(n)
+		return nil
+	})
+	b.receiving.Add(-1)
+	if err == nil {
+		cmd, err = decodeFrameBody(buf)
+	}
+	if err != nil {
+		c.release(charged)
+		return nil, 0, err
+	}
+	if charged == 0 && !cmd.IsResponse() {
+		if err := c.acquire(int64(length)); err != nil {
+			return nil, 0, err
+		}
+		charged = int64(length)
+	}
+	return cmd, charged, nil
+}
+
+// acquire takes n bytes of the server's frame budget, waiting if it must. A
+// wait is the server's doing, not the peer's, so the read deadline restarts.
+func (c *Conn) acquire(n int64) error {
+	b := c.cfg.budget
+	if b.tryAcquire(n) {
+		return nil
+	}
+	if err := b.acquire(c.readCtx, n, c); err != nil {
+		return fmt.Errorf("wait for %d bytes of frame budget: %w", n, err)
+	}
+	if c.cfg.idleTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
+	}
+	return nil
+}
+
+func (c *Conn) release(n int64) {
+	if n > 0 {
+		c.cfg.budget.release(n)
 	}
 }
 
@@ -385,9 +494,11 @@ func (c *Conn) deliver(resp *Command) {
 	}
 }
 
-func (c *Conn) handle(req *Command) {
+func (c *Conn) handle(in inbound) {
+	req := in.req
 	defer c.handlers.Done()
 	defer func() { <-c.inFlight }()
+	defer c.release(in.charged)
 	resp := c.callHandler(req)
 	if resp == nil || req.IsOneway() {
 		return

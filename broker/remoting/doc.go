@@ -10,5 +10,16 @@
 // tests). ExtFields carries request and response headers with typed getters
 // that give actionable errors.
 //
+// Memory under hostile input: a frame's body is allocated once its bytes have
+// arrived, not when its length prefix declares them (codec.go), and a Server
+// bounds the bytes of all frames it holds with one budget,
+// Config.MaxInFlightFrameBytes (budget.go): a connection whose frame does not
+// fit waits, reading nothing, rather than being closed.
+//
+// Security: Credentials (sign.go) sign requests as RocketMQ's ACL clients do, and
+// ClientConfig.Credentials signs every request of a Client; ServerTLS (tls.go) serves TLS
+// from PEM files read again when they change, enforcing or permissive, with optional client
+// certificates, and ClientTLSConfig dials it.
+//
 // The protocol itself is described in /work/shared/PROTOCOL.md §1–§2.
 package remoting

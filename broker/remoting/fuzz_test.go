@@ -1,7 +1,9 @@
 package remoting
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"reflect"
@@ -90,6 +92,126 @@ func FuzzJSONHeaderFastPath(f *testing.F) {
 			fast.Flag != slow.Flag || fast.Remark != slow.Remark || fast.Language != slow.Language ||
 			!reflect.DeepEqual(fast.ExtFields, slow.ExtFields) {
 			t.Fatalf("fast %+v\nslow %+v", fast, slow)
+		}
+	})
+}
+
+// chunkReader returns at most n bytes per Read, as a slow peer's socket does.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+// frameOutcome is what one frame read produced: a command, or the class of error.
+type frameOutcome struct {
+	cmd *Command
+	err string
+}
+
+func errClass(err error) string {
+	switch {
+	case err == io.EOF:
+		return "EOF"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected EOF"
+	case errors.Is(err, ErrMalformedFrame):
+		return "malformed"
+	case errors.Is(err, ErrFrameTooLarge):
+		return "too large"
+	}
+	return "other: " + err.Error()
+}
+
+func readAllFrames(read func() (*Command, error)) []frameOutcome {
+	var out []frameOutcome
+	for {
+		cmd, err := read()
+		if err != nil {
+			return append(out, frameOutcome{err: errClass(err)})
+		}
+		out = append(out, frameOutcome{cmd: cmd})
+	}
+}
+
+// FuzzReadFrameIncremental checks that the incremental body readers read the same frames,
+// and fail the same way, as decoding the stream in one piece, however the bytes arrive: the
+// connection's buffered path with its frame budget, the doubling path of other readers, and
+// both with the reservation point in the middle of a frame. The chunk sizes are shrunk so
+// that small inputs cross every boundary.
+func FuzzReadFrameIncremental(f *testing.F) {
+	sample, err := EncodeFrame(sampleCommand(SerializeRocketMQ))
+	if err != nil {
+		f.Fatal(err)
+	}
+	big, err := EncodeFrame(&Command{Code: CodeSendMessage, ExtFields: ExtFields{"k": "v"}, Body: bytes.Repeat([]byte("b"), 200)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	resp, err := EncodeFrame(&Command{Code: RespSuccess, Flag: FlagResponse, Body: bytes.Repeat([]byte("r"), 100)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	two := append(append([]byte(nil), big...), sample...)
+	for _, seed := range [][]byte{sample, big, resp, two, two[:len(big)+20], big[:70], {0, 0, 0x10, 0}} {
+		f.Add(seed, byte(1))
+		f.Add(seed, byte(0x87))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, knobs byte) {
+		const maxFrame = 512
+		small := bodyChunks{min: 8, first: 64}
+		n := int(knobs&0x1f) + 1 // bytes per Read
+		bufSize := 64            // the buffered path: Peek the first chunk
+		if knobs&0x80 != 0 {
+			bufSize = 16 // smaller than the first chunk: the doubling path through a bufio.Reader
+		}
+		// Reference: slice the stream by its length prefixes and decode each frame whole.
+		rest := stream
+		want := readAllFrames(func() (*Command, error) {
+			length, err := readFrameLength(bytes.NewReader(rest), maxFrame)
+			if err != nil {
+				return nil, err
+			}
+			if len(rest) < 4+length {
+				return nil, io.ErrUnexpectedEOF
+			}
+			frame := rest[:4+length]
+			rest = rest[4+length:]
+			return DecodeFrame(frame)
+		})
+		slow := func() io.Reader { return &chunkReader{r: bytes.NewReader(stream), n: n} }
+		got := map[string][]frameOutcome{}
+		r := slow()
+		got["ReadFrame"] = readAllFrames(func() (*Command, error) { return ReadFrame(r, maxFrame) })
+		r2 := slow()
+		got["doubling"] = readAllFrames(func() (*Command, error) {
+			length, err := readFrameLength(r2, maxFrame)
+			if err != nil {
+				return nil, err
+			}
+			buf, err := readFrameBody(r2, length, small, nil)
+			if err != nil {
+				return nil, err
+			}
+			return decodeFrameBody(buf)
+		})
+		c := &Conn{cfg: &connConfig{maxFrameBytes: maxFrame, chunks: small, budget: newFrameBudget(maxFrame, nil)}}
+		c.readCtx = context.Background()
+		for name, r := range map[string]io.Reader{"connection, doubling": slow(), "connection, buffered": bufio.NewReaderSize(slow(), bufSize)} {
+			got[name] = readAllFrames(func() (*Command, error) {
+				cmd, charged, err := c.readFrame(r)
+				c.release(charged)
+				return cmd, err
+			})
+		}
+		for name, g := range got {
+			if !reflect.DeepEqual(g, want) {
+				t.Fatalf("%s reader, %d bytes in reads of %d:\n got %+v\nwant %+v", name, len(stream), n, g, want)
+			}
+		}
+		if used := c.cfg.budget.inUse(); used != 0 {
+			t.Fatalf("frame budget holds %d bytes after every frame was released", used)
 		}
 	})
 }

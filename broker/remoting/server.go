@@ -30,6 +30,15 @@ type Config struct {
 	MaxInFlightPerConn int
 	// WriteTimeout bounds one frame write to a slow peer. Default 30 s.
 	WriteTimeout time.Duration
+	// MaxInFlightFrameBytes bounds the bytes of incoming frames the server
+	// holds at once across all its connections: requests from the moment
+	// they are read until their handler returns, and frames over 64 KiB
+	// while they arrive. A connection whose next frame does not fit waits,
+	// reading nothing, until handlers finish (frames are not refused: the
+	// peer is slowed, not failed). Default 256 MiB; it must be at least
+	// MaxFrameBytes. Besides it, each connection costs a fixed ~128 KiB of
+	// read buffers.
+	MaxInFlightFrameBytes int64
 	// OnConnect, if set, is called for each accepted connection before its
 	// first request is read (for metrics, or to register OnClose).
 	OnConnect func(*Conn)
@@ -43,6 +52,8 @@ const (
 	DefaultIdleTimeout        = 120 * time.Second
 	DefaultMaxInFlightPerConn = 4096
 	DefaultWriteTimeout       = 30 * time.Second
+	// DefaultMaxInFlightFrameBytes is 16 frames of the default maximum size.
+	DefaultMaxInFlightFrameBytes = 256 << 20
 )
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -61,6 +72,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxInFlightFrameBytes == 0 {
+		c.MaxInFlightFrameBytes = max(DefaultMaxInFlightFrameBytes, int64(c.MaxFrameBytes))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -81,6 +95,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("remoting config: MaxInFlightPerConn %d must be positive", c.MaxInFlightPerConn)
 	case c.WriteTimeout < 0:
 		return fmt.Errorf("remoting config: WriteTimeout %s must be positive", c.WriteTimeout)
+	case c.MaxInFlightFrameBytes < 0:
+		return fmt.Errorf("remoting config: MaxInFlightFrameBytes %d must be positive", c.MaxInFlightFrameBytes)
+	}
+	maxFrame := c.MaxFrameBytes
+	if maxFrame == 0 {
+		maxFrame = DefaultMaxFrameBytes
+	}
+	if c.MaxInFlightFrameBytes != 0 && c.MaxInFlightFrameBytes < int64(maxFrame) {
+		return fmt.Errorf("remoting config: MaxInFlightFrameBytes %d is below MaxFrameBytes %d: a frame of the maximum size could never be read; raise it", c.MaxInFlightFrameBytes, maxFrame)
 	}
 	return nil
 }
@@ -116,6 +139,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			idleTimeout:   cfg.IdleTimeout,
 			writeTimeout:  cfg.WriteTimeout,
 			maxInFlight:   cfg.MaxInFlightPerConn,
+			budget:        newFrameBudget(cfg.MaxInFlightFrameBytes, cfg.Logger),
 			handler:       h,
 			logger:        cfg.Logger,
 			onConnect:     cfg.OnConnect,
@@ -204,6 +228,25 @@ func (s *Server) startConn(nc net.Conn) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
+}
+
+// ServerStats is a moment's view of a Server's connections and frame budget.
+type ServerStats struct {
+	// Conns is the number of open connections.
+	Conns int
+	// FramesReceiving counts frames whose length prefix has been read and
+	// whose body has not fully arrived.
+	FramesReceiving int64
+	// InFlightFrameBytes is the part of MaxInFlightFrameBytes in use.
+	InFlightFrameBytes int64
+	// FrameBudgetWaits counts the frames that had to wait for budget, ever.
+	FrameBudgetWaits int64
+}
+
+// Stats reports the server's connections and frame budget.
+func (s *Server) Stats() ServerStats {
+	b := s.ccfg.budget
+	return ServerStats{Conns: s.NumConns(), FramesReceiving: b.receiving.Load(), InFlightFrameBytes: b.inUse(), FrameBudgetWaits: b.waits.Load()}
 }
 
 // NumConns is the number of open connections.

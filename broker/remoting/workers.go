@@ -11,26 +11,26 @@ const workerIdle = 5 * time.Second
 // requests are still answered out of order. Reusing goroutines matters: a fresh goroutine
 // starts with a small stack and a send handler grows it (copying) on every request, which
 // cost ~10% of the broker's CPU under a produce load.
-func (c *Conn) dispatch(req *Command) {
+func (c *Conn) dispatch(in inbound) {
 	select {
-	case c.work <- req:
+	case c.work <- in:
 	default:
 		c.workers.Add(1)
-		go c.worker(req)
+		go c.worker(in)
 	}
 }
 
 // worker handles req, then further requests handed over by dispatch, until it has been idle
 // for workerIdle or the connection closes.
-func (c *Conn) worker(req *Command) {
+func (c *Conn) worker(in inbound) {
 	defer c.workers.Done()
-	c.handle(req)
+	c.handle(in)
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
 		select {
-		case req := <-c.work:
-			c.handle(req)
+		case in := <-c.work:
+			c.handle(in)
 			idle.Reset(workerIdle)
 		case <-idle.C:
 			return

@@ -294,3 +294,20 @@ func TestCorruptSealedRecordIsNeverServed(t *testing.T) {
 		n++
 	}
 }
+
+// TestOpenContextStopsRecovery checks that a cancelled open gives up, closes what it opened,
+// and leaves the directory to a later open that recovers everything.
+func TestOpenContextStopsRecovery(t *testing.T) {
+	dir := t.TempDir()
+	cfg, want := fillStore(t, dir, 40, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s, err := OpenContext(ctx, cfg); !errors.Is(err, context.Canceled) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("OpenContext with a cancelled context = %v, want context.Canceled", err)
+	}
+	s := openStore(t, cfg)
+	verifyExactly(t, s, want)
+}

@@ -501,3 +501,22 @@ func TestCloseDuringAppends(t *testing.T) {
 		t.Fatalf("%d acknowledged appends, %d stored", ok, got)
 	}
 }
+
+func TestNextRecordPosFindsTheNextRecordOfAnAppend(t *testing.T) {
+	s := openStore(t, Config{})
+	mustAppend(t, s, encode(t, "other", 0, "before", nil))
+	res := mustAppend(t, s, encode(t, "a", 0, "first", nil), encode(t, "b", 1, "second record", nil))
+	if got := NextRecordPos(res[0].CommitLogOffset, res[0].Size); got != res[1].CommitLogOffset {
+		t.Fatalf("NextRecordPos = %d, the second record is at %d", got, res[1].CommitLogOffset)
+	}
+	rec, err := s.ReadAt(NextRecordPos(res[0].CommitLogOffset, res[0].Size), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _, err := message.Decode(rec); err != nil || string(m.Body) != "second record" {
+		t.Fatalf("record after the first: %v, %v", m, err)
+	}
+	if _, err := s.ReadAt(NextRecordPos(res[1].CommitLogOffset, res[1].Size), 0); !errors.Is(err, ErrOffsetNotFound) {
+		t.Fatalf("past the last record: err %v, want ErrOffsetNotFound", err)
+	}
+}

@@ -25,7 +25,7 @@ import (
 func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
-	mode := fs.String("mode", "produce", "produce (throughput) or latency (publish-to-consume)")
+	mode := fs.String("mode", "produce", "produce (throughput), latency (publish-to-consume) or timer (scheduled delivery: insert rate, lateness, fire rate)")
 	producers := fs.Int("producers", 16, "concurrent producers")
 	topics := fs.Int("topics", 1, "topics to spread messages over")
 	size := fs.Int("size", 1024, "message body bytes")
@@ -36,8 +36,13 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	target := fs.String("target", "strata", "system under test: strata, or nats (JetStream, file storage) as a same-run baseline")
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL for --target nats")
 	clientKind := fs.String("client", "official", "producer client for --target strata: official (rocketmq-client-go) or raw (Strata's lean protocol client, pipelined)")
+	timers := fs.Int("timers", 100000, "timers per phase (timer mode)")
+	fireRate := fs.Int("fire-rate", 10000, "timers due per second in the steady phase (timer mode)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *mode == "timer" {
+		return benchTimer(ctx, stdout, *namesrv, *prefix, *timers, *fireRate, *producers, *window)
 	}
 	if *target == "nats" {
 		switch *mode {
@@ -53,7 +58,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	rlog.SetLogLevel("error")
 	names := make([]string, *topics)
-	c, err := client.Dial(ctx, *namesrv)
+	c, err := dialClient(ctx, *namesrv)
 	if err != nil {
 		return err
 	}
@@ -82,12 +87,12 @@ func newBenchProducer(namesrv string, i int) (interface {
 	SendSync(context.Context, ...*primitive.Message) (*primitive.SendResult, error)
 	Shutdown() error
 }, error) {
-	p, err := producer.NewDefaultProducer(
+	p, err := producer.NewDefaultProducer(append([]producer.Option{
 		producer.WithNameServer(primitive.NamesrvAddr{namesrv}),
 		producer.WithGroupName(fmt.Sprintf("strata-bench-%d", i)),
 		producer.WithInstanceName(fmt.Sprintf("bench-%d", i)),
-		producer.WithCompressMsgBodyOverHowmuch(1<<30),
-	)
+		producer.WithCompressMsgBodyOverHowmuch(1 << 30),
+	}, cliSecurity.producerOptions()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +151,7 @@ func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []str
 // flight each, queues chosen round-robin over every topic's queues.
 func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []string, producers, size, window int, d time.Duration) error {
 	var queues []client.Queue
-	probe, err := client.Dial(ctx, namesrv)
+	probe, err := dialClient(ctx, namesrv)
 	if err != nil {
 		return err
 	}
@@ -166,7 +171,7 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; i < producers; i++ {
-		c, err := client.Dial(ctx, namesrv)
+		c, err := dialClient(ctx, namesrv)
 		if err != nil {
 			return err
 		}
@@ -195,11 +200,11 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []
 
 func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size, rate int, d time.Duration) error {
 	var rec latencyRecorder
-	c, err := consumer.NewPushConsumer(
+	c, err := consumer.NewPushConsumer(append([]consumer.Option{
 		consumer.WithNameServer(primitive.NamesrvAddr{namesrv}),
 		consumer.WithGroupName("strata-bench-latency"),
 		consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset),
-	)
+	}, cliSecurity.consumerOptions()...)...)
 	if err != nil {
 		return err
 	}

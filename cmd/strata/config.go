@@ -13,6 +13,9 @@ import (
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/broker/timer"
+	"github.com/stratamq/strata/broker/txn"
+	"github.com/stratamq/strata/meta"
 	"github.com/stratamq/strata/tier/objstore"
 )
 
@@ -29,6 +32,9 @@ type NodeConfig struct {
 	DataDir string `yaml:"data_dir"`
 	// EtcdEndpoints are the etcd client URLs.
 	EtcdEndpoints []string `yaml:"etcd_endpoints"`
+	// EtcdDialTimeout bounds the wait for etcd at start; past it the broker exits naming the
+	// endpoints it tried.
+	EtcdDialTimeout Duration `yaml:"etcd_dial_timeout"`
 	// NamesrvAddr, BrokerAddr and HTTPAddr are the listen addresses of the three roles.
 	NamesrvAddr string `yaml:"namesrv_addr"`
 	BrokerAddr  string `yaml:"broker_addr"`
@@ -48,9 +54,104 @@ type NodeConfig struct {
 	// TraceTopicEnable creates RMQ_SYS_TRACE_TOPIC, where clients with trace on write.
 	TraceTopicEnable bool `yaml:"trace_topic_enable"`
 	// TraceRetention is how long trace records are kept.
-	TraceRetention Duration  `yaml:"trace_retention"`
-	Store          StoreYAML `yaml:"store"`
-	Tier           TierYAML  `yaml:"tier"`
+	TraceRetention Duration `yaml:"trace_retention"`
+	// MaxInFlightFrameBytes bounds the bytes of incoming frames held at once per listener.
+	MaxInFlightFrameBytes ByteSize  `yaml:"max_inflight_frame_bytes"`
+	Store                 StoreYAML `yaml:"store"`
+	Tier                  TierYAML  `yaml:"tier"`
+	// Transaction tunes transactional messages.
+	Transaction TransactionYAML `yaml:"transaction"`
+	// Timer tunes scheduled delivery.
+	Timer TimerYAML `yaml:"timer"`
+	// EtcdTLS, EtcdUsername and EtcdPassword reach an etcd with TLS and auth (ACL secret
+	// keys are stored there).
+	EtcdTLS      EtcdTLSYAML `yaml:"etcd_tls"`
+	EtcdUsername string      `yaml:"etcd_username"`
+	EtcdPassword string      `yaml:"etcd_password"`
+	ACL          ACLYAML     `yaml:"acl"`
+	TLS          TLSYAML     `yaml:"tls"`
+	HTTP         HTTPYAML    `yaml:"http"`
+}
+
+// TransactionYAML configures transactional messages (RocketMQ's transactionTimeOut,
+// transactionCheckInterval and transactionCheckMax, and Strata's limits).
+type TransactionYAML struct {
+	// Timeout is how old a half message with no decision gets before its first check-back.
+	Timeout Duration `yaml:"timeout"`
+	// CheckInterval is the time between two check-backs of one half message.
+	CheckInterval Duration `yaml:"check_interval"`
+	// CheckMax is how many check-backs a half message gets before it is parked in
+	// TRANS_CHECK_MAX_TIME_TOPIC.
+	CheckMax int `yaml:"check_max"`
+	// MaxPending bounds the half messages with no decision (32 bytes of memory each).
+	MaxPending int `yaml:"max_pending"`
+	// MaxChecksPerRound bounds the check-backs sent by one check round.
+	MaxChecksPerRound int `yaml:"max_checks_per_round"`
+	// CheckResolution is the shortest time between two check rounds.
+	CheckResolution Duration `yaml:"check_resolution"`
+	// CheckpointInterval is how often the recovery checkpoint is written.
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+}
+
+// TimerYAML configures scheduled delivery (delay levels, delivery times, retry back-off).
+type TimerYAML struct {
+	// MessageDelayLevel is RocketMQ's delay-level table: DELAY=n (and the n-th retry)
+	// waits its n-th entry; higher levels use the last.
+	MessageDelayLevel string `yaml:"message_delay_level"`
+	// MaxDelay refuses deliveries scheduled further ahead than this.
+	MaxDelay Duration `yaml:"max_delay"`
+}
+
+// ACLYAML turns on access control (broker/acl).
+type ACLYAML struct {
+	Enabled bool `yaml:"enabled"`
+	// PublicRoutes answers route lookups without checking their signature (see broker/acl).
+	PublicRoutes bool `yaml:"public_routes"`
+	// AdminAccessKey and AdminSecretKey, when set, are an admin account made sure of at start.
+	AdminAccessKey string `yaml:"admin_access_key"`
+	AdminSecretKey string `yaml:"admin_secret_key"`
+	// FailureLogInterval is how often refusals of one access key are logged, at most.
+	FailureLogInterval Duration `yaml:"failure_log_interval"`
+	// MaxSignatureAge refuses Strata clients' signatures older than this (replays).
+	MaxSignatureAge Duration `yaml:"max_signature_age"`
+	// MinSecretKeyBytes is the shortest secret key an account may have.
+	MinSecretKeyBytes int `yaml:"min_secret_key_bytes"`
+}
+
+// TLSYAML serves the three listeners over TLS.
+type TLSYAML struct {
+	Enabled      bool     `yaml:"enabled"`
+	CertFile     string   `yaml:"cert_file"`
+	KeyFile      string   `yaml:"key_file"`
+	ClientCAFile string   `yaml:"client_ca_file"`
+	ClientAuth   string   `yaml:"client_auth"`
+	Permissive   bool     `yaml:"permissive"`
+	ReloadCheck  Duration `yaml:"reload_check"`
+}
+
+// HTTPYAML configures the HTTP endpoints (broker/httpauth.go).
+type HTTPYAML struct {
+	Pprof        bool   `yaml:"pprof"`
+	AdminToken   string `yaml:"admin_token"`
+	ProtectReads bool   `yaml:"protect_reads"`
+}
+
+// EtcdTLSYAML holds the PEM files of the connection to etcd.
+type EtcdTLSYAML struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+func (e EtcdTLSYAML) meta() meta.EtcdTLS {
+	return meta.EtcdTLS{CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile, ServerName: e.ServerName}
+}
+
+// metaConfig is how the node reaches etcd.
+func (c NodeConfig) metaConfig() meta.Config {
+	return meta.Config{Endpoints: c.EtcdEndpoints, Cluster: c.Cluster, DialTimeout: c.EtcdDialTimeout.duration(),
+		TLS: c.EtcdTLS.meta(), Username: c.EtcdUsername, Password: c.EtcdPassword}
 }
 
 // TierYAML configures the cold tier.
@@ -73,6 +174,8 @@ type S3YAML struct {
 	PathStyle bool   `yaml:"path_style"`
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
+	// CABundleFile holds CAs trusted for an https:// endpoint besides the system's.
+	CABundleFile string `yaml:"ca_bundle_file"`
 }
 
 // StoreYAML configures the hot tier.
@@ -89,22 +192,35 @@ type StoreYAML struct {
 
 func defaultNodeConfig() NodeConfig {
 	return NodeConfig{
-		Cluster:          broker.DefaultClusterName,
-		BrokerName:       broker.DefaultBrokerName,
-		DataDir:          "./data",
-		EtcdEndpoints:    []string{"http://127.0.0.1:2379"},
-		NamesrvAddr:      "0.0.0.0:9876",
-		BrokerAddr:       "0.0.0.0:10911",
-		HTTPAddr:         "0.0.0.0:8080",
+		Cluster:         broker.DefaultClusterName,
+		BrokerName:      broker.DefaultBrokerName,
+		DataDir:         "./data",
+		EtcdEndpoints:   []string{"http://127.0.0.1:2379"},
+		EtcdDialTimeout: Duration(5 * time.Second),
+		NamesrvAddr:     "0.0.0.0:9876",
+		BrokerAddr:      "0.0.0.0:10911",
+		// HTTP serves metrics, health and (opt-in) profiles: loopback unless configured.
+		HTTPAddr:         "127.0.0.1:8080",
 		DefaultQueueNums: broker.DefaultQueueNums,
 		MaxMessageBytes:  broker.DefaultMaxMessageBytes,
 		TraceTopicEnable: true,
 		TraceRetention:   Duration(broker.DefaultTraceRetention),
+		ACL:              ACLYAML{PublicRoutes: true},
 		Store: StoreYAML{
 			SegmentSize:   store.DefaultSegmentBytes,
 			Flush:         "async",
 			FlushInterval: Duration(store.DefaultFlushInterval),
 		},
+		Transaction: TransactionYAML{
+			Timeout:            Duration(txn.DefaultTimeout),
+			CheckInterval:      Duration(txn.DefaultCheckInterval),
+			CheckMax:           txn.DefaultCheckMax,
+			MaxPending:         txn.DefaultMaxPending,
+			MaxChecksPerRound:  txn.DefaultMaxChecksPerRound,
+			CheckResolution:    Duration(txn.DefaultCheckResolution),
+			CheckpointInterval: Duration(txn.DefaultCheckpointInterval),
+		},
+		Timer: TimerYAML{MessageDelayLevel: timer.DefaultDelayLevels, MaxDelay: Duration(timer.DefaultMaxDelay)},
 	}
 }
 
@@ -218,14 +334,24 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 			SealAfter:     Duration(c.Store.SealAfter).duration(),
 		},
 	}
+	bc.MessageDelayLevel = c.Timer.MessageDelayLevel
+	bc.TimerMaxDelay = c.Timer.MaxDelay.duration()
 	bc.BucketURL = c.Tier.Bucket
 	bc.LocalRetention = c.Tier.LocalRetention.duration()
 	bc.MaxLocalBytes = int64(c.Tier.MaxLocalBytes)
 	bc.S3 = objstore.S3Options{Endpoint: c.Tier.S3.Endpoint, Region: c.Tier.S3.Region, UsePathStyle: c.Tier.S3.PathStyle,
-		AccessKeyID: c.Tier.S3.AccessKey, SecretAccessKey: c.Tier.S3.SecretKey}
+		AccessKeyID: c.Tier.S3.AccessKey, SecretAccessKey: c.Tier.S3.SecretKey, CABundleFile: c.Tier.S3.CABundleFile}
+	tx := c.Transaction
+	bc.Transaction = txn.Config{Timeout: tx.Timeout.duration(), CheckInterval: tx.CheckInterval.duration(), CheckMax: tx.CheckMax,
+		MaxPending: tx.MaxPending, MaxChecksPerRound: tx.MaxChecksPerRound, CheckResolution: tx.CheckResolution.duration(),
+		CheckpointInterval: tx.CheckpointInterval.duration()}
 	fitMessagesToSegments(&bc)
 	bc.Remoting.MaxConnections = c.MaxConnections
 	bc.Remoting.IdleTimeout = c.IdleTimeout.duration()
+	bc.Remoting.MaxInFlightFrameBytes = int64(c.MaxInFlightFrameBytes)
+	if err := c.securityConfig(&bc); err != nil {
+		return bc, err
+	}
 	switch c.Store.Flush {
 	case "", "async":
 		bc.Store.FlushMode = store.FlushAsync

@@ -19,13 +19,15 @@ func TestSampleConfigLoadsAndEnvironmentOverrides(t *testing.T) {
 		"STRATA_STORE_FLUSH=sync",
 		"STRATA_STORE_SEAL_AFTER=30s",
 		"STRATA_AUTO_CREATE_TOPICS=true",
+		"STRATA_ETCD_DIAL_TIMEOUT=2s",
+		"STRATA_MAX_INFLIGHT_FRAME_BYTES=512MiB",
 		"OTHER=ignored",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.BrokerName != "broker-b" || cfg.Store.SegmentSize != 64<<20 || !cfg.AutoCreateTopics ||
-		cfg.Store.SealAfter.duration() != 30*time.Second ||
+		cfg.Store.SealAfter.duration() != 30*time.Second || cfg.EtcdDialTimeout.duration() != 2*time.Second ||
 		!reflect.DeepEqual(cfg.EtcdEndpoints, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}) {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
@@ -33,7 +35,8 @@ func TestSampleConfigLoadsAndEnvironmentOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bc.Store.FlushMode != store.FlushSync || bc.Store.SegmentBytes != 64<<20 || bc.MaxMessageBytes != 4<<20 {
+	if bc.Store.FlushMode != store.FlushSync || bc.Store.SegmentBytes != 64<<20 || bc.MaxMessageBytes != 4<<20 ||
+		bc.Remoting.MaxInFlightFrameBytes != 512<<20 {
 		t.Fatalf("broker config %+v", bc.Store)
 	}
 }
@@ -93,5 +96,25 @@ func TestTierConfigKeysAndSmallSegments(t *testing.T) {
 	}
 	if bc.Store.MaxMessageBytes > 64<<10 || bc.MaxMessageBytes >= bc.Store.MaxMessageBytes {
 		t.Fatalf("message limits %d/%d do not fit 64KiB segments", bc.MaxMessageBytes, bc.Store.MaxMessageBytes)
+	}
+}
+
+func TestTransactionKeysLoadAndOverride(t *testing.T) {
+	cfg, err := loadNodeConfig("../../deployments/broker.yaml", []string{"STRATA_TRANSACTION_CHECK_MAX=3", "STRATA_TRANSACTION_TIMEOUT=2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := cfg.brokerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := bc.Transaction
+	if tx.CheckMax != 3 || tx.Timeout != 2*time.Second || tx.CheckInterval != 30*time.Second || tx.MaxPending != 2_000_000 ||
+		tx.CheckResolution != 100*time.Millisecond {
+		t.Fatalf("transaction config %+v", tx)
+	}
+	cfg.Transaction.CheckMax = -1
+	if _, err := cfg.brokerConfig(); err == nil || !strings.Contains(err.Error(), "check_max") {
+		t.Fatalf("negative check_max: %v", err)
 	}
 }

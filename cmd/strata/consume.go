@@ -48,7 +48,7 @@ func runConsume(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fromMillis = t.UnixMilli()
 	}
-	c, err := client.Dial(ctx, *namesrv)
+	c, err := dialClient(ctx, *namesrv)
 	if err != nil {
 		return err
 	}

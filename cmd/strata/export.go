@@ -238,7 +238,7 @@ func brokerlessSources(ctx context.Context, etcd []string, cluster, bucketURL st
 // clusterSources asks the name server for the topic's route and each broker group's master
 // for its tier location; cold data is then read from the bucket, hot data through the broker.
 func clusterSources(ctx context.Context, namesrv, bucketOverride string, s3 S3YAML, topic string) (*exportSources, error) {
-	c, err := client.Dial(ctx, namesrv)
+	c, err := dialClient(ctx, namesrv)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +297,7 @@ func clusterSources(ctx context.Context, namesrv, bucketOverride string, s3 S3YA
 // fetchTierLocation asks a broker where its group's cold tier lives.
 func fetchTierLocation(ctx context.Context, addr string) (broker.TierLocation, error) {
 	var loc broker.TierLocation
-	cl, err := remoting.Dial(ctx, addr, remoting.ClientConfig{DialTimeout: 10 * time.Second})
+	cl, err := dialBroker(ctx, addr, 10*time.Second)
 	if err != nil {
 		return loc, fmt.Errorf("broker %s unreachable: %w", addr, err)
 	}
@@ -327,8 +327,8 @@ func (p brokerPointers) Load(ctx context.Context) (tier.TierPointer, error) {
 	return tier.TierPointer{OffloadWatermark: loc.OffloadWatermark, Manifest: loc.Manifest}, nil
 }
 
-func (p brokerPointers) CompareAndSwap(context.Context, tier.TierPointer, tier.TierPointer) error {
-	return errors.New("the export's view of the tier pointer is read-only")
+func (p brokerPointers) CompareAndSwap(context.Context, tier.TierPointer, tier.TierPointer, meta.Leadership) (tier.TierPointer, error) {
+	return tier.TierPointer{}, errors.New("the export's view of the tier pointer is read-only")
 }
 
 // clientHot reads a queue's hot part through its broker with PULL_MESSAGE.

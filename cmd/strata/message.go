@@ -46,7 +46,7 @@ func runMessage(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, *namesrv)
+	c, err := dialClient(ctx, *namesrv)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func getMessage(ctx context.Context, c *client.Client, id, topic string) ([]*mes
 func viewMessage(ctx context.Context, addr string, offset int64) (*message.Message, error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cl, err := remoting.Dial(dctx, addr, remoting.ClientConfig{DialTimeout: 5 * time.Second})
+	cl, err := dialBroker(dctx, addr, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("broker %s unreachable: %w", addr, err)
 	}
@@ -171,7 +171,7 @@ func queryByKey(ctx context.Context, c *client.Client, topic, key string, uniq b
 		if uniq {
 			ext["_UNIQUE_KEY_QUERY"] = "true"
 		}
-		cl, err := remoting.Dial(ctx, addr, remoting.ClientConfig{DialTimeout: 10 * time.Second})
+		cl, err := dialBroker(ctx, addr, 10*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("broker %s of group %s unreachable: %w", addr, b.BrokerName, err)
 		}

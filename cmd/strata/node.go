@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/store"
@@ -16,31 +16,73 @@ import (
 	"github.com/stratamq/strata/meta/etcdembed"
 )
 
-// runNode runs one broker until ctx ends, then shuts it down cleanly: listeners closed,
-// offsets flushed, files closed.
-func runNode(ctx context.Context, bc broker.Config, endpoints []string, stdout io.Writer, banner func(b *broker.Broker) string) error {
-	mc, err := meta.New(ctx, meta.Config{Endpoints: endpoints, Cluster: bc.ClusterName})
+// node is what runNode needs to run one broker.
+type node struct {
+	broker broker.Config
+	meta   meta.Config
+	// etcdHint says what to check when etcd cannot be reached.
+	etcdHint string
+	// etcdFailed delivers a fatal error of the embedded etcd (strata dev); nil otherwise.
+	etcdFailed <-chan error
+	banner     func(b *broker.Broker) string
+}
+
+// runNode runs one broker until ctx ends (or the embedded etcd fails), then shuts it down
+// cleanly: listeners closed, offsets flushed, files closed. Every step of the start ends
+// when ctx does.
+func runNode(ctx context.Context, n node, stdout io.Writer) error {
+	mc, err := meta.New(ctx, n.meta)
 	if err != nil {
 		return err
 	}
 	defer mc.Close()
-	b, err := broker.New(bc, mc)
+	// The etcd client connects lazily; find out now, in one line, rather than through the
+	// first request deep in the start.
+	if err := mc.Ping(ctx); err != nil {
+		if errors.Is(err, meta.ErrUnreachable) {
+			return fmt.Errorf("%w; %s", err, n.etcdHint)
+		}
+		return err
+	}
+	b, err := broker.New(n.broker, mc)
 	if err != nil {
 		return err
 	}
 	if err := b.Start(ctx); err != nil {
-		_ = b.Close(context.Background())
-		return err
+		return err // Start has closed what it opened
 	}
-	fmt.Fprintln(stdout, banner(b))
-	<-ctx.Done()
+	banner := n.banner(b)
+	if s := b.SecuritySummary(); s != "" {
+		banner += "; " + s
+	}
+	fmt.Fprintln(stdout, banner)
+	stopReload := reloadTLSOnHangup(b)
+	defer stopReload()
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-n.etcdFailed:
+		slog.Error("embedded etcd failed; shutting the broker down", "err", failed)
+	}
 	slog.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Leave a quarter of the hard stop for what follows the close.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout*3/4)
 	defer cancel()
-	if err := b.Close(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	closeErr := b.Close(shutdownCtx)
+	if failed != nil {
+		return fmt.Errorf("%w; the broker was shut down (close: %v); check the disk under the data directory, then start again", failed, errOrNone(closeErr))
+	}
+	if closeErr != nil {
+		return fmt.Errorf("shutdown: %w", closeErr)
 	}
 	return nil
+}
+
+func errOrNone(err error) any {
+	if err == nil {
+		return "clean"
+	}
+	return err
 }
 
 func runDev(ctx context.Context, args []string, stdout io.Writer) error {
@@ -56,6 +98,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Var(&sealAfter, "seal-after", "seal a segment once it is this old, e.g. 1s (0: only when full)")
 	flush := fs.String("flush", "async", "flush policy: async or sync")
 	tf := addTierFlags(fs)
+	xf := addTxnFlags(fs)
+	timerf := addTimerFlags(fs)
+	sf := addNodeSecurityFlags(fs)
 	verbose := fs.Bool("v", false, "log at debug level")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -65,9 +110,11 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	lock, err := lockDataDir(dir, "--data")
+	if err != nil {
+		return err
 	}
+	defer lock.release()
 	etcd, err := etcdembed.Start(ctx, filepath.Join(dir, "etcd"))
 	if err != nil {
 		return fmt.Errorf("start embedded etcd: %w", err)
@@ -84,14 +131,25 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := tf.apply(&nc, dir); err != nil {
 		return err
 	}
+	xf.apply(&nc)
+	timerf.apply(&nc)
+	if err := sf.apply(&nc); err != nil {
+		return err
+	}
 	bc, err := nc.brokerConfig()
 	if err != nil {
 		return err
 	}
-	return runNode(ctx, bc, etcd.Endpoints(), stdout, func(b *broker.Broker) string {
-		return fmt.Sprintf("strata dev ready: clients connect to name server %s (broker %s, http://%s); data in %s",
-			b.NameServerAddr(), b.BrokerAddr(), b.HTTPAddr(), dir)
-	})
+	return runNode(ctx, node{
+		broker:     bc,
+		meta:       meta.Config{Endpoints: etcd.Endpoints(), Cluster: bc.ClusterName},
+		etcdHint:   "the embedded etcd under " + filepath.Join(dir, "etcd") + " does not answer; see the log above",
+		etcdFailed: etcd.Err(),
+		banner: func(b *broker.Broker) string {
+			return fmt.Sprintf("strata dev ready: clients connect to name server %s (broker %s, %s://%s); data in %s",
+				b.NameServerAddr(), b.BrokerAddr(), httpScheme(bc), b.HTTPAddr(), dir)
+		},
+	}, stdout)
 }
 
 func runBroker(ctx context.Context, args []string, stdout io.Writer) error {
@@ -110,10 +168,24 @@ func runBroker(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return runNode(ctx, bc, nc.EtcdEndpoints, stdout, func(b *broker.Broker) string {
-		return fmt.Sprintf("strata broker %s/%s ready: name server %s, broker %s, http %s, etcd %v",
-			bc.ClusterName, bc.BrokerName, b.NameServerAddr(), b.BrokerAddr(), b.HTTPAddr(), nc.EtcdEndpoints)
-	})
+	dir, err := filepath.Abs(nc.DataDir)
+	if err != nil {
+		return err
+	}
+	lock, err := lockDataDir(dir, "data_dir in the config")
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	return runNode(ctx, node{
+		broker:   bc,
+		meta:     nc.metaConfig(),
+		etcdHint: "check that etcd runs and that etcd_endpoints in the config (or STRATA_ETCD_ENDPOINTS) is right",
+		banner: func(b *broker.Broker) string {
+			return fmt.Sprintf("strata broker %s/%s ready: name server %s, broker %s, http %s, etcd %v",
+				bc.ClusterName, bc.BrokerName, b.NameServerAddr(), b.BrokerAddr(), b.HTTPAddr(), nc.EtcdEndpoints)
+		},
+	}, stdout)
 }
 
 func setupLogging(verbose bool) {

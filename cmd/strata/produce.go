@@ -28,11 +28,11 @@ func runProduce(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--topic is required")
 	}
 	rlog.SetLogLevel("error")
-	p, err := producer.NewDefaultProducer(
+	p, err := producer.NewDefaultProducer(append([]producer.Option{
 		producer.WithNameServer(primitive.NamesrvAddr{*namesrv}),
 		producer.WithGroupName("strata-cli-producer"),
 		producer.WithRetry(2),
-	)
+	}, cliSecurity.producerOptions()...)...)
 	if err != nil {
 		return err
 	}

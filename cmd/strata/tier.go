@@ -40,6 +40,7 @@ func addTierFlags(fs *flag.FlagSet) *tierFlags {
 	fs.BoolVar(&tf.s3.PathStyle, "s3-path-style", os.Getenv("STRATA_S3_PATH_STYLE") == "true", "path-style S3 addressing (MinIO); env STRATA_S3_PATH_STYLE=true")
 	fs.StringVar(&tf.s3.AccessKey, "s3-access-key", os.Getenv("STRATA_S3_ACCESS_KEY"), "S3 access key (empty: default AWS credential chain); env STRATA_S3_ACCESS_KEY")
 	fs.StringVar(&tf.s3.SecretKey, "s3-secret-key", os.Getenv("STRATA_S3_SECRET_KEY"), "S3 secret key; env STRATA_S3_SECRET_KEY")
+	fs.StringVar(&tf.s3.CABundleFile, "s3-ca-bundle", os.Getenv("STRATA_S3_CA_BUNDLE"), "PEM CAs trusted for an https:// S3 endpoint besides the system's; env STRATA_S3_CA_BUNDLE")
 	return tf
 }
 
@@ -177,11 +178,7 @@ func splitList(s string) []string {
 
 func fetchTierStatus(ctx context.Context, addr string) (broker.TierStatus, error) {
 	var st broker.TierStatus
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/tier/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cliSecurity.httpGet(ctx, addr, "/tier/status")
 	if err != nil {
 		return st, fmt.Errorf("tier status of broker %s: %w", addr, err)
 	}
@@ -204,7 +201,7 @@ func bucketTierStatus(ctx context.Context, etcd []string, cluster, group, bucket
 	}
 	defer mc.Close()
 	b, err := objstore.Open(ctx, bucketURL, objstore.S3Options{Endpoint: s3.Endpoint, Region: s3.Region, UsePathStyle: s3.PathStyle,
-		AccessKeyID: s3.AccessKey, SecretAccessKey: s3.SecretKey})
+		AccessKeyID: s3.AccessKey, SecretAccessKey: s3.SecretKey, CABundleFile: os.Getenv("STRATA_S3_CA_BUNDLE")})
 	if err != nil {
 		return st, fmt.Errorf("tier status: %w", err)
 	}
@@ -217,9 +214,7 @@ func bucketTierStatus(ctx context.Context, etcd []string, cluster, group, bucket
 	m := t.Manifest()
 	st.Enabled, st.Prefix = true, cluster+"/"+group
 	st.OffloadWatermark, st.ManifestSeq, st.Segments = t.OffloadWatermark(), m.Seq, len(m.Segments)
-	if m.Seq > 0 {
-		st.Manifest = tier.ManifestObjectName(st.Prefix, m.Seq)
-	}
+	st.Manifest, st.PointerEpoch = t.Pointer().Manifest, t.Pointer().Epoch
 	for _, s := range m.Segments {
 		st.Objects++
 		st.Bytes += s.Size

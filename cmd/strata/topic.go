@@ -17,7 +17,7 @@ const defaultNamesrv = "127.0.0.1:9876"
 
 func dialNamesrv(ctx context.Context, addr string) (*client.Client, context.Context, context.CancelFunc, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	c, err := client.Dial(ctx, addr)
+	c, err := dialClient(ctx, addr)
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err

@@ -42,7 +42,7 @@ func runTrace(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, *namesrv)
+	c, err := dialClient(ctx, *namesrv)
 	if err != nil {
 		return err
 	}

@@ -28,10 +28,10 @@ type bucketMetrics struct {
 
 // MetricsBucket wraps a Bucket with Prometheus metrics:
 //
-//	strata_tier_requests_total{op}          calls by operation
-//	strata_tier_request_failures_total{op}  calls that failed, a missing object excepted
-//	strata_tier_request_bytes_total{op}     bytes uploaded (put) or read (get, get_range)
-//	strata_tier_request_duration_seconds{op} latency; for reads, until the reader is returned
+//	strata_objstore_requests_total{op}           calls by operation
+//	strata_objstore_request_failures_total{op}   calls that failed, a missing object excepted
+//	strata_objstore_request_bytes_total{op}      bytes uploaded (put) or read (get, get_range)
+//	strata_objstore_request_duration_seconds{op} latency; for reads, until the reader is returned
 type MetricsBucket struct {
 	b Bucket
 	m *bucketMetrics
@@ -45,19 +45,19 @@ var _ Bucket = (*MetricsBucket)(nil)
 func WithMetrics(b Bucket, reg prometheus.Registerer) *MetricsBucket {
 	m := &bucketMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strata_tier_requests_total",
+			Name: "strata_objstore_requests_total",
 			Help: "Object store requests by operation.",
 		}, []string{"op"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strata_tier_request_failures_total",
+			Name: "strata_objstore_request_failures_total",
 			Help: "Object store requests that failed, a missing object excepted.",
 		}, []string{"op"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strata_tier_request_bytes_total",
+			Name: "strata_objstore_request_bytes_total",
 			Help: "Bytes uploaded to (put) or read from (get, get_range) the object store.",
 		}, []string{"op"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "strata_tier_request_duration_seconds",
+			Name:    "strata_objstore_request_duration_seconds",
 			Help:    "Object store request latency; for reads, until the first byte is available.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"op"}),

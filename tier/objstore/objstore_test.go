@@ -205,16 +205,16 @@ func TestMetrics(t *testing.T) {
 		metric, op string
 		want       float64
 	}{
-		{"strata_tier_requests_total", "put", 2},
-		{"strata_tier_requests_total", "get", 1},
-		{"strata_tier_requests_total", "get_range", 1},
-		{"strata_tier_requests_total", "delete", 0},
-		{"strata_tier_request_bytes_total", "put", 5},
-		{"strata_tier_request_bytes_total", "get_range", 3},
+		{"strata_objstore_requests_total", "put", 2},
+		{"strata_objstore_requests_total", "get", 1},
+		{"strata_objstore_requests_total", "get_range", 1},
+		{"strata_objstore_requests_total", "delete", 0},
+		{"strata_objstore_request_bytes_total", "put", 5},
+		{"strata_objstore_request_bytes_total", "get_range", 3},
 		// The missing object is not a failure; the invalid name is.
-		{"strata_tier_request_failures_total", "get", 0},
-		{"strata_tier_request_failures_total", "put", 1},
-		{"strata_tier_request_duration_seconds", "put", 2}, // sample count
+		{"strata_objstore_request_failures_total", "get", 0},
+		{"strata_objstore_request_failures_total", "put", 1},
+		{"strata_objstore_request_duration_seconds", "put", 2}, // sample count
 	} {
 		if got := gathered(t, reg, tc.metric, tc.op); got != tc.want {
 			t.Fatalf("%s{op=%q} = %v, want %v", tc.metric, tc.op, got, tc.want)

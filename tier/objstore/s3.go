@@ -3,11 +3,14 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +59,9 @@ type S3Options struct {
 	AccessKeyID     string
 	SecretAccessKey string
 	SessionToken    string
+	// CABundleFile is a PEM file of CA certificates trusted for an https:// Endpoint's
+	// certificate besides the system's: a private MinIO or Ceph with its own CA.
+	CABundleFile string
 	// MaxAttempts bounds the attempts of one request, first included, with
 	// exponential backoff and jitter between them (default 5).
 	MaxAttempts int
@@ -122,6 +128,25 @@ func (o S3Options) Validate() error {
 	return nil
 }
 
+// caBundle is the system's roots plus the CAs of path, or nil when path is empty.
+func caBundle(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("s3: CA bundle: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("s3: CA bundle %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
 // S3Bucket is a Bucket on an S3-compatible object store.
 type S3Bucket struct {
 	client   *s3.Client
@@ -138,9 +163,18 @@ func NewS3(ctx context.Context, opts S3Options) (*S3Bucket, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	roots, err := caBundle(opts.CABundleFile)
+	if err != nil {
+		return nil, err
+	}
 	httpClient := awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
-		WithTransportOptions(func(tr *http.Transport) { tr.ResponseHeaderTimeout = opts.RequestTimeout })
+		WithTransportOptions(func(tr *http.Transport) {
+			tr.ResponseHeaderTimeout = opts.RequestTimeout
+			if roots != nil {
+				tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+			}
+		})
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
 		config.WithRetryer(func() aws.Retryer {

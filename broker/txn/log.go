@@ -1,0 +1,102 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stratamq/strata/broker/store"
+	"github.com/stratamq/strata/tier"
+)
+
+// Log is the broker's commit log as transactions use it. StoreLog implements it over the
+// hot store and the cold tier.
+type Log interface {
+	// Append stores encoded records as one unit, in one write, one after another in one
+	// segment (store.NextRecordPos finds the second from the first), and returns what the
+	// store assigned once the flush policy is met.
+	Append(ctx context.Context, recs ...[]byte) ([]store.AppendResult, error)
+	// ReadAt returns the stored record at a commit-log position (size 0: unknown), from
+	// local disk or else from the cold tier. A position where no record is stored gives an
+	// error wrapping store.ErrOffsetNotFound.
+	ReadAt(ctx context.Context, pos int64, size int32) ([]byte, error)
+	// ReadQueue returns up to max stored records of (topic, queueID) from offset on, in
+	// order, and the offset to read next. No records and next == offset means the queue
+	// has nothing at offset yet.
+	ReadQueue(ctx context.Context, topic string, queueID int32, offset int64, max int) (recs [][]byte, next int64, err error)
+	// MaxOffset is one past the queue's last offset.
+	MaxOffset(topic string, queueID int32) int64
+}
+
+// StoreLog is the Log of a broker: its hot store and, when it has one, its cold tier.
+type StoreLog struct {
+	Store *store.Store
+	Tier  *tier.Tier // nil without a cold tier
+}
+
+// Append implements Log.
+func (l StoreLog) Append(ctx context.Context, recs ...[]byte) ([]store.AppendResult, error) {
+	return l.Store.Append(ctx, recs...)
+}
+
+// ReadAt implements Log: a position below the local min offset (its segment was offloaded
+// and deleted) is read from the bucket.
+func (l StoreLog) ReadAt(ctx context.Context, pos int64, size int32) ([]byte, error) {
+	if pos >= l.Store.MinCommitLogOffset() || l.Tier == nil {
+		rec, err := l.Store.ReadAt(pos, size)
+		// Retention may delete the segment between the two looks: then try the bucket.
+		if err == nil || l.Tier == nil || !errors.Is(err, store.ErrOffsetNotFound) || pos >= l.Store.MinCommitLogOffset() {
+			return rec, err
+		}
+	}
+	rec, err := l.Tier.ReadAt(ctx, pos)
+	if err != nil {
+		if errors.Is(err, tier.ErrNotInTier) {
+			return nil, fmt.Errorf("read record at %d: %w: %v", pos, store.ErrOffsetNotFound, err)
+		}
+		return nil, err
+	}
+	return append([]byte(nil), rec...), nil
+}
+
+// ReadQueue implements Log.
+func (l StoreLog) ReadQueue(ctx context.Context, topic string, queueID int32, offset int64, maxRecs int) ([][]byte, int64, error) {
+	res, err := l.Store.Read(ctx, store.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxMessages: maxRecs, MaxBytes: 4 << 20})
+	if err != nil {
+		return nil, offset, err
+	}
+	switch res.Status {
+	case store.ReadFound:
+		recs := make([][]byte, len(res.Entries))
+		at := 0
+		for i, e := range res.Entries {
+			recs[i] = res.Records[at : at+int(e.Size)]
+			at += int(e.Size)
+		}
+		return recs, res.NextOffset, nil
+	case store.ReadOffsetTooSmall, store.ReadNoMessageInQueue:
+		if l.Tier != nil {
+			if first, last, ok := l.Tier.QueueRange(topic, queueID); ok && offset <= last {
+				cr, err := l.Tier.Read(ctx, tier.ReadRequest{Topic: topic, QueueID: queueID, Offset: max(offset, first), MaxCount: maxRecs})
+				if err != nil && !errors.Is(err, tier.ErrNotInTier) {
+					return nil, offset, fmt.Errorf("cold read of %s/%d at %d: %w", topic, queueID, offset, err)
+				}
+				if len(cr.Records) > 0 {
+					return cr.Records, cr.NextOffset, nil
+				}
+			}
+		}
+		if res.Status == store.ReadOffsetTooSmall {
+			return nil, res.NextOffset, nil // gone from both tiers: go on with what is left
+		}
+		return nil, offset, nil
+	case store.ReadOffsetOverflow:
+		return nil, offset, fmt.Errorf("read %s/%d at %d: past the queue's end %d", topic, queueID, offset, res.MaxOffset)
+	}
+	return nil, res.NextOffset, nil
+}
+
+// MaxOffset implements Log.
+func (l StoreLog) MaxOffset(topic string, queueID int32) int64 {
+	return l.Store.MaxOffset(topic, queueID)
+}

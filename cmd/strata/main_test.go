@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWatchSignals checks both ways the backstop ends a stop that hangs: a second signal at
+// once, or the grace period after the first. exit stands in for os.Exit.
+func TestWatchSignals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		second bool
+		grace  time.Duration
+		want   string
+	}{
+		{"second signal", true, time.Hour, "terminated again while stopping: exiting at once"},
+		{"grace over", false, 10 * time.Millisecond, "still stopping 10ms after interrupt: exiting"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sigc := make(chan os.Signal, 2)
+			ctx, stop := context.WithCancelCause(context.Background())
+			defer stop(nil)
+			var stderr bytes.Buffer
+			exited := make(chan int, 1)
+			go watchSignals(sigc, stop, tc.grace, &stderr, func(code int) { exited <- code })
+			first := os.Signal(os.Interrupt)
+			if tc.second {
+				first = syscall.SIGTERM
+			}
+			sigc <- first
+			<-ctx.Done() // the first signal cancels the command's context
+			if !errors.Is(context.Cause(ctx), errStopped) {
+				t.Fatalf("cause %v, want errStopped", context.Cause(ctx))
+			}
+			if tc.second {
+				sigc <- syscall.SIGTERM
+			}
+			if code := <-exited; code != 1 {
+				t.Fatalf("exit code %d, want 1", code)
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("stderr %q, want %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestShutdownTimeoutFromEnvironment(t *testing.T) {
+	if d, err := shutdownTimeoutFrom(""); err != nil || d != DefaultShutdownTimeout {
+		t.Fatalf("unset: %v %v", d, err)
+	}
+	if d, err := shutdownTimeoutFrom("5s"); err != nil || d != 5*time.Second {
+		t.Fatalf("5s: %v %v", d, err)
+	}
+	for _, bad := range []string{"soon", "-1s", "0s"} {
+		if _, err := shutdownTimeoutFrom(bad); err == nil || !strings.Contains(err.Error(), "STRATA_SHUTDOWN_TIMEOUT") {
+			t.Fatalf("%q: %v", bad, err)
+		}
+	}
+}
