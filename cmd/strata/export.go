@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -36,12 +38,15 @@ Where the data comes from:
   --etcd URLS --bucket U   no broker needed: routes and tier pointers from etcd, data from
                            the bucket; only what is offloaded is exported
 Bucket credentials come from the standard AWS chain (environment, shared files, role).
+
+--from and --to take a queue offset or a time: ` + timeForms + `.
 `
 
-func runExport(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), exportUsage, "\nflags:\n"); fs.PrintDefaults() }
-	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
+func exportCmd() *cobra.Command {
+	return leaf("export", "export a topic's messages to an Arrow IPC (or Parquet) file", exportUsage, nil, exportFlags)
+}
+
+func exportFlags(fs *pflag.FlagSet) runFunc {
 	etcd := fs.String("etcd", "", "comma-separated etcd endpoints: export from the bucket with no broker (needs --bucket)")
 	cluster := fs.String("cluster", broker.DefaultClusterName, "cluster name (with --etcd)")
 	bucket := fs.String("bucket", "", "bucket URL (file://DIR or s3://bucket/prefix); default: the one the brokers use")
@@ -51,125 +56,124 @@ func runExport(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.BoolVar(&s3.PathStyle, "s3-path-style", os.Getenv("STRATA_S3_PATH_STYLE") == "true", "path-style S3 addressing (MinIO)")
 	topic := fs.String("topic", "", "topic to export")
 	queue := fs.Int("queue", -1, "export only this queue id (default: every queue)")
-	from := fs.String("from", "", "start: a queue offset or an RFC 3339 time (default: the oldest message)")
-	to := fs.String("to", "", "end, exclusive: a queue offset or an RFC 3339 time (default: the newest message now)")
+	from := fs.String("from", "", "start: a queue offset or a time (see -h; default: the oldest message)")
+	to := fs.String("to", "", "end, exclusive: a queue offset or a time (see -h; default: the newest message now)")
 	tags := fs.String("tag", "*", "tag filter, e.g. \"TagA || TagB\"")
 	where := fs.String("where", "", "SQL92 property filter, e.g. \"a BETWEEN 10 AND 20 AND color = 'red'\"; cold data is filtered as it is read from the bucket")
 	out := fs.String("out", "", "output file (- for standard output)")
-	format := fs.String("format", "arrow", "arrow (Arrow IPC file) or parquet")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *topic == "" || *out == "" {
-		return errors.New("--topic and --out are required (see strata export -h)")
-	}
-	f, err := query.ParseFormat(*format)
-	if err != nil {
-		return fmt.Errorf("--format: %w", err)
-	}
-	exprType, expr, err := subscriptionFlags(*tags, *where)
-	if err != nil {
-		return err
-	}
-	rows, err := filter.New(exprType, expr, filter.Limits{})
-	if err != nil {
-		return err
-	}
-	fromB, err := query.ParseBound(*from)
-	if err != nil {
-		return fmt.Errorf("--from: %w", err)
-	}
-	toB, err := query.ParseBound(*to)
-	if err != nil {
-		return fmt.Errorf("--to: %w", err)
-	}
-	var src *exportSources
-	if *etcd != "" {
-		if *bucket == "" {
-			return errors.New("--etcd needs --bucket: the bucket the brokers offload to")
+	format := fs.String("format", "arrow", "file format: arrow (Arrow IPC file) or parquet")
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		if *topic == "" || *out == "" {
+			return errors.New("--topic and --out are required (see strata export -h)")
 		}
-		src, err = brokerlessSources(ctx, splitList(*etcd), *cluster, *bucket, s3, *topic)
-	} else {
-		src, err = clusterSources(ctx, *namesrv, *bucket, s3, *topic)
-	}
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	var queues []query.Queue
-	for _, q := range src.queues {
-		if *queue < 0 || int(q.QueueID) == *queue {
-			queues = append(queues, q)
+		f, err := query.ParseFormat(*format)
+		if err != nil {
+			return fmt.Errorf("--format: %w", err)
 		}
-	}
-	if len(queues) == 0 {
-		return fmt.Errorf("topic %s has no queue %d", *topic, *queue)
-	}
-	ranges, err := query.Plan(ctx, queues, fromB, toB)
-	if err != nil {
-		return err
-	}
-	var total int64
-	for _, r := range ranges {
-		total += r.Count()
-	}
+		exprType, expr, err := subscriptionFlags(*tags, *where)
+		if err != nil {
+			return err
+		}
+		rows, err := filter.New(exprType, expr, filter.Limits{})
+		if err != nil {
+			return err
+		}
+		fromB, err := parseBound(*from)
+		if err != nil {
+			return usageError{fmt.Errorf("--from: %w", err)}
+		}
+		toB, err := parseBound(*to)
+		if err != nil {
+			return usageError{fmt.Errorf("--to: %w", err)}
+		}
+		var src *exportSources
+		if *etcd != "" {
+			if *bucket == "" {
+				return errors.New("--etcd needs --bucket: the bucket the brokers offload to")
+			}
+			src, err = brokerlessSources(ctx, splitList(*etcd), *cluster, *bucket, s3, *topic)
+		} else {
+			src, err = clusterSources(ctx, namesrvAddr(), *bucket, s3, *topic)
+		}
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		var queues []query.Queue
+		for _, q := range src.queues {
+			if *queue < 0 || int(q.QueueID) == *queue {
+				queues = append(queues, q)
+			}
+		}
+		if len(queues) == 0 {
+			return fmt.Errorf("topic %s has no queue %d", *topic, *queue)
+		}
+		ranges, err := query.Plan(ctx, queues, fromB, toB)
+		if err != nil {
+			return err
+		}
+		var total int64
+		for _, r := range ranges {
+			total += r.Count()
+		}
 
-	var w io.Writer = stdout
-	var file *os.File
-	if *out != "-" {
-		if file, err = os.Create(*out); err != nil {
-			return fmt.Errorf("create %s: %w", *out, err)
+		var w io.Writer = stdout
+		var file *os.File
+		if *out != "-" {
+			if file, err = os.Create(*out); err != nil {
+				return fmt.Errorf("create %s: %w", *out, err)
+			}
+			defer file.Close()
+			w = file
 		}
-		defer file.Close()
-		w = file
-	}
-	fail := func(err error) error {
+		fail := func(err error) error {
+			if file != nil {
+				file.Close()
+				os.Remove(*out)
+			}
+			return err
+		}
+		fw, err := query.NewFileWriter(w, query.WriterOptions{Format: f})
+		if err != nil {
+			return fail(err)
+		}
+		e := &query.Exporter{Filter: rows}
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
+				progressbar.OptionSetDescription("export "+*topic), progressbar.OptionShowCount(),
+				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+			e.Progress = func(offsets, _ int64) { _ = bar.Set64(offsets) }
+			defer bar.Finish()
+		}
+		start := time.Now()
+		st, err := e.Run(ctx, ranges, fw)
+		if err != nil {
+			return fail(err)
+		}
+		if err := fw.Close(); err != nil {
+			return fail(err)
+		}
 		if file != nil {
-			file.Close()
-			os.Remove(*out)
+			if err := file.Close(); err != nil {
+				return fail(fmt.Errorf("close %s: %w", *out, err))
+			}
 		}
-		return err
-	}
-	fw, err := query.NewFileWriter(w, query.WriterOptions{Format: f})
-	if err != nil {
-		return fail(err)
-	}
-	e := &query.Exporter{Filter: rows}
-	if term.IsTerminal(int(os.Stderr.Fd())) {
-		bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionSetDescription("export "+*topic), progressbar.OptionShowCount(),
-			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-		e.Progress = func(offsets, _ int64) { _ = bar.Set64(offsets) }
-		defer bar.Finish()
-	}
-	start := time.Now()
-	st, err := e.Run(ctx, ranges, fw)
-	if err != nil {
-		return fail(err)
-	}
-	if err := fw.Close(); err != nil {
-		return fail(err)
-	}
-	if file != nil {
-		if err := file.Close(); err != nil {
-			return fail(fmt.Errorf("close %s: %w", *out, err))
+		secs := time.Since(start).Seconds()
+		report := stdout
+		if *out == "-" {
+			report = os.Stderr
 		}
+		fmt.Fprintf(report, "exported %d messages (%d from the bucket, %d through brokers; %.1f MB of message data, %.1f MB/s) to %s\n",
+			st.Rows, st.ColdRows, st.HotRows, float64(st.Bytes)/1e6, float64(st.Bytes)/1e6/max(secs, 1e-9), *out)
+		if st.Skipped > 0 {
+			fmt.Fprintf(report, "note: %d offsets in the range are in neither tier any more (retention)\n", st.Skipped)
+		}
+		for _, r := range st.Incomplete {
+			fmt.Fprintf(report, "note: %s/%s queue %d offsets %d..%d are not offloaded yet and no broker was asked; run without --etcd to include them\n",
+				r.Group, r.Topic, r.QueueID, r.From, r.To)
+		}
+		return nil
 	}
-	secs := time.Since(start).Seconds()
-	report := stdout
-	if *out == "-" {
-		report = os.Stderr
-	}
-	fmt.Fprintf(report, "exported %d messages (%d from the bucket, %d through brokers; %.1f MB of message data, %.1f MB/s) to %s\n",
-		st.Rows, st.ColdRows, st.HotRows, float64(st.Bytes)/1e6, float64(st.Bytes)/1e6/max(secs, 1e-9), *out)
-	if st.Skipped > 0 {
-		fmt.Fprintf(report, "note: %d offsets in the range are in neither tier any more (retention)\n", st.Skipped)
-	}
-	for _, r := range st.Incomplete {
-		fmt.Fprintf(report, "note: %s/%s queue %d offsets %d..%d are not offloaded yet and no broker was asked; run without --etcd to include them\n",
-			r.Group, r.Topic, r.QueueID, r.From, r.To)
-	}
-	return nil
 }
 
 // exportSources are the per-queue readers of an export and what to close after it.
@@ -355,4 +359,21 @@ func (h clientHot) MaxOffset(ctx context.Context, _ string, _ int32) (int64, err
 
 func (h clientHot) OffsetForTime(ctx context.Context, _ string, _ int32, ts int64) (int64, error) {
 	return h.c.OffsetForTime(ctx, h.q, ts)
+}
+
+// parseBound reads --from/--to: empty (unset), a queue offset, or a time in the one syntax.
+func parseBound(s string) (query.Bound, error) {
+	if strings.TrimSpace(s) == "" {
+		return query.Bound{}, nil
+	}
+	p, err := parsePosition(s, time.Now())
+	switch {
+	case err != nil:
+		return query.Bound{}, err
+	case p.kind == posOffset:
+		return query.Bound{Set: true, Offset: p.n}, nil
+	case p.kind == posTime:
+		return query.Bound{Set: true, IsTime: true, TimeMs: p.timeMs}, nil
+	}
+	return query.Bound{}, fmt.Errorf("%q: want a queue offset or a time: %s", s, timeForms)
 }

@@ -1,5 +1,9 @@
 // Command strata is Strata's one binary: `strata dev` runs everything in one process,
 // `strata broker` runs a cluster node, and the other subcommands are the command-line client.
+//
+// The command tree is github.com/spf13/cobra: every command and subcommand answers -h (exit
+// 0), the client's global flags (signing keys, TLS, --namesrv, --format) are persistent flags
+// of the root, and `strata completion bash|zsh|fish` comes with it.
 package main
 
 import (
@@ -10,76 +14,112 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// command is one subcommand: its one-line summary and its entry point.
-type command struct {
-	summary string
-	run     func(ctx context.Context, args []string, stdout io.Writer) error
+// runFunc is a command's entry point once its flags are parsed: args are its positional
+// arguments.
+type runFunc func(ctx context.Context, args []string, stdout io.Writer) error
+
+// usageError is a mistake in how a command was called (exit 2), as opposed to a failure of
+// what it did (exit 1).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// leaf is a runnable command: setup declares its flags on fs and returns what runs.
+// args says which positional arguments it takes (nil: none).
+func leaf(use, short, long string, args cobra.PositionalArgs, setup func(fs *pflag.FlagSet) runFunc) *cobra.Command {
+	if args == nil {
+		args = noArgs
+	}
+	cmd := &cobra.Command{Use: use, Short: short, Long: strings.TrimSpace(long), Args: args}
+	run := setup(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return run(cmd.Context(), args, cmd.OutOrStdout())
+	}
+	return cmd
 }
 
-var commands = map[string]command{
-	"dev":     {"run everything in one process: embedded etcd, one broker, a filesystem bucket", runDev},
-	"broker":  {"run a cluster node from a YAML config (--config FILE)", runBroker},
-	"topic":   {"create, update, list or describe topics (topic create|update|list|describe)", runTopic},
-	"produce": {"send messages from arguments or stdin lines", runProduce},
-	"consume": {"print a topic's messages from an offset or a time, optionally following", runConsume},
-	"bench":   {"load generator: produce throughput and publish-to-consume latency", runBench},
-	"message": {"look a message up by id or key, in either tier (message get|find)", runMessage},
-	"export":  {"export a topic's messages to an Arrow IPC (or Parquet) file", runExport},
-	"tier":    {"cold tier status: watermarks, objects, bytes, offload lag (tier status)", runTier},
-	"trace":   {"a message's trace: publish and each consumer group's deliveries (trace --id|--key)", runTrace},
-	"timer":   {"scheduled delivery status: pending timers by horizon, lateness, index (timer status)", runTimer},
-	"group":   {"consumer groups: reset offsets to a time or offset, describe offsets and lag (group reset|describe)", runGroup},
-	"txn":     {"transactional half messages with no decision yet: age, check-backs (txn list)", runTxn},
-	"acl":     {"access-control accounts: users and their topic and group permissions (acl user|grant|revoke|whitelist)", runACL},
+// parent is a command that only groups subcommands; an unknown subcommand is a usage error.
+func parent(use, short, long string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: strings.TrimSpace(long), Args: noArgs,
+		// Runnable, so that cobra checks Args (an unknown subcommand is an error, exit 2);
+		// with no subcommand it shows the help.
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
+	cmd.AddCommand(subs...)
+	return cmd
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: strata <command> [flags]")
-	fmt.Fprintln(w)
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// noArgs refuses positional arguments, naming the subcommands when there are some.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	if cmd.HasSubCommands() {
+		var names []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		return fmt.Errorf("unknown command %q for %q; want one of: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run `strata <command> -h` for a command's flags.")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, securityUsage)
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "SIGINT or SIGTERM stops any command; a second signal, or STRATA_SHUTDOWN_TIMEOUT")
-	fmt.Fprintf(w, "(default %s) after the first, ends it at once.\n", DefaultShutdownTimeout)
+	return fmt.Errorf("%q takes no arguments, got %q (flags start with --)", cmd.CommandPath(), args)
+}
+
+// newRoot builds the whole command tree.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "strata",
+		Short: "Strata: a RocketMQ-protocol broker with tiered storage, and its command-line client",
+		Long: strings.TrimSpace(`
+Strata: a RocketMQ-protocol broker with tiered storage, and its command-line client.
+
+` + "`strata dev`" + ` runs everything in one process; ` + "`strata broker`" + ` runs a cluster node. The
+other commands are the client: they reach the cluster through a name server (--namesrv,
+env STRATA_NAMESRV, default ` + defaultNamesrv + `).
+
+` + securityUsage + `
+
+Time values (consume --from, group reset --to-time, message find --from/--to, export
+--from/--to) all take ` + timeForms + `.
+
+SIGINT or SIGTERM stops any command; a second signal, or STRATA_SHUTDOWN_TIMEOUT
+(default ` + DefaultShutdownTimeout.String() + `) after the first, ends it at once.`),
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		Args:              noArgs,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return globals.resolve(cmd) },
+	}
+	globals.register(root.PersistentFlags())
+	root.AddCommand(
+		devCmd(), brokerCmd(),
+		topicCmd(), produceCmd(), consumeCmd(), groupCmd(),
+		messageCmd(), exportCmd(), traceCmd(),
+		clusterCmd(), tierCmd(), timerCmd(), txnCmd(), aclCmd(),
+		benchCmd(), versionCmd(),
+	)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see `%s -h`)", err, cmd.CommandPath())}
+	})
+	return root
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		usage(os.Stderr)
-		os.Exit(2)
-	}
-	name, args, sec, err := splitArgs(os.Args[1:], os.Getenv)
+	root := newRoot()
+	args, err := takeLeadingGlobals(root.PersistentFlags(), os.Args[1:])
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "strata: %v\n\n", err)
-		usage(os.Stderr)
+		fmt.Fprintf(os.Stderr, "strata: %v (see `strata -h`)\n", err)
 		os.Exit(2)
 	}
-	cliSecurity = sec
-	if name == "" || name == "-h" || name == "--help" || name == "help" {
-		usage(os.Stdout)
-		return
-	}
-	cmd, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "strata: unknown command %q\n\n", name)
-		usage(os.Stderr)
-		os.Exit(2)
-	}
+	root.SetArgs(args)
 	grace, err := shutdownTimeoutFrom(os.Getenv("STRATA_SHUTDOWN_TIMEOUT"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
@@ -90,20 +130,52 @@ func main() {
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
 	go watchSignals(sigc, stop, grace, os.Stderr, os.Exit)
-	err = cmd.run(ctx, args, os.Stdout)
-	if err == nil {
-		return
+	cmd, err := root.ExecuteContextC(ctx)
+	os.Exit(exitCode(ctx, cmd, err, os.Stderr))
+}
+
+// exitCode reports err on stderr and says how the process ends: 0 for success, help and a
+// stop by signal, 2 for a usage mistake, 1 for a failure.
+func exitCode(ctx context.Context, cmd *cobra.Command, err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) || errors.Is(err, pflag.ErrHelp) {
+		return 0
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
+	name := "strata"
+	if cmd != nil {
+		name = cmd.CommandPath()
 	}
 	if cause := context.Cause(ctx); errors.Is(cause, errStopped) && errors.Is(err, context.Canceled) {
 		// Asked to stop while it was starting or waiting: a clean stop, not a failure.
-		fmt.Fprintf(os.Stderr, "strata %s: %v: %v\n", name, cause, err)
-		return
+		fmt.Fprintf(stderr, "%s: %v: %v\n", name, cause, err)
+		return 0
 	}
-	fmt.Fprintf(os.Stderr, "strata %s: %v\n", name, err)
-	os.Exit(1)
+	fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	var ue usageError
+	if errors.As(err, &ue) || isArgsError(err) {
+		return 2
+	}
+	return 1
+}
+
+// isArgsError recognises cobra's own complaints about the command line.
+func isArgsError(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "unknown command") || strings.HasPrefix(s, "unknown flag") ||
+		strings.HasPrefix(s, "unknown shorthand flag") || strings.Contains(s, "takes no arguments")
+}
+
+// benchCmd registers bench.go's load generator as it is: it parses its own flags (so the
+// global flags go before "bench" or in the environment).
+func benchCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "bench",
+		Short:              "load generator: produce throughput and publish-to-consume latency",
+		Long:               "Drives a running Strata with the official client. Run `strata bench -h` for its flags; global flags (TLS, signing keys) go before \"bench\" or in STRATA_* variables.",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBench(cmd.Context(), args, cmd.OutOrStdout())
+		},
+	}
 }
 
 // errStopped is the cause of the context main cancels on SIGINT or SIGTERM.

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // TestWatchSignals checks both ways the backstop ends a stop that hangs: a second signal at
@@ -62,6 +64,63 @@ func TestShutdownTimeoutFromEnvironment(t *testing.T) {
 	for _, bad := range []string{"soon", "-1s", "0s"} {
 		if _, err := shutdownTimeoutFrom(bad); err == nil || !strings.Contains(err.Error(), "STRATA_SHUTDOWN_TIMEOUT") {
 			t.Fatalf("%q: %v", bad, err)
+		}
+	}
+}
+
+// TestEveryCommandHelpExitsZero walks the command tree: `<command> -h` prints help and ends
+// with exit code 0 for every command and subcommand.
+func TestEveryCommandHelpExitsZero(t *testing.T) {
+	var paths [][]string
+	var walk func(c *cobra.Command, path []string)
+	walk = func(c *cobra.Command, path []string) {
+		paths = append(paths, path)
+		for _, sub := range c.Commands() {
+			walk(sub, append(append([]string(nil), path...), sub.Name()))
+		}
+	}
+	walk(newRoot(), nil)
+	if len(paths) < 30 {
+		t.Fatalf("only %d commands in the tree", len(paths))
+	}
+	for _, path := range paths {
+		root := newRoot()
+		var out, stderr bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&stderr)
+		root.SetArgs(append(append([]string(nil), path...), "-h"))
+		cmd, err := root.ExecuteContextC(context.Background())
+		if code := exitCode(context.Background(), cmd, err, &stderr); code != 0 {
+			t.Errorf("strata %v -h: exit %d: %v\n%s", path, code, err, stderr.String())
+		}
+		if path != nil && path[0] == "bench" {
+			continue // bench prints its own flags, with the flag package, on stderr
+		}
+		if !strings.Contains(out.String(), "Usage:") {
+			t.Errorf("strata %v -h printed no usage:\n%s", path, out.String())
+		}
+	}
+}
+
+// TestUsageMistakesExitTwo checks that a mistake on the command line is exit 2 with a hint,
+// not a failure (1) and not help (0).
+func TestUsageMistakesExitTwo(t *testing.T) {
+	for _, args := range [][]string{
+		{"topic", "frobnicate"},
+		{"topic", "create", "--bogus"},
+		{"topic", "create"},
+		{"consume", "--topic", "T", "--from", "yesterday"},
+		{"group", "reset", "--group", "g", "--topic", "T", "--to", "soon"},
+		{"--format", "yaml", "topic", "list"},
+	} {
+		root := newRoot()
+		var out, stderr bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&stderr)
+		root.SetArgs(args)
+		cmd, err := root.ExecuteContextC(context.Background())
+		if code := exitCode(context.Background(), cmd, err, &stderr); code != 2 {
+			t.Errorf("strata %v: exit %d (%v), want 2", args, code, err)
 		}
 	}
 }

@@ -4,49 +4,56 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/stratamq/strata/broker/client"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 )
 
-const messageUsage = `usage: strata message get --id ID [--topic T] [flags]
-       strata message find --topic T --key K [--from TIME] [--to TIME] [flags]
-
-get looks a message up by its offset message id (what a send returns as msgId; the broker
+func messageCmd() *cobra.Command {
+	return parent("message", "look a message up by id or key, in either tier", "",
+		leaf("get", "a message by its offset message id or unique key", `
+Looks a message up by its offset message id (what a send returns as offsetMsgId; the broker
 that stored it answers, from local disk or the bucket) or, failing that, by its unique key
-(the client's message id) in --topic, or in every topic when --topic is not given.
-find lists a topic's messages whose KEYS hold K, stored between --from and --to (RFC 3339).
-`
+(the client's msgId) in --topic, or in every topic when --topic is not given.`, nil,
+			func(fs *pflag.FlagSet) runFunc { return messageFlags("get", fs) }),
+		leaf("find", "a topic's messages whose keys hold K, within a time range", `
+Lists a topic's messages whose KEYS hold --key, stored between --from and --to, which take
+`+timeForms+`.`, nil, func(fs *pflag.FlagSet) runFunc { return messageFlags("find", fs) }),
+	)
+}
 
-func runMessage(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || (args[0] != "get" && args[0] != "find") {
-		return errors.New(strings.TrimSpace(messageUsage))
+func messageFlags(sub string, fs *pflag.FlagSet) runFunc {
+	var id, topic, key, from, to string
+	var maxNum int
+	if sub == "get" {
+		fs.StringVar(&id, "id", "", "offset message id or unique key (required)")
+		fs.StringVar(&topic, "topic", "", "topic of a unique key (default: every topic)")
+	} else {
+		fs.StringVar(&topic, "topic", "", "topic (required)")
+		fs.StringVar(&key, "key", "", "message key (required)")
+		fs.StringVar(&from, "from", "", "stored at or after this time (see -h)")
+		fs.StringVar(&to, "to", "", "stored at or before this time (see -h)")
+		fs.IntVar(&maxNum, "max", 64, "at most this many messages per broker group")
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("message "+sub, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), messageUsage, "\nflags:\n"); fs.PrintDefaults() }
-	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
-	id := fs.String("id", "", "offset message id or unique key (get)")
-	topic := fs.String("topic", "", "topic (find; optional for get)")
-	key := fs.String("key", "", "message key (find)")
-	from := fs.String("from", "", "find: stored at or after this RFC 3339 time")
-	to := fs.String("to", "", "find: stored at or before this RFC 3339 time")
-	maxNum := fs.Int("max", 64, "find: at most this many messages per broker group")
-	asJSON := fs.Bool("json", false, "print one JSON object per message")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	asJSON := fs.Bool("json", false, "print one JSON object per message (same as --format json)")
+	return func(ctx context.Context, _ []string, stdout io.Writer) error {
+		return runMessage(ctx, stdout, sub, id, topic, key, from, to, maxNum, jsonOutput(*asJSON))
 	}
+}
+
+func runMessage(ctx context.Context, stdout io.Writer, sub, id, topic, key, from, to string, maxNum int, asJSON bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	c, err := dialClient(ctx, *namesrv)
+	c, err := dialClient(ctx, namesrvAddr())
 	if err != nil {
 		return err
 	}
@@ -54,24 +61,24 @@ func runMessage(ctx context.Context, args []string, stdout io.Writer) error {
 	var msgs []*message.Message
 	switch sub {
 	case "get":
-		if *id == "" {
-			return errors.New("message get: --id is required")
+		if id == "" {
+			return usageError{errors.New("--id is required (see `strata message get -h`)")}
 		}
-		msgs, err = getMessage(ctx, c, *id, *topic)
+		msgs, err = getMessage(ctx, c, id, topic)
 	case "find":
-		if *topic == "" || *key == "" {
-			return errors.New("message find: --topic and --key are required")
+		if topic == "" || key == "" {
+			return usageError{errors.New("--topic and --key are required (see `strata message find -h`)")}
 		}
 		begin, end := int64(0), int64(math.MaxInt64)
-		if begin, err = parseTimeFlag("--from", *from, begin); err != nil {
+		if begin, err = parseTimeFlag("--from", from, begin); err != nil {
 			return err
 		}
-		if end, err = parseTimeFlag("--to", *to, end); err != nil {
+		if end, err = parseTimeFlag("--to", to, end); err != nil {
 			return err
 		}
-		msgs, err = queryByKey(ctx, c, *topic, *key, false, begin, end, *maxNum)
+		msgs, err = queryByKey(ctx, c, topic, key, false, begin, end, maxNum)
 		if err == nil && len(msgs) == 0 {
-			err = fmt.Errorf("no message of topic %s has key %q in that time range", *topic, *key)
+			err = fmt.Errorf("no message of topic %s has key %q in that time range", topic, key)
 		}
 	}
 	if err != nil {
@@ -79,7 +86,7 @@ func runMessage(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	enc := json.NewEncoder(stdout)
 	for _, m := range msgs {
-		if err := describeMessage(stdout, enc, *asJSON, m); err != nil {
+		if err := describeMessage(stdout, enc, asJSON, m); err != nil {
 			return err
 		}
 	}
@@ -90,9 +97,9 @@ func parseTimeFlag(name, v string, def int64) (int64, error) {
 	if v == "" {
 		return def, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	t, err := parseTime(v, time.Now())
 	if err != nil {
-		return 0, fmt.Errorf("%s %q: want an RFC 3339 time, e.g. 2026-11-26T10:00:00Z", name, v)
+		return 0, usageError{fmt.Errorf("%s: %w", name, err)}
 	}
 	return t.UnixMilli(), nil
 }

@@ -3,8 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"io"
 	"log/slog"
 	"os"
@@ -85,28 +86,45 @@ func errOrNone(err error) any {
 	return err
 }
 
-func runDev(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	data := fs.String("data", "./data", "data directory: hot store, embedded etcd and the filesystem bucket")
-	namesrv := fs.String("namesrv-addr", "127.0.0.1:9876", "name-server listen address")
-	brokerAddr := fs.String("broker-addr", "127.0.0.1:10911", "broker listen address")
-	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz, /metrics)")
-	autoCreate := fs.Bool("auto-create-topics", true, "create a topic on its first send")
-	segment := ByteSize(store.DefaultSegmentBytes)
-	fs.Var(&segment, "segment-size", "commit-log segment size, e.g. 1MiB")
-	var sealAfter Duration
-	fs.Var(&sealAfter, "seal-after", "seal a segment once it is this old, e.g. 1s (0: only when full)")
-	flush := fs.String("flush", "async", "flush policy: async or sync")
-	tf := addTierFlags(fs)
-	xf := addTxnFlags(fs)
-	timerf := addTimerFlags(fs)
-	sf := addNodeSecurityFlags(fs)
-	verbose := fs.Bool("v", false, "log at debug level")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	setupLogging(*verbose)
-	dir, err := filepath.Abs(*data)
+func devCmd() *cobra.Command {
+	return leaf("dev", "run everything in one process: embedded etcd, one broker, a filesystem bucket", `
+Runs everything in one process with no outside service: an embedded etcd, one broker and a
+filesystem bucket under --data. It prints a ready line with the addresses once it serves.`, nil, devFlags)
+}
+
+// devOptions are `strata dev`'s flags.
+type devOptions struct {
+	data, namesrv, brokerAddr, httpAddr, flush string
+	autoCreate, verbose                        bool
+	segment                                    ByteSize
+	sealAfter                                  Duration
+	tier                                       *tierFlags
+	txn                                        *txnFlags
+	timer                                      *timerFlags
+	sec                                        *nodeSecurityFlags
+}
+
+func devFlags(fs *pflag.FlagSet) runFunc {
+	o := &devOptions{segment: ByteSize(store.DefaultSegmentBytes)}
+	fs.StringVar(&o.data, "data", "./data", "data directory: hot store, embedded etcd and the filesystem bucket")
+	fs.StringVar(&o.namesrv, "namesrv-addr", "127.0.0.1:9876", "name-server listen address")
+	fs.StringVar(&o.brokerAddr, "broker-addr", "127.0.0.1:10911", "broker listen address")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz, /metrics, the console)")
+	fs.BoolVar(&o.autoCreate, "auto-create-topics", true, "create a topic on its first send")
+	fs.Var(&o.segment, "segment-size", "commit-log segment size, e.g. 1MiB")
+	fs.Var(&o.sealAfter, "seal-after", "seal a segment once it is this old, e.g. 1s (0: only when full)")
+	fs.StringVar(&o.flush, "flush", "async", "flush policy: async or sync")
+	o.tier = addTierFlags(fs)
+	o.txn = addTxnFlags(fs)
+	o.timer = addTimerFlags(fs)
+	o.sec = addNodeSecurityFlags(fs)
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
+	return func(ctx context.Context, _ []string, stdout io.Writer) error { return runDev(ctx, stdout, o) }
+}
+
+func runDev(ctx context.Context, stdout io.Writer, o *devOptions) error {
+	setupLogging(o.verbose)
+	dir, err := filepath.Abs(o.data)
 	if err != nil {
 		return err
 	}
@@ -123,17 +141,17 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 
 	nc := defaultNodeConfig()
 	nc.DataDir = filepath.Join(dir, "broker")
-	nc.NamesrvAddr, nc.BrokerAddr, nc.HTTPAddr = *namesrv, *brokerAddr, *httpAddr
-	nc.AutoCreateTopics = *autoCreate
-	nc.Store.SegmentSize = segment
-	nc.Store.SealAfter = sealAfter
-	nc.Store.Flush = *flush
-	if err := tf.apply(&nc, dir); err != nil {
+	nc.NamesrvAddr, nc.BrokerAddr, nc.HTTPAddr = o.namesrv, o.brokerAddr, o.httpAddr
+	nc.AutoCreateTopics = o.autoCreate
+	nc.Store.SegmentSize = o.segment
+	nc.Store.SealAfter = o.sealAfter
+	nc.Store.Flush = o.flush
+	if err := o.tier.apply(&nc, dir); err != nil {
 		return err
 	}
-	xf.apply(&nc)
-	timerf.apply(&nc)
-	if err := sf.apply(&nc); err != nil {
+	o.txn.apply(&nc)
+	o.timer.apply(&nc)
+	if err := o.sec.apply(&nc); err != nil {
 		return err
 	}
 	bc, err := nc.brokerConfig()
@@ -152,15 +170,26 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}, stdout)
 }
 
-func runBroker(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML config file (see deployments/broker.yaml); STRATA_* environment variables override it")
-	verbose := fs.Bool("v", false, "log at debug level")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	setupLogging(*verbose)
-	nc, err := loadNodeConfig(*path, os.Environ())
+func brokerCmd() *cobra.Command {
+	cmd := leaf("broker", "run a cluster node from a YAML config (--config FILE); broker status: a broker's runtime info", `
+Runs a cluster node that joins an external etcd and an S3 bucket, configured by a YAML file
+(deployments/broker.yaml documents every key); STRATA_* environment variables override it.
+
+`+"`strata broker status`"+` reports a running broker instead.`, nil,
+		func(fs *pflag.FlagSet) runFunc {
+			path := fs.String("config", "", "YAML config file (see deployments/broker.yaml); STRATA_* environment variables override it")
+			verbose := fs.BoolP("verbose", "v", false, "log at debug level")
+			return func(ctx context.Context, _ []string, stdout io.Writer) error {
+				return runBroker(ctx, stdout, *path, *verbose)
+			}
+		})
+	cmd.AddCommand(brokerStatusCmd())
+	return cmd
+}
+
+func runBroker(ctx context.Context, stdout io.Writer, path string, verbose bool) error {
+	setupLogging(verbose)
+	nc, err := loadNodeConfig(path, os.Environ())
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/client"
@@ -96,7 +97,7 @@ type nodeSecurityFlags struct {
 	adminToken                             string
 }
 
-func addNodeSecurityFlags(fs *flag.FlagSet) *nodeSecurityFlags {
+func addNodeSecurityFlags(fs *pflag.FlagSet) *nodeSecurityFlags {
 	f := &nodeSecurityFlags{}
 	fs.BoolVar(&f.acl, "acl", false, "check every request against ACL accounts (RocketMQ signatures and plain-ACL permissions)")
 	fs.StringVar(&f.admin, "acl-admin", "", "with --acl: an admin account AK:SK made sure of at start (env STRATA_ACL_ADMIN)")
@@ -148,20 +149,8 @@ func redactAdmin(s string) string {
 	return "…"
 }
 
-// clientSecurity is how the client commands sign and dial: global flags, valid before the
-// command name (`strata --tls acl user list`) or among a command's own flags, and STRATA_*
-// variables.
-//
-//	--access-key AK, --secret-key SK   sign requests (STRATA_ACCESS_KEY, STRATA_SECRET_KEY);
-//	                                   in `strata acl` they name the account managed, so
-//	                                   there the signing keys go before the command name
-//	                                   or in the environment
-//	--tls                              dial TLS (STRATA_TLS=true)
-//	--ca FILE                          CAs the brokers' certificates are checked against
-//	                                   (STRATA_TLS_CA; default the system's)
-//	--tls-cert FILE, --tls-key FILE    client certificate for brokers that require one
-//	--tls-server-name NAME             name to verify in the certificates
-//	--tls-insecure                     accept any certificate (as RocketMQ's Go client)
+// clientSecurity is how the client commands sign and dial: the root's persistent flags
+// (globalOptions) over STRATA_* variables.
 type clientSecurity struct {
 	AccessKey, SecretKey string
 	TLS                  bool
@@ -174,13 +163,15 @@ type clientSecurity struct {
 	tlsErr  error
 }
 
-// cliSecurity is what main parsed for the command that runs.
+// cliSecurity is what the global flags and the environment gave the command that runs.
 var cliSecurity = &clientSecurity{}
 
 const securityUsage = `Global flags of the client commands (before the command name, or among its flags):
   --access-key AK --secret-key SK   sign requests as an ACL account (env STRATA_ACCESS_KEY, STRATA_SECRET_KEY)
   --tls [--ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--tls-insecure]
                                     dial brokers over TLS (env STRATA_TLS=true, STRATA_TLS_CA, STRATA_TLS_CERT, STRATA_TLS_KEY)
+  --namesrv ADDR                    the name server (env STRATA_NAMESRV)
+  --format text|json                output of the tabular commands (env STRATA_FORMAT)
 In ` + "`strata acl`" + ` --access-key names the account managed: put the signing keys before "acl" or in the environment.`
 
 func securityFromEnv(getenv func(string) string) *clientSecurity {
@@ -191,104 +182,114 @@ func securityFromEnv(getenv func(string) string) *clientSecurity {
 	return s
 }
 
-// globalFlag is one flag clientSecurity takes.
-type globalFlag struct {
-	name   string
-	isBool bool
-	set    func(s *clientSecurity, v string) error
+// globalOptions are the root's persistent flags: every client command takes them, before
+// its name or among its own flags.
+type globalOptions struct {
+	fs                        *pflag.FlagSet
+	namesrv, format           string
+	ak, sk                    string
+	tls, insecure             bool
+	ca, cert, key, serverName string
 }
 
-var globalFlags = []globalFlag{
-	{"access-key", false, func(s *clientSecurity, v string) error { s.AccessKey = v; return nil }},
-	{"secret-key", false, func(s *clientSecurity, v string) error { s.SecretKey = v; return nil }},
-	{"tls", true, func(s *clientSecurity, v string) (err error) { s.TLS, err = strconv.ParseBool(v); return }},
-	{"ca", false, func(s *clientSecurity, v string) error { s.CA, s.TLS = v, true; return nil }},
-	{"tls-cert", false, func(s *clientSecurity, v string) error { s.Cert, s.TLS = v, true; return nil }},
-	{"tls-key", false, func(s *clientSecurity, v string) error { s.Key, s.TLS = v, true; return nil }},
-	{"tls-server-name", false, func(s *clientSecurity, v string) error { s.ServerName, s.TLS = v, true; return nil }},
-	{"tls-insecure", true, func(s *clientSecurity, v string) (err error) {
-		s.Insecure, err = strconv.ParseBool(v)
-		s.TLS = s.TLS || s.Insecure
-		return
-	}},
+var globals = &globalOptions{}
+
+func (g *globalOptions) register(fs *pflag.FlagSet) {
+	g.fs = fs
+	fs.StringVar(&g.namesrv, "namesrv", "", "name-server address (env STRATA_NAMESRV; default "+defaultNamesrv+")")
+	fs.StringVar(&g.format, "format", "", "output of tabular commands: text or json (env STRATA_FORMAT; default text)")
+	fs.StringVar(&g.ak, "access-key", "", "sign requests as this ACL account (env STRATA_ACCESS_KEY)")
+	fs.StringVar(&g.sk, "secret-key", "", "the secret key of --access-key (env STRATA_SECRET_KEY)")
+	fs.BoolVar(&g.tls, "tls", false, "dial brokers over TLS (env STRATA_TLS=true)")
+	fs.StringVar(&g.ca, "ca", "", "PEM CAs the brokers' certificates are checked against; implies --tls (env STRATA_TLS_CA; default the system's)")
+	fs.StringVar(&g.cert, "tls-cert", "", "client certificate for brokers that require one; implies --tls (env STRATA_TLS_CERT)")
+	fs.StringVar(&g.key, "tls-key", "", "the PEM key of --tls-cert (env STRATA_TLS_KEY)")
+	fs.StringVar(&g.serverName, "tls-server-name", "", "name to verify in the brokers' certificates; implies --tls")
+	fs.BoolVar(&g.insecure, "tls-insecure", false, "accept any broker certificate (as RocketMQ's Go client does); implies --tls")
 }
 
-// takeGlobalFlag reads args[i] as a global flag, if it is one of those allowed; it returns
-// how many arguments it used (0: not a global flag).
-func takeGlobalFlag(s *clientSecurity, args []string, i int, allowed func(string) bool) (int, error) {
-	a := args[i]
-	if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
-		return 0, nil
+// resolve sets cliSecurity, the name server and the output format from the flags given and
+// the environment.
+func (g *globalOptions) resolve(*cobra.Command) error {
+	changed := func(name string) bool { f := g.fs.Lookup(name); return f != nil && f.Changed }
+	s := securityFromEnv(os.Getenv)
+	str := func(name, v string, dst *string, impliesTLS bool) {
+		if changed(name) {
+			*dst = v
+			s.TLS = s.TLS || impliesTLS
+		}
 	}
-	name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-	for _, f := range globalFlags {
-		if f.name != name || !allowed(name) {
-			continue
+	str("access-key", g.ak, &s.AccessKey, false)
+	str("secret-key", g.sk, &s.SecretKey, false)
+	if changed("tls") {
+		s.TLS = g.tls
+	}
+	str("ca", g.ca, &s.CA, true)
+	str("tls-cert", g.cert, &s.Cert, true)
+	str("tls-key", g.key, &s.Key, true)
+	str("tls-server-name", g.serverName, &s.ServerName, true)
+	if changed("tls-insecure") {
+		s.Insecure = g.insecure
+		s.TLS = s.TLS || g.insecure
+	}
+	cliSecurity = s
+	if !changed("namesrv") {
+		g.namesrv = cmpOr(os.Getenv("STRATA_NAMESRV"), defaultNamesrv)
+	}
+	if !changed("format") {
+		g.format = cmpOr(os.Getenv("STRATA_FORMAT"), "text")
+	}
+	if g.format != "text" && g.format != "json" {
+		return usageError{fmt.Errorf("--format %q: want text or json", g.format)}
+	}
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// namesrvAddr is the name server the client commands dial.
+func namesrvAddr() string { return cmpOr(globals.namesrv, defaultNamesrv) }
+
+// jsonOutput says whether a tabular command prints JSON: --format json, or its own --json.
+func jsonOutput(asJSON bool) bool { return asJSON || globals.format == "json" }
+
+// takeLeadingGlobals applies the global flags written before the command name and returns the
+// rest. cobra would parse them too, but with the command's flags, where `acl` has its own
+// --access-key: `strata --access-key root --secret-key S acl user create --access-key app1`
+// signs as root and creates app1.
+func takeLeadingGlobals(fs *pflag.FlagSet, args []string) ([]string, error) {
+	for len(args) > 0 {
+		a := args[0]
+		if !strings.HasPrefix(a, "--") || a == "--" {
+			return args, nil
+		}
+		name, val, hasVal := strings.Cut(a[2:], "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			return args, nil
 		}
 		used := 1
-		switch {
-		case hasVal:
-		case f.isBool:
-			val = "true"
-		case i+1 < len(args):
-			val, used = args[i+1], 2
-		default:
-			return 0, fmt.Errorf("flag --%s needs a value", name)
+		if !hasVal {
+			switch {
+			case f.NoOptDefVal != "":
+				val = f.NoOptDefVal
+			case len(args) > 1:
+				val, used = args[1], 2
+			default:
+				return nil, fmt.Errorf("flag --%s needs a value", name)
+			}
 		}
-		if err := f.set(s, val); err != nil {
-			return 0, fmt.Errorf("flag --%s=%q: %v", name, val, err)
+		if err := fs.Set(name, val); err != nil {
+			return nil, fmt.Errorf("flag --%s=%q: %v", name, val, err)
 		}
-		return used, nil
+		args = args[used:]
 	}
-	return 0, nil
-}
-
-// serverCommands take none of the client flags: they have their own.
-var serverCommands = map[string]bool{"dev": true, "broker": true}
-
-// splitArgs finds the command name after leading global flags and takes the global flags
-// out of the command's arguments (in `acl`, all but --access-key and --secret-key).
-func splitArgs(args []string, getenv func(string) string) (name string, rest []string, sec *clientSecurity, err error) {
-	sec = securityFromEnv(getenv)
-	all := func(string) bool { return true }
-	i := 0
-	for i < len(args) {
-		n, err := takeGlobalFlag(sec, args, i, all)
-		if err != nil {
-			return "", nil, nil, err
-		}
-		if n == 0 {
-			break
-		}
-		i += n
-	}
-	if i == len(args) {
-		return "", nil, sec, nil
-	}
-	name = args[i]
-	if serverCommands[name] {
-		return name, args[i+1:], sec, nil
-	}
-	allowed := all
-	if name == "acl" {
-		allowed = func(f string) bool { return f != "access-key" && f != "secret-key" }
-	}
-	for j := i + 1; j < len(args); j++ {
-		if args[j] == "--" {
-			rest = append(rest, args[j:]...)
-			break
-		}
-		n, err := takeGlobalFlag(sec, args, j, allowed)
-		if err != nil {
-			return "", nil, nil, err
-		}
-		if n == 0 {
-			rest = append(rest, args[j])
-			continue
-		}
-		j += n - 1
-	}
-	return name, rest, sec, nil
+	return args, nil
 }
 
 func (s *clientSecurity) credentials() (ak, sk string, err error) {

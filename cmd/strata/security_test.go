@@ -1,44 +1,70 @@
 package main
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/stratamq/strata/broker/remoting"
 )
 
-func TestSplitArgsTakesGlobalFlags(t *testing.T) {
-	env := map[string]string{"STRATA_ACCESS_KEY": "env-ak", "STRATA_SECRET_KEY": "env-sk"}
-	getenv := func(k string) string { return env[k] }
+// TestGlobalFlags checks the root's persistent flags wherever they are written, over the
+// STRATA_* variables, and that `acl`'s own --access-key names the account while the one
+// before "acl" signs.
+func TestGlobalFlags(t *testing.T) {
+	t.Setenv("STRATA_ACCESS_KEY", "env-ak")
+	t.Setenv("STRATA_SECRET_KEY", "env-sk")
+	t.Setenv("STRATA_NAMESRV", "")
 	cases := []struct {
 		args       []string
-		name       string
-		rest       []string
+		path       string
 		ak, sk, ca string
 		tls        bool
+		namesrv    string
 	}{
-		{[]string{"topic", "list"}, "topic", []string{"list"}, "env-ak", "env-sk", "", false},
-		{[]string{"topic", "create", "--topic", "T", "--access-key", "a1", "--secret-key=s1", "--tls", "--ca", "/ca.pem"},
-			"topic", []string{"create", "--topic", "T"}, "a1", "s1", "/ca.pem", true},
+		{[]string{"topic", "list"}, "strata topic list", "env-ak", "env-sk", "", false, defaultNamesrv},
+		{[]string{"topic", "create", "--topic", "T", "--access-key", "a1", "--secret-key=s1", "--tls", "--ca", "/ca.pem", "--namesrv", "h:1"},
+			"strata topic create", "a1", "s1", "/ca.pem", true, "h:1"},
 		{[]string{"--access-key", "root", "--secret-key", "rs", "acl", "user", "create", "--access-key", "app1", "--secret-key", "app1-sk", "--tls"},
-			"acl", []string{"user", "create", "--access-key", "app1", "--secret-key", "app1-sk"}, "root", "rs", "", true},
-		{[]string{"--tls=false", "consume", "--topic", "T", "--", "--ca", "x"}, "consume", []string{"--topic", "T", "--", "--ca", "x"}, "env-ak", "env-sk", "", false},
-		{[]string{"dev", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "dev", []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, "env-ak", "env-sk", "", false},
-		{[]string{"message", "get", "--key", "order-1", "--tls-key", "k.pem"}, "message", []string{"get", "--key", "order-1"}, "env-ak", "env-sk", "", true},
+			"strata acl user create", "root", "rs", "", true, defaultNamesrv},
+		{[]string{"--tls=false", "--namesrv=n:2", "consume", "--topic", "T"}, "strata consume", "env-ak", "env-sk", "", false, "n:2"},
+		{[]string{"message", "get", "--id", "X", "--tls-key", "k.pem"}, "strata message get", "env-ak", "env-sk", "", true, defaultNamesrv},
 	}
 	for _, c := range cases {
-		name, rest, sec, err := splitArgs(c.args, getenv)
+		root := newRoot()
+		args, err := takeLeadingGlobals(root.PersistentFlags(), c.args)
 		if err != nil {
 			t.Fatalf("%v: %v", c.args, err)
 		}
-		if name != c.name || !reflect.DeepEqual(rest, c.rest) || sec.AccessKey != c.ak || sec.SecretKey != c.sk || sec.CA != c.ca || sec.TLS != c.tls {
-			t.Errorf("%v: name %q rest %q ak %q sk %q ca %q tls %v; want %q %q %q %q %q %v",
-				c.args, name, rest, sec.AccessKey, sec.SecretKey, sec.CA, sec.TLS, c.name, c.rest, c.ak, c.sk, c.ca, c.tls)
+		cmd, rest, err := root.Find(args)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if err := globals.resolve(cmd); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		sec := cliSecurity
+		if cmd.CommandPath() != c.path || sec.AccessKey != c.ak || sec.SecretKey != c.sk || sec.CA != c.ca || sec.TLS != c.tls || namesrvAddr() != c.namesrv {
+			t.Errorf("%v: %q ak %q sk %q ca %q tls %v namesrv %q; want %q %q %q %q %v %q", c.args, cmd.CommandPath(),
+				sec.AccessKey, sec.SecretKey, sec.CA, sec.TLS, namesrvAddr(), c.path, c.ak, c.sk, c.ca, c.tls, c.namesrv)
+		}
+		if c.path == "strata acl user create" {
+			if v, _ := cmd.Flags().GetString("access-key"); v != "app1" {
+				t.Errorf("acl user create manages %q, want app1", v)
+			}
 		}
 	}
-	if _, _, _, err := splitArgs([]string{"topic", "list", "--ca"}, getenv); err == nil || !strings.Contains(err.Error(), "--ca needs a value") {
+	if _, err := takeLeadingGlobals(newRoot().PersistentFlags(), []string{"--ca"}); err == nil || !strings.Contains(err.Error(), "--ca needs a value") {
 		t.Fatalf("a value-less --ca: %v", err)
+	}
+	root := newRoot()
+	if err := root.PersistentFlags().Set("format", "yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if err := globals.resolve(root); err == nil || !strings.Contains(err.Error(), "want text or json") {
+		t.Fatalf("--format yaml: %v", err)
 	}
 	sec := &clientSecurity{AccessKey: "only-ak"}
 	if _, err := sec.clientOptions(); err == nil {

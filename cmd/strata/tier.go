@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"io"
 	"net/http"
 	"os"
@@ -29,7 +30,7 @@ type tierFlags struct {
 	s3             S3YAML
 }
 
-func addTierFlags(fs *flag.FlagSet) *tierFlags {
+func addTierFlags(fs *pflag.FlagSet) *tierFlags {
 	tf := &tierFlags{localRetention: Duration(time.Hour)}
 	tf.bucket = fs.String("bucket", "", "cold-tier bucket: file://DIR or s3://bucket/prefix (default file://<data>/bucket)")
 	tf.noTier = fs.Bool("no-tier", false, "run without a cold tier (local segments are kept forever)")
@@ -74,12 +75,12 @@ Where the status comes from:
                         bucket directly, with no broker running (lag is then unknown)
 `
 
-func runTier(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "status" {
-		return errors.New(strings.TrimSpace(tierUsage))
-	}
-	fs := flag.NewFlagSet("tier status", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), tierUsage, "\nflags:\n"); fs.PrintDefaults() }
+func tierCmd() *cobra.Command {
+	return parent("tier", "cold tier status: watermarks, objects, bytes, offload lag", "",
+		leaf("status", "each broker group's cold tier: watermark, manifest, objects, bytes, lag", tierUsage, nil, tierStatusFlags))
+}
+
+func tierStatusFlags(fs *pflag.FlagSet) runFunc {
 	httpAddrs := fs.String("http", "", "comma-separated broker HTTP addresses (host:port)")
 	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd endpoints")
 	cluster := fs.String("cluster", broker.DefaultClusterName, "cluster name")
@@ -92,78 +93,77 @@ func runTier(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&s3.AccessKey, "s3-access-key", os.Getenv("STRATA_S3_ACCESS_KEY"), "S3 access key")
 	fs.StringVar(&s3.SecretKey, "s3-secret-key", os.Getenv("STRATA_S3_SECRET_KEY"), "S3 secret key")
 	asJSON := fs.Bool("json", false, "print JSON, one object per broker group")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var out []broker.TierStatus
-	switch {
-	case *httpAddrs != "":
-		for _, a := range splitList(*httpAddrs) {
-			st, err := fetchTierStatus(ctx, a)
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		var out []broker.TierStatus
+		switch {
+		case *httpAddrs != "":
+			for _, a := range splitList(*httpAddrs) {
+				st, err := fetchTierStatus(ctx, a)
+				if err != nil {
+					return err
+				}
+				out = append(out, st)
+			}
+		case *group != "":
+			if *bucket == "" {
+				return errors.New("tier status: --group needs --bucket (the bucket the group offloads to)")
+			}
+			st, err := bucketTierStatus(ctx, splitList(*etcd), *cluster, *group, *bucket, s3)
 			if err != nil {
 				return err
 			}
 			out = append(out, st)
-		}
-	case *group != "":
-		if *bucket == "" {
-			return errors.New("tier status: --group needs --bucket (the bucket the group offloads to)")
-		}
-		st, err := bucketTierStatus(ctx, splitList(*etcd), *cluster, *group, *bucket, s3)
-		if err != nil {
-			return err
-		}
-		out = append(out, st)
-	default:
-		mc, err := meta.New(ctx, meta.Config{Endpoints: splitList(*etcd), Cluster: *cluster})
-		if err != nil {
-			return fmt.Errorf("tier status: connect to etcd %s: %w", *etcd, err)
-		}
-		defer mc.Close()
-		brokers, err := mc.Brokers(ctx)
-		if err != nil {
-			return fmt.Errorf("tier status: %w", err)
-		}
-		if len(brokers) == 0 {
-			return fmt.Errorf("tier status: no live broker in cluster %s; use --group and --bucket to read a group's tier from the bucket", *cluster)
-		}
-		for _, b := range brokers {
-			if b.HTTPAddr == "" {
-				return fmt.Errorf("tier status: broker %s has no HTTP listener; use --group %s --bucket URL", b.Name, b.Group)
-			}
-			st, err := fetchTierStatus(ctx, b.HTTPAddr)
+		default:
+			mc, err := meta.New(ctx, meta.Config{Endpoints: splitList(*etcd), Cluster: *cluster})
 			if err != nil {
-				return err
+				return fmt.Errorf("tier status: connect to etcd %s: %w", *etcd, err)
 			}
-			out = append(out, st)
+			defer mc.Close()
+			brokers, err := mc.Brokers(ctx)
+			if err != nil {
+				return fmt.Errorf("tier status: %w", err)
+			}
+			if len(brokers) == 0 {
+				return fmt.Errorf("tier status: no live broker in cluster %s; use --group and --bucket to read a group's tier from the bucket", *cluster)
+			}
+			for _, b := range brokers {
+				if b.HTTPAddr == "" {
+					return fmt.Errorf("tier status: broker %s has no HTTP listener; use --group %s --bucket URL", b.Name, b.Group)
+				}
+				st, err := fetchTierStatus(ctx, b.HTTPAddr)
+				if err != nil {
+					return err
+				}
+				out = append(out, st)
+			}
 		}
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
+		if jsonOutput(*asJSON) {
+			enc := json.NewEncoder(stdout)
+			for _, st := range out {
+				if err := enc.Encode(st); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "GROUP\tTIER\tWATERMARK\tSEGMENTS\tOBJECTS\tBYTES\tLAG\tLOCAL\tPUTS\tGETS\tMANIFEST")
 		for _, st := range out {
-			if err := enc.Encode(st); err != nil {
-				return err
+			if !st.Enabled {
+				fmt.Fprintf(tw, "%s\toff\t-\t-\t-\t-\t-\t%d..%d\t-\t-\t-\n", st.Group, st.LocalMinOffset, st.LocalMaxOffset)
+				continue
 			}
+			lag, local := fmt.Sprint(st.OffloadLagBytes), fmt.Sprintf("%d..%d", st.LocalMinOffset, st.LocalMaxOffset)
+			if st.LocalMaxOffset == 0 && st.LocalMinOffset == 0 {
+				lag, local = "?", "?"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", st.Group, st.Prefix, st.OffloadWatermark,
+				st.Segments, st.Objects, st.Bytes, lag, local, st.Puts, st.Gets, st.Manifest)
 		}
-		return nil
+		return tw.Flush()
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tTIER\tWATERMARK\tSEGMENTS\tOBJECTS\tBYTES\tLAG\tLOCAL\tPUTS\tGETS\tMANIFEST")
-	for _, st := range out {
-		if !st.Enabled {
-			fmt.Fprintf(tw, "%s\toff\t-\t-\t-\t-\t-\t%d..%d\t-\t-\t-\n", st.Group, st.LocalMinOffset, st.LocalMaxOffset)
-			continue
-		}
-		lag, local := fmt.Sprint(st.OffloadLagBytes), fmt.Sprintf("%d..%d", st.LocalMinOffset, st.LocalMaxOffset)
-		if st.LocalMaxOffset == 0 && st.LocalMinOffset == 0 {
-			lag, local = "?", "?"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n", st.Group, st.Prefix, st.OffloadWatermark,
-			st.Segments, st.Objects, st.Bytes, lag, local, st.Puts, st.Gets, st.Manifest)
-	}
-	return tw.Flush()
 }
 
 func splitList(s string) []string {

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"io"
 	"net/http"
 	"strings"
@@ -23,7 +23,7 @@ type timerFlags struct {
 	maxDelay Duration
 }
 
-func addTimerFlags(fs *flag.FlagSet) *timerFlags {
+func addTimerFlags(fs *pflag.FlagSet) *timerFlags {
 	tf := &timerFlags{maxDelay: Duration(timer.DefaultMaxDelay)}
 	tf.levels = fs.String("message-delay-level", timer.DefaultDelayLevels,
 		"RocketMQ's delay-level table: DELAY=n waits the n-th entry, a failed message's k-th retry waits level 2+k")
@@ -47,74 +47,73 @@ Where the status comes from:
   --etcd URLS           find the live brokers of --cluster in etcd and ask each (default)
 `
 
-func runTimer(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "status" {
-		return errors.New(strings.TrimSpace(timerUsage))
-	}
-	fs := flag.NewFlagSet("timer status", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), timerUsage, "\nflags:\n"); fs.PrintDefaults() }
+func timerCmd() *cobra.Command {
+	return parent("timer", "scheduled delivery status", "",
+		leaf("status", "pending timers by horizon, lateness, index", timerUsage, nil, timerStatusFlags))
+}
+
+func timerStatusFlags(fs *pflag.FlagSet) runFunc {
 	httpAddrs := fs.String("http", "", "comma-separated broker HTTP addresses (host:port)")
 	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd endpoints")
 	cluster := fs.String("cluster", broker.DefaultClusterName, "cluster name")
 	asJSON := fs.Bool("json", false, "print JSON, one object per broker")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	type brokerStatus struct {
-		name string
-		st   timer.Status
-	}
-	var out []brokerStatus
-	if *httpAddrs != "" {
-		for _, a := range splitList(*httpAddrs) {
-			st, err := fetchTimerStatus(ctx, a)
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		type brokerStatus struct {
+			name string
+			st   timer.Status
+		}
+		var out []brokerStatus
+		if *httpAddrs != "" {
+			for _, a := range splitList(*httpAddrs) {
+				st, err := fetchTimerStatus(ctx, a)
+				if err != nil {
+					return err
+				}
+				out = append(out, brokerStatus{a, st})
+			}
+		} else {
+			mc, err := meta.New(ctx, meta.Config{Endpoints: splitList(*etcd), Cluster: *cluster})
 			if err != nil {
-				return err
+				return fmt.Errorf("timer status: connect to etcd %s: %w", *etcd, err)
 			}
-			out = append(out, brokerStatus{a, st})
-		}
-	} else {
-		mc, err := meta.New(ctx, meta.Config{Endpoints: splitList(*etcd), Cluster: *cluster})
-		if err != nil {
-			return fmt.Errorf("timer status: connect to etcd %s: %w", *etcd, err)
-		}
-		defer mc.Close()
-		brokers, err := mc.Brokers(ctx)
-		if err != nil {
-			return fmt.Errorf("timer status: %w", err)
-		}
-		if len(brokers) == 0 {
-			return fmt.Errorf("timer status: no live broker in cluster %s", *cluster)
-		}
-		for _, b := range brokers {
-			if b.HTTPAddr == "" {
-				return fmt.Errorf("timer status: broker %s has no HTTP listener; pass --http", b.Name)
-			}
-			st, err := fetchTimerStatus(ctx, b.HTTPAddr)
+			defer mc.Close()
+			brokers, err := mc.Brokers(ctx)
 			if err != nil {
-				return err
+				return fmt.Errorf("timer status: %w", err)
 			}
-			out = append(out, brokerStatus{b.Name, st})
+			if len(brokers) == 0 {
+				return fmt.Errorf("timer status: no live broker in cluster %s", *cluster)
+			}
+			for _, b := range brokers {
+				if b.HTTPAddr == "" {
+					return fmt.Errorf("timer status: broker %s has no HTTP listener; pass --http", b.Name)
+				}
+				st, err := fetchTimerStatus(ctx, b.HTTPAddr)
+				if err != nil {
+					return err
+				}
+				out = append(out, brokerStatus{b.Name, st})
+			}
 		}
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for _, b := range out {
-			if err := enc.Encode(b.st); err != nil {
-				return err
+		if jsonOutput(*asJSON) {
+			enc := json.NewEncoder(stdout)
+			for _, b := range out {
+				if err := enc.Encode(b.st); err != nil {
+					return err
+				}
 			}
+			return nil
+		}
+		for i, b := range out {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			printTimerStatus(stdout, b.name, b.st)
 		}
 		return nil
 	}
-	for i, b := range out {
-		if i > 0 {
-			fmt.Fprintln(stdout)
-		}
-		printTimerStatus(stdout, b.name, b.st)
-	}
-	return nil
 }
 
 func printTimerStatus(w io.Writer, name string, st timer.Status) {

@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"io"
 	"math"
 	"sort"
@@ -26,74 +27,74 @@ enableMsgTrace). --id is the message id the producer got (the unique key); --key
 traced message whose KEYS hold KEY.
 `
 
-func runTrace(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), traceUsage, "\nflags:\n"); fs.PrintDefaults() }
-	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
+func traceCmd() *cobra.Command {
+	return leaf("trace", "a message's trace: publish and each consumer group's deliveries (--id or --key)", traceUsage, nil, traceFlags)
+}
+
+func traceFlags(fs *pflag.FlagSet) runFunc {
 	id := fs.String("id", "", "message id (unique key) to trace")
 	key := fs.String("key", "", "message key to trace")
 	topic := fs.String("trace-topic", query.TraceTopic, "the trace topic clients write to")
 	asJSON := fs.Bool("json", false, "print one JSON object per trace record")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if (*id == "") == (*key == "") {
-		return errors.New("trace: give exactly one of --id and --key")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	c, err := dialClient(ctx, *namesrv)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	lookup := *id
-	if lookup == "" {
-		lookup = *key
-	}
-	recs, err := traceRecords(ctx, c, *topic, lookup)
-	if err != nil {
-		return err
-	}
-	if *key != "" {
-		// The records found by key name the traced messages; their deliveries are keyed by id.
-		ids := map[string]bool{}
-		for _, r := range recs {
-			if containsToken(r.Keys, *key) {
-				ids[r.MsgID] = true
-			}
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		if (*id == "") == (*key == "") {
+			return errors.New("trace: give exactly one of --id and --key")
 		}
-		recs = recs[:0]
-		for mid := range ids {
-			more, err := traceRecords(ctx, c, *topic, mid)
-			if err != nil {
-				return err
-			}
-			recs = append(recs, more...)
+		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		c, err := dialClient(ctx, namesrvAddr())
+		if err != nil {
+			return err
 		}
-	} else {
-		kept := recs[:0]
-		for _, r := range recs {
-			if r.MsgID == *id {
-				kept = append(kept, r)
-			}
+		defer c.Close()
+		lookup := *id
+		if lookup == "" {
+			lookup = *key
 		}
-		recs = kept
-	}
-	if len(recs) == 0 {
-		return fmt.Errorf("no trace of %s in %s; is tracing on in the producer and consumers (WithTrace)?", lookup, *topic)
-	}
-	sortTrace(recs)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for _, r := range recs {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
+		recs, err := traceRecords(ctx, c, *topic, lookup)
+		if err != nil {
+			return err
 		}
-		return nil
+		if *key != "" {
+			// The records found by key name the traced messages; their deliveries are keyed by id.
+			ids := map[string]bool{}
+			for _, r := range recs {
+				if containsToken(r.Keys, *key) {
+					ids[r.MsgID] = true
+				}
+			}
+			recs = recs[:0]
+			for mid := range ids {
+				more, err := traceRecords(ctx, c, *topic, mid)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, more...)
+			}
+		} else {
+			kept := recs[:0]
+			for _, r := range recs {
+				if r.MsgID == *id {
+					kept = append(kept, r)
+				}
+			}
+			recs = kept
+		}
+		if len(recs) == 0 {
+			return fmt.Errorf("no trace of %s in %s; is tracing on in the producer and consumers (WithTrace)?", lookup, *topic)
+		}
+		sortTrace(recs)
+		if jsonOutput(*asJSON) {
+			enc := json.NewEncoder(stdout)
+			for _, r := range recs {
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return printTrace(stdout, recs)
 	}
-	return printTrace(stdout, recs)
 }
 
 // traceRecords finds the trace messages keyed by lookup and decodes their records.

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"io"
 	"net/http"
 	"net/url"
@@ -25,7 +25,7 @@ type txnFlags struct {
 	checkMax               int
 }
 
-func addTxnFlags(fs *flag.FlagSet) *txnFlags {
+func addTxnFlags(fs *pflag.FlagSet) *txnFlags {
 	xf := &txnFlags{timeout: Duration(txn.DefaultTimeout), checkInterval: Duration(txn.DefaultCheckInterval)}
 	fs.Var(&xf.timeout, "txn-timeout", "first check-back of a transactional half message with no decision after this long")
 	fs.Var(&xf.checkInterval, "txn-check-interval", "time between two check-backs of one half message")
@@ -52,90 +52,89 @@ Where the list comes from:
   --etcd URLS           find the live brokers of --cluster in etcd and ask each (default)
 `
 
-func runTxn(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "list" {
-		return errors.New(strings.TrimSpace(txnUsage))
-	}
-	fs := flag.NewFlagSet("txn list", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), txnUsage, "\nflags:\n"); fs.PrintDefaults() }
+func txnCmd() *cobra.Command {
+	return parent("txn", "transactional half messages with no decision yet", "",
+		leaf("list", "half messages awaiting a decision: age, check-backs", txnUsage, nil, txnListFlags))
+}
+
+func txnListFlags(fs *pflag.FlagSet) runFunc {
 	group := fs.String("group", "", "producer group (empty: every group)")
 	httpAddrs := fs.String("http", "", "comma-separated broker HTTP addresses (host:port)")
 	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd endpoints")
 	cluster := fs.String("cluster", broker.DefaultClusterName, "cluster name")
 	limit := fs.Int("limit", 100, "half messages listed per broker at most")
 	asJSON := fs.Bool("json", false, "print JSON, one object per broker")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	addrs := splitList(*httpAddrs)
-	if len(addrs) == 0 {
-		mc, err := meta.New(ctx, meta.Config{Endpoints: splitList(*etcd), Cluster: *cluster})
-		if err != nil {
-			return fmt.Errorf("txn list: connect to etcd %s: %w", *etcd, err)
-		}
-		defer mc.Close()
-		brokers, err := mc.Brokers(ctx)
-		if err != nil {
-			return fmt.Errorf("txn list: %w", err)
-		}
-		if len(brokers) == 0 {
-			return fmt.Errorf("txn list: no live broker in cluster %s", *cluster)
-		}
-		for _, b := range brokers {
-			if b.HTTPAddr == "" {
-				return fmt.Errorf("txn list: broker %s has no HTTP listener; pass --http", b.Name)
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		addrs := splitList(*httpAddrs)
+		if len(addrs) == 0 {
+			mc, err := meta.New(ctx, meta.Config{Endpoints: splitList(*etcd), Cluster: *cluster})
+			if err != nil {
+				return fmt.Errorf("txn list: connect to etcd %s: %w", *etcd, err)
 			}
-			addrs = append(addrs, b.HTTPAddr)
+			defer mc.Close()
+			brokers, err := mc.Brokers(ctx)
+			if err != nil {
+				return fmt.Errorf("txn list: %w", err)
+			}
+			if len(brokers) == 0 {
+				return fmt.Errorf("txn list: no live broker in cluster %s", *cluster)
+			}
+			for _, b := range brokers {
+				if b.HTTPAddr == "" {
+					return fmt.Errorf("txn list: broker %s has no HTTP listener; pass --http", b.Name)
+				}
+				addrs = append(addrs, b.HTTPAddr)
+			}
 		}
-	}
-	type brokerList struct {
-		Broker string `json:"broker"`
-		txn.PendingList
-	}
-	var out []brokerList
-	for _, a := range addrs {
-		l, err := fetchTxnPending(ctx, a, *group, *limit)
-		if err != nil {
-			return err
+		type brokerList struct {
+			Broker string `json:"broker"`
+			txn.PendingList
 		}
-		out = append(out, brokerList{Broker: a, PendingList: l})
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for _, l := range out {
-			if err := enc.Encode(l); err != nil {
+		var out []brokerList
+		for _, a := range addrs {
+			l, err := fetchTxnPending(ctx, a, *group, *limit)
+			if err != nil {
 				return err
 			}
+			out = append(out, brokerList{Broker: a, PendingList: l})
 		}
+		if jsonOutput(*asJSON) {
+			enc := json.NewEncoder(stdout)
+			for _, l := range out {
+				if err := enc.Encode(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BROKER\tGROUP\tTOPIC\tQUEUE\tTRANSACTION_ID\tHALF_OFFSET\tAGE\tCHECKS\tNEXT_CHECK")
+		now := time.Now()
+		total := 0
+		for _, l := range out {
+			total += l.Pending
+			for _, h := range l.Halves {
+				if h.Error != "" {
+					fmt.Fprintf(tw, "%s\t%s\t?\t?\t?\t@%d\t?\t%d\t-\t(%s)\n", l.Broker, h.Group, h.CommitLogOffset, h.Checks, h.Error)
+					continue
+				}
+				next := time.UnixMilli(h.NextCheckMs).Sub(now).Round(time.Millisecond)
+				nextStr := "in " + next.String()
+				if next <= 0 {
+					nextStr = "due"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\n", l.Broker, h.Group, h.Topic, h.QueueID, h.TransactionID, h.HalfOffset,
+					(time.Duration(h.AgeMs) * time.Millisecond).Round(time.Millisecond), h.Checks, nextStr)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d pending\n", total)
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BROKER\tGROUP\tTOPIC\tQUEUE\tTRANSACTION_ID\tHALF_OFFSET\tAGE\tCHECKS\tNEXT_CHECK")
-	now := time.Now()
-	total := 0
-	for _, l := range out {
-		total += l.Pending
-		for _, h := range l.Halves {
-			if h.Error != "" {
-				fmt.Fprintf(tw, "%s\t%s\t?\t?\t?\t@%d\t?\t%d\t-\t(%s)\n", l.Broker, h.Group, h.CommitLogOffset, h.Checks, h.Error)
-				continue
-			}
-			next := time.UnixMilli(h.NextCheckMs).Sub(now).Round(time.Millisecond)
-			nextStr := "in " + next.String()
-			if next <= 0 {
-				nextStr = "due"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\n", l.Broker, h.Group, h.Topic, h.QueueID, h.TransactionID, h.HalfOffset,
-				(time.Duration(h.AgeMs) * time.Millisecond).Round(time.Millisecond), h.Checks, nextStr)
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d pending\n", total)
-	return nil
 }
 
 func fetchTxnPending(ctx context.Context, addr, group string, limit int) (txn.PendingList, error) {

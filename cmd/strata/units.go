@@ -49,6 +49,9 @@ func (b ByteSize) String() string {
 	return strconv.FormatInt(int64(b), 10)
 }
 
+// Type names the value in -h (pflag.Value).
+func (b *ByteSize) Type() string { return "size" }
+
 // Set implements flag.Value.
 func (b *ByteSize) Set(s string) error {
 	v, err := ParseByteSize(s)
@@ -66,6 +69,9 @@ func (b *ByteSize) UnmarshalText(text []byte) error { return b.Set(string(text))
 type Duration time.Duration
 
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// Type names the value in -h (pflag.Value).
+func (d *Duration) Type() string { return "duration" }
 
 // Set implements flag.Value.
 func (d *Duration) Set(s string) error {
