@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -137,6 +138,13 @@ func runConsume(ctx context.Context, o *consumeOptions, stdout io.Writer) error 
 	}
 	committed := map[client.Queue]int64{}
 	if o.group != "" {
+		// Join the group as a RocketMQ pull consumer does: the brokers create its config (so
+		// `group list` shows it) and count this connection among its clients while it reads.
+		hb, err := joinGroup(ctx, queues, o.group, o.topic, exprType, expr)
+		if err != nil {
+			return err
+		}
+		defer hb()
 		stats, err := c.ConsumeStats(ctx, o.group, o.topic)
 		if err != nil {
 			return fmt.Errorf("committed offsets of group %s: %w", o.group, err)
@@ -232,6 +240,53 @@ func runConsume(ctx context.Context, o *consumeOptions, stdout io.Writer) error 
 	}
 }
 
+// joinGroup sends a consumer heartbeat for group to every broker serving queues, over
+// connections held open until the returned function closes them.
+func joinGroup(ctx context.Context, queues []client.Queue, group, topic, exprType, expr string) (func(), error) {
+	host, _ := os.Hostname()
+	body, err := json.Marshal(map[string]any{
+		"clientID":        fmt.Sprintf("%s@strata-cli-%d", host, os.Getpid()),
+		"producerDataSet": []any{},
+		"consumerDataSet": []any{map[string]any{
+			"groupName": group, "consumeType": "CONSUME_ACTIVELY", "messageModel": "CLUSTERING",
+			"consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
+			"subscriptionDataSet": []any{map[string]any{"topic": topic, "subString": expr, "expressionType": exprType,
+				"classFilterMode": false, "tagsSet": []string{}, "codeSet": []int{}, "subVersion": time.Now().UnixMilli()}},
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var conns []*remoting.Client
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	seen := map[string]bool{}
+	for _, q := range queues {
+		if seen[q.Addr] {
+			continue
+		}
+		seen[q.Addr] = true
+		rc, err := dialBroker(ctx, q.Addr, 10*time.Second)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("dial broker %s: %w", q.Addr, err)
+		}
+		conns = append(conns, rc)
+		resp, err := rc.Invoke(ctx, remoting.NewRequest(remoting.CodeHeartBeat, nil, body))
+		if err == nil && resp.Code != remoting.RespSuccess {
+			err = fmt.Errorf("code %d: %s", resp.Code, resp.Remark)
+		}
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("join group %s on broker %s: %w", group, q.BrokerName, err)
+		}
+	}
+	return closeAll, nil
+}
+
 // subscriptionFlags turns --tag and --where into one subscription: a pull carries one
 // expression, so they exclude each other (the tag is a property in SQL92). --where is
 // compiled here so a mistake is reported, with its column, before anything is dialled.
@@ -262,6 +317,10 @@ func printMessage(w io.Writer, enc *json.Encoder, asJSON bool, m *message.Messag
 			"storeTime":  time.UnixMilli(m.StoreTimestamp).UTC().Format(time.RFC3339Nano),
 			"properties": m.Properties, "body": string(m.Body),
 		})
+	}
+	if keys := m.Keys(); len(keys) > 0 {
+		_, err := fmt.Fprintf(w, "queue=%d offset=%d tags=%s keys=%s %s\n", m.QueueID, m.QueueOffset, m.Tags(), strings.Join(keys, ","), m.Body)
+		return err
 	}
 	_, err := fmt.Fprintf(w, "queue=%d offset=%d tags=%s %s\n", m.QueueID, m.QueueOffset, m.Tags(), m.Body)
 	return err

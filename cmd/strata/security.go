@@ -337,7 +337,11 @@ func dialClient(ctx context.Context, namesrv string) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.Dial(ctx, namesrv, opts...)
+	c, err := client.Dial(ctx, namesrv, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w; `make run` (or ./bin/strata dev) starts one on %s, and --namesrv or STRATA_NAMESRV points the CLI elsewhere", err, defaultNamesrv)
+	}
+	return c, nil
 }
 
 // dialBroker opens a raw connection to a broker with the command's credentials and TLS.
