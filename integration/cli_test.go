@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCLIVerbs drives the mqadmin/rpk-style verbs against `strata dev` as an operator would:
@@ -110,4 +111,57 @@ func TestCLIVerbs(t *testing.T) {
 	if out := runCLI(t, "", "broker", "status", ns, "--broker", dev.Broker); !strings.Contains(out, "commitLogMaxOffset") {
 		t.Fatalf("broker status:\n%s", out)
 	}
+}
+
+// TestCLIClusterStatusFromEtcd: `cluster status --etcd` lists both broker groups of a
+// two-group cluster with their elected members and addresses from etcd, and once one broker
+// is killed by pid, the name-server view drops its group.
+func TestCLIClusterStatusFromEtcd(t *testing.T) {
+	etcd := startEtcdProcess(t)
+	a := startClusterBroker(t, etcd, "broker-a")
+	b := startClusterBroker(t, etcd, "broker-b")
+	waitGroupsLive(t, a, 2)
+	type group struct {
+		Name    string `json:"name"`
+		Master  string `json:"master"`
+		Members []struct {
+			Name       string `json:"name"`
+			Role       string `json:"role"`
+			Elected    bool   `json:"elected"`
+			BrokerAddr string `json:"brokerAddr"`
+			HTTPAddr   string `json:"httpAddr"`
+		} `json:"members"`
+	}
+	status := func(args ...string) []group {
+		t.Helper()
+		var gs []group
+		out := runCLI(t, "", append([]string{"cluster", "status", "--namesrv", a.Namesrv, "--format", "json"}, args...)...)
+		if err := json.Unmarshal([]byte(out), &gs); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return gs
+	}
+	gs := status("--etcd", strings.Join(etcd.Endpoints(), ","), "--cluster", "it")
+	want := map[string]*strataProc{"broker-a": a, "broker-b": b}
+	if len(gs) != 2 {
+		t.Fatalf("cluster status --etcd: %+v", gs)
+	}
+	for _, g := range gs {
+		p := want[g.Name]
+		if p == nil || g.Master != p.Broker || len(g.Members) != 1 {
+			t.Fatalf("group %+v, want master %v", g, p)
+		}
+		m := g.Members[0]
+		if !m.Elected || m.Role != "MASTER" || m.BrokerAddr != p.Broker || m.HTTPAddr != p.HTTP || m.Name == "-" {
+			t.Fatalf("member of %s from etcd: %+v (want broker %s, http %s)", g.Name, m, p.Broker, p.HTTP)
+		}
+	}
+	if out := runCLI(t, "", "cluster", "status", "--namesrv", a.Namesrv); !strings.Contains(out, "broker-a") || !strings.Contains(out, "broker-b") {
+		t.Fatalf("cluster status as text:\n%s", out)
+	}
+	b.Kill()
+	waitUntil(t, 60*time.Second, "the killed group to leave the cluster status", func() bool {
+		gs := status()
+		return len(gs) == 1 && gs[0].Name == "broker-a"
+	})
 }
