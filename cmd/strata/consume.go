@@ -123,7 +123,7 @@ func runConsume(ctx context.Context, o *consumeOptions, stdout io.Writer) error 
 		return err
 	}
 	defer c.Close()
-	route, err := c.Route(ctx, o.topic)
+	route, err := routeOf(ctx, c, o.topic)
 	if err != nil {
 		return err
 	}

@@ -69,9 +69,9 @@ func noArgs(cmd *cobra.Command, args []string) error {
 				names = append(names, c.Name())
 			}
 		}
-		return fmt.Errorf("unknown command %q for %q; want one of: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
+		return usageError{fmt.Errorf("unknown command %q for %q; want one of: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))}
 	}
-	return fmt.Errorf("%q takes no arguments, got %q (flags start with --)", cmd.CommandPath(), args)
+	return usageError{fmt.Errorf("%q takes no arguments, got %q (flags start with --; quote values with spaces)", cmd.CommandPath(), args)}
 }
 
 // newRoot builds the whole command tree.
@@ -106,6 +106,7 @@ SIGINT or SIGTERM stops any command; a second signal, or STRATA_SHUTDOWN_TIMEOUT
 		clusterCmd(), tierCmd(), timerCmd(), txnCmd(), aclCmd(),
 		benchCmd(), versionCmd(),
 	)
+	_ = root.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see `%s -h`)", err, cmd.CommandPath())}
 	})
@@ -151,17 +152,10 @@ func exitCode(ctx context.Context, cmd *cobra.Command, err error, stderr io.Writ
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	var ue usageError
-	if errors.As(err, &ue) || isArgsError(err) {
+	if errors.As(err, &ue) {
 		return 2
 	}
 	return 1
-}
-
-// isArgsError recognises cobra's own complaints about the command line.
-func isArgsError(err error) bool {
-	s := err.Error()
-	return strings.HasPrefix(s, "unknown command") || strings.HasPrefix(s, "unknown flag") ||
-		strings.HasPrefix(s, "unknown shorthand flag") || strings.Contains(s, "takes no arguments")
 }
 
 // benchCmd registers bench.go's load generator as it is: it parses its own flags (so the

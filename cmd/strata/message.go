@@ -31,26 +31,31 @@ Lists a topic's messages whose KEYS hold --key, stored between --from and --to, 
 	)
 }
 
-func messageFlags(sub string, fs *pflag.FlagSet) runFunc {
-	var id, topic, key, from, to string
-	var maxNum int
-	if sub == "get" {
-		fs.StringVar(&id, "id", "", "offset message id or unique key (required)")
-		fs.StringVar(&topic, "topic", "", "topic of a unique key (default: every topic)")
-	} else {
-		fs.StringVar(&topic, "topic", "", "topic (required)")
-		fs.StringVar(&key, "key", "", "message key (required)")
-		fs.StringVar(&from, "from", "", "stored at or after this time (see -h)")
-		fs.StringVar(&to, "to", "", "stored at or before this time (see -h)")
-		fs.IntVar(&maxNum, "max", 64, "at most this many messages per broker group")
-	}
-	asJSON := fs.Bool("json", false, "print one JSON object per message (same as --format json)")
-	return func(ctx context.Context, _ []string, stdout io.Writer) error {
-		return runMessage(ctx, stdout, sub, id, topic, key, from, to, maxNum, jsonOutput(*asJSON))
-	}
+// messageOptions are the flags of `message get` and `message find`.
+type messageOptions struct {
+	id, topic, key, from, to string
+	maxNum                   int
+	asJSON                   bool
 }
 
-func runMessage(ctx context.Context, stdout io.Writer, sub, id, topic, key, from, to string, maxNum int, asJSON bool) error {
+func messageFlags(sub string, fs *pflag.FlagSet) runFunc {
+	o := &messageOptions{}
+	if sub == "get" {
+		fs.StringVar(&o.id, "id", "", "offset message id or unique key (required)")
+		fs.StringVar(&o.topic, "topic", "", "topic of a unique key (default: every topic)")
+	} else {
+		fs.StringVar(&o.topic, "topic", "", "topic (required)")
+		fs.StringVar(&o.key, "key", "", "message key (required)")
+		fs.StringVar(&o.from, "from", "", "stored at or after this time (see -h)")
+		fs.StringVar(&o.to, "to", "", "stored at or before this time (see -h)")
+		fs.IntVar(&o.maxNum, "max", 64, "at most this many messages per broker group")
+	}
+	fs.BoolVar(&o.asJSON, "json", false, "print one JSON object per message (same as --format json)")
+	return func(ctx context.Context, _ []string, stdout io.Writer) error { return runMessage(ctx, stdout, sub, o) }
+}
+
+func runMessage(ctx context.Context, stdout io.Writer, sub string, o *messageOptions) error {
+	id, topic, key, from, to, maxNum, asJSON := o.id, o.topic, o.key, o.from, o.to, o.maxNum, jsonOutput(o.asJSON)
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	c, err := dialClient(ctx, namesrvAddr())

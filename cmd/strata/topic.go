@@ -141,8 +141,17 @@ type topicQueue struct {
 	MaxOffset int64  `json:"maxOffset"`
 }
 
+// routeOf is c.Route, with what to do when the topic does not exist.
+func routeOf(ctx context.Context, c *client.Client, topic string) (client.Route, error) {
+	r, err := c.Route(ctx, topic)
+	if errors.Is(err, client.ErrTopicNotFound) {
+		return r, fmt.Errorf("topic %s does not exist: `strata topic list` shows the topics, `strata topic create --topic %s` creates it", topic, topic)
+	}
+	return r, err
+}
+
 func describeTopic(ctx context.Context, c *client.Client, stdout io.Writer, topic string, asJSON bool) error {
-	route, err := c.Route(ctx, topic)
+	route, err := routeOf(ctx, c, topic)
 	if err != nil {
 		return err
 	}
