@@ -265,10 +265,13 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 	if !s.consume('{') {
 		return nil, false
 	}
-	m := make(ExtFields, 16)
 	if s.consume('}') {
-		return m, true
+		return ExtFields{}, true
 	}
+	// Pairs are collected first so the map is made once at its final size: a size hint above
+	// what a request carries costs a larger table on every frame.
+	var stack [24][2]string
+	pairs := stack[:0]
 	for {
 		k, ok := s.plainInterned()
 		if !ok || !s.consume(':') {
@@ -278,14 +281,21 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 		if !ok {
 			return nil, false
 		}
-		if _, dup := m[k]; dup {
-			return nil, false
-		}
-		m[k] = v
+		pairs = append(pairs, [2]string{k, v})
 		if s.consume(',') {
 			continue
 		}
-		return m, s.consume('}')
+		if !s.consume('}') {
+			return nil, false
+		}
+		m := make(ExtFields, len(pairs))
+		for _, p := range pairs {
+			if _, dup := m[p[0]]; dup {
+				return nil, false // let encoding/json's rule apply
+			}
+			m[p[0]] = p[1]
+		}
+		return m, true
 	}
 }
 
