@@ -147,10 +147,10 @@ func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []str
 			}
 		}
 	}
+	m.start()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
-	m.start()
 	start := time.Now()
 	for i, p := range ps {
 		wg.Add(1)
@@ -203,10 +203,10 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, queues []
 		defer c.Close()
 		cs[i] = c
 	}
+	m.start()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
-	m.start()
 	start := time.Now()
 	for i, c := range cs {
 		for j := 0; j < window; j++ {

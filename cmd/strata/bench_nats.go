@@ -49,10 +49,10 @@ func benchNATSProduce(ctx context.Context, w io.Writer, url, prefix string, topi
 		defer nc.Close()
 		jss[i] = js
 	}
+	m.start()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
-	m.start()
 	start := time.Now()
 	for i, js := range jss {
 		wg.Add(1)
