@@ -32,7 +32,7 @@ export STRATA_NATS_BIN  := $(TOOLBIN)/nats-server
 # Packages whose unit tests run with the race detector (everything but integration).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: build run test unit integration fuzz fuzz-short bench lint tools nats minio etcd staticcheck arrowjs helm chromium htmx clean
+.PHONY: build run test unit integration fuzz fuzz-short bench bench-suite bench-cold lint tools nats minio etcd staticcheck arrowjs helm chromium htmx clean
 
 build:
 	$(GO) build -o bin/strata ./cmd/strata
@@ -58,6 +58,15 @@ fuzz:
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=2s ./broker/... ./meta/...
+
+## bench-suite: issue 12's table — fresh Strata and NATS JetStream servers, msg/s and server CPU
+## per message for produce (1, 1,000, 10,000 topics; raw and official client), consume and
+## latency, same run. bench-cold: replay from MinIO beside a plain ranged GET loop.
+bench-suite: build nats
+	./bin/strata bench --mode suite --nats-bin $(TOOLBIN)/nats-server --rounds $(or $(ROUNDS),2)
+
+bench-cold: minio
+	$(GO) test -run '^$$' -bench TierMinIOReplay -benchtime 1x -count=1 ./integration/
 
 lint: staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
