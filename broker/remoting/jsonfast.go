@@ -371,7 +371,8 @@ func appendJSONHeaderFast(dst []byte, cmd *Command, lang string) []byte {
 	dst = append(dst, `,"remark":`...)
 	dst = appendJSONString(dst, cmd.Remark)
 	dst = append(dst, `,"extFields":{`...)
-	keys := make([]string, 0, len(cmd.ExtFields))
+	var stack [24]string // a response's fields fit: no allocation for the sort
+	keys := stack[:0]
 	for k := range cmd.ExtFields {
 		keys = append(keys, k)
 	}
