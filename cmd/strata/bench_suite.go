@@ -378,14 +378,18 @@ func runSuite(ctx context.Context, w io.Writer, o suiteOpts) error {
 				round, row.name, r.rate(), float64(r.cpuPerMsg().Nanoseconds())/1e3, r.n, r.secs, r.cpu.Seconds(), r.note)
 		}
 	}
-	// Medians, and each Strata row's ratio to the first NATS row of its kind, round by round.
+	// Medians, and each Strata row's ratio to the NATS row of its kind, round by round.
 	fmt.Fprintf(w, "\n%-20s %12s %16s %18s %18s\n", "row", "msg/s", "server CPU/msg", "msg/s ÷ NATS", "CPU/msg ÷ NATS")
 	for i, row := range rows {
+		// The baseline is the NATS row of the same kind and size (consume-strata-1000 against
+		// consume-nats-1000), else the first NATS row of the kind.
 		base := -1
 		for j, r := range rows {
-			if r.nats && r.kind == row.kind && !row.nats {
+			if !r.nats || r.kind != row.kind || row.nats {
+				continue
+			}
+			if base < 0 || rowSize(r.name) == rowSize(row.name) {
 				base = j
-				break
 			}
 		}
 		var rate, cpu, rr, cr []float64
@@ -410,6 +414,9 @@ func runSuite(ctx context.Context, w io.Writer, o suiteOpts) error {
 	}
 	return nil
 }
+
+// rowSize is what follows a row name's last '-': its topic or queue count.
+func rowSize(name string) string { return name[strings.LastIndexByte(name, '-')+1:] }
 
 func sortSearchRow(rows []suiteRow, name string) int {
 	for i, r := range rows {
