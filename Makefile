@@ -16,6 +16,7 @@ ETCD_BIN            ?= /usr/bin/etcd
 CHROMIUM_BIN        ?= /usr/bin/chromium
 # htmx is vendored (committed) in broker/console/assets; `make htmx` fetches this version
 # from npm and checks it, so the committed file can be reproduced. go build needs no Node.
+NATS_VERSION        := v2.15.2
 HTMX_VERSION        := 2.0.11
 HTMX_SHA256         := d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717
 HTMX_DIR            := broker/console/assets
@@ -26,11 +27,12 @@ export STRATA_ETCD_BIN  := $(ETCD_BIN)
 export STRATA_ARROWJS_DIR := $(TOOLS)/node
 export STRATA_HELM_BIN  := $(TOOLBIN)/helm
 export STRATA_CHROMIUM_BIN := $(CHROMIUM_BIN)
+export STRATA_NATS_BIN  := $(TOOLBIN)/nats-server
 
 # Packages whose unit tests run with the race detector (everything but integration).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: build run test unit integration fuzz fuzz-short bench lint tools minio etcd staticcheck arrowjs helm chromium htmx clean
+.PHONY: build run test unit integration fuzz fuzz-short bench bench-suite bench-cold lint tools nats minio etcd staticcheck arrowjs helm chromium htmx clean
 
 build:
 	$(GO) build -o bin/strata ./cmd/strata
@@ -57,6 +59,15 @@ fuzz:
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=2s ./broker/... ./meta/...
 
+## bench-suite: issue 12's table — fresh Strata and NATS JetStream servers, msg/s and server CPU
+## per message for produce (1, 1,000, 10,000 topics; raw and official client), consume and
+## latency, same run. bench-cold: replay from MinIO beside a plain ranged GET loop.
+bench-suite: build nats
+	./bin/strata bench --mode suite --nats-bin $(TOOLBIN)/nats-server --rounds $(or $(ROUNDS),2)
+
+bench-cold: minio
+	$(GO) test -run '^$$' -bench TierMinIOReplay -benchtime 1x -count=1 ./integration/
+
 lint: staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
@@ -75,6 +86,13 @@ staticcheck: $(TOOLBIN)/staticcheck
 $(TOOLBIN)/staticcheck:
 	@mkdir -p $(TOOLBIN)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# nats-server, the JetStream baseline `strata bench` runs beside Strata in the same run.
+nats: $(TOOLBIN)/nats-server
+$(TOOLBIN)/nats-server:
+	@mkdir -p $(TOOLBIN)
+	@echo "building nats-server $(NATS_VERSION) (first time only, a minute or two)"
+	$(GO) install github.com/nats-io/nats-server/v2@$(NATS_VERSION)
 
 # helm renders the chart in deployments/helm for integration/deploy_test.go (helm template;
 # no cluster is needed).

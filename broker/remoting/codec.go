@@ -432,7 +432,8 @@ func appendBinaryHeader(dst []byte, cmd *Command) ([]byte, error) {
 
 	lenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
-	keys := make([]string, 0, len(cmd.ExtFields))
+	var stack [24]string // a response's fields fit: no allocation for the sort
+	keys := stack[:0]
 	for k := range cmd.ExtFields {
 		keys = append(keys, k)
 	}

@@ -225,3 +225,25 @@ func TestResponseHelpers(t *testing.T) {
 		t.Fatalf("not-supported response: %v", resp)
 	}
 }
+
+// The Go client's send header, properties joined with \u0001 and \u0002 as every client
+// writes them, takes the fast path and decodes to what encoding/json reads.
+func TestJSONHeaderFastPathTakesEscapedProperties(t *testing.T) {
+	h := []byte(`{"code":310,"language":"GO","version":317,"opaque":7,"flag":0,"remark":"",` +
+		`"extFields":{"a":"PG","b":"T","i":"KEYS\u0001k1\u0002UNIQ_KEY\u0001AB\u0002WAIT\u0001true\u0002"},` +
+		`"serializeTypeCurrentRPC":"JSON"}`)
+	cmd, ok := decodeJSONHeaderFast(h)
+	if !ok {
+		t.Fatal("fast path gave up on escaped properties")
+	}
+	if want := "KEYS\x01k1\x02UNIQ_KEY\x01AB\x02WAIT\x01true\x02"; cmd.ExtFields["i"] != want {
+		t.Fatalf("properties = %q, want %q", cmd.ExtFields["i"], want)
+	}
+	out, err := AppendFrame(nil, &Command{SerializeType: SerializeJSON, Code: 1, ExtFields: cmd.ExtFields})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte(`"i":"KEYS\u0001k1\u0002UNIQ_KEY\u0001AB\u0002WAIT\u0001true\u0002"`)) {
+		t.Fatalf("re-encoded header does not escape the separators as clients do: %s", out)
+	}
+}

@@ -252,21 +252,19 @@ func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
 
 // write encodes and sends one command.
 func (c *Conn) write(ctx context.Context, cmd *Command) error {
-	frame, err := EncodeFrame(cmd)
-	if err != nil {
-		return err
-	}
-	return c.writeFrame(ctx, frame)
+	return c.enqueue(ctx, func(buf []byte) ([]byte, error) { return AppendFrame(buf, cmd) })
 }
 
 // maxQueuedWriteBytes bounds the frames queued behind a flush; writers beyond it wait, so a
 // slow peer pushes back on the handlers answering it.
 const maxQueuedWriteBytes = 4 << 20
 
-// writeFrame queues one encoded frame and, unless another goroutine is already flushing,
-// writes the queue. Frames are written in the order they were queued. A failed write leaves
-// the stream unusable and closes the connection.
-func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
+// enqueue appends one frame to the write queue with appendFrame (which returns buf unchanged
+// with its error) and, unless another goroutine is already flushing, writes the queue. Frames
+// are encoded straight into the queue, so a response costs no buffer of its own, and are
+// written in the order they were queued. A failed write leaves the stream unusable and
+// closes the connection.
+func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte, error)) error {
 	select {
 	case <-c.closed:
 		return ErrConnClosed
@@ -284,7 +282,12 @@ func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 		c.writeMu.Unlock()
 		return err
 	}
-	c.writeBuf = append(c.writeBuf, frame...)
+	buf, err := appendFrame(c.writeBuf)
+	c.writeBuf = buf
+	if err != nil {
+		c.writeMu.Unlock()
+		return err
+	}
 	if c.flushing {
 		c.writeMu.Unlock()
 		return nil
@@ -299,7 +302,6 @@ func (c *Conn) writeFrame(ctx context.Context, frame []byte) error {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	var err error
 	for len(c.writeBuf) > 0 {
 		buf := c.writeBuf
 		c.writeBuf = c.writeSpare[:0]
@@ -506,15 +508,15 @@ func (c *Conn) handle(in inbound) {
 	resp.Opaque = req.Opaque
 	resp.Flag = resp.Flag&^FlagOneway | FlagResponse
 	resp.SerializeType = req.SerializeType
-	frame, err := EncodeFrame(resp)
-	if err != nil {
-		// Tell the peer rather than leave it waiting for a timeout.
-		frame, err = EncodeFrame(NewResponse(req, RespSystemError, err.Error()))
+	err := c.enqueue(c.ctx, func(buf []byte) ([]byte, error) {
+		out, err := AppendFrame(buf, resp)
 		if err != nil {
-			return
+			// Tell the peer rather than leave it waiting for a timeout.
+			return AppendFrame(buf, NewResponse(req, RespSystemError, err.Error()))
 		}
-	}
-	if err := c.writeFrame(c.ctx, frame); err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
+		return out, nil
+	})
+	if err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
 		c.cfg.logger.Warn("remoting: response not sent", "conn", c.id, "code", req.Code, "err", err.Error())
 	}
 }

@@ -1,16 +1,19 @@
 package remoting
 
 import (
-	"encoding/json"
 	"sort"
 	"strconv"
+	"unicode/utf8"
 )
 
 // A hand-written path for the JSON headers every client sends: a flat object of integers and
-// plain strings plus the extFields object of plain strings. It is a quarter of the broker's
-// CPU when done with encoding/json. Anything else — escapes, non-ASCII text, numbers written
-// as strings, nulls, unknown value types — makes it give up, and the general decoder, which
-// accepts every quirk, takes over. FuzzJSONHeaderFastPath checks the two agree.
+// strings plus the extFields object of strings. It is a quarter of the broker's CPU when done
+// with encoding/json. Strings may hold escapes (RocketMQ's properties are separated by
+// \u0001 and \u0002, which every client writes escaped) and valid UTF-8; the scanner decodes
+// them as encoding/json does. Anything else — invalid UTF-8, lone or paired surrogate
+// escapes, numbers written as strings, nulls, unknown value types — makes it give up, and
+// the general decoder, which accepts every quirk, takes over. FuzzJSONHeaderFastPath checks
+// the two agree, FuzzAppendJSONString that the writer matches encoding/json byte for byte.
 
 type jsonScanner struct {
 	b   []byte
@@ -65,27 +68,91 @@ func (s *jsonScanner) plainInterned() (string, bool) {
 	return string(v), true
 }
 
-// plainBytes reads a string with no escapes and only printable ASCII, without copying.
+// plainBytes reads a string. Without escapes it returns the bytes in place, without copying;
+// with escapes it returns them decoded into a new slice.
 func (s *jsonScanner) plainBytes() ([]byte, bool) {
 	s.skipSpace()
 	if s.pos >= len(s.b) || s.b[s.pos] != '"' {
 		return nil, false
 	}
 	start := s.pos + 1
+	ascii := true
 	for i := start; i < len(s.b); i++ {
 		c := s.b[i]
-		if c == '"' {
+		switch {
+		case c == '"':
+			if !ascii && !utf8.Valid(s.b[start:i]) {
+				return nil, false // encoding/json would replace the bad bytes with U+FFFD
+			}
 			s.pos = i + 1
 			return s.b[start:i], true
-		}
-		if c == '\\' || c < 0x20 || c >= 0x80 {
+		case c == '\\':
+			return s.escapedBytes(start, i)
+		case c < 0x20:
 			return nil, false
+		case c >= 0x80:
+			ascii = false
 		}
 	}
 	return nil, false
 }
 
-// plainString reads a string with no escapes and only printable ASCII.
+// escapedBytes decodes the string that began at start and whose first escape is at esc.
+func (s *jsonScanner) escapedBytes(start, esc int) ([]byte, bool) {
+	out := make([]byte, esc-start, esc-start+16)
+	copy(out, s.b[start:esc])
+	for i := esc; i < len(s.b); {
+		c := s.b[i]
+		switch {
+		case c == '"':
+			if !utf8.Valid(out) {
+				return nil, false
+			}
+			s.pos = i + 1
+			return out, true
+		case c < 0x20:
+			return nil, false
+		case c != '\\':
+			out = append(out, c)
+			i++
+			continue
+		}
+		if i+1 >= len(s.b) {
+			return nil, false
+		}
+		switch e := s.b[i+1]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if i+6 > len(s.b) {
+				return nil, false
+			}
+			r, err := strconv.ParseUint(string(s.b[i+2:i+6]), 16, 16)
+			if err != nil || (r >= 0xd800 && r < 0xe000) {
+				return nil, false // surrogates: the general decoder pairs them
+			}
+			out = utf8.AppendRune(out, rune(r))
+			i += 6
+			continue
+		default:
+			return nil, false
+		}
+		i += 2
+	}
+	return nil, false
+}
+
+// plainString reads a string.
 func (s *jsonScanner) plainString() (string, bool) {
 	b, ok := s.plainBytes()
 	return string(b), ok
@@ -198,10 +265,13 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 	if !s.consume('{') {
 		return nil, false
 	}
-	m := make(ExtFields, 16)
 	if s.consume('}') {
-		return m, true
+		return ExtFields{}, true
 	}
+	// Pairs are collected first so the map is made once at its final size: a size hint above
+	// what a request carries costs a larger table on every frame.
+	var stack [24][2]string
+	pairs := stack[:0]
 	for {
 		k, ok := s.plainInterned()
 		if !ok || !s.consume(':') {
@@ -211,28 +281,78 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 		if !ok {
 			return nil, false
 		}
-		if _, dup := m[k]; dup {
-			return nil, false
-		}
-		m[k] = v
+		pairs = append(pairs, [2]string{k, v})
 		if s.consume(',') {
 			continue
 		}
-		return m, s.consume('}')
+		if !s.consume('}') {
+			return nil, false
+		}
+		m := make(ExtFields, len(pairs))
+		for _, p := range pairs {
+			if _, dup := m[p[0]]; dup {
+				return nil, false // let encoding/json's rule apply
+			}
+			m[p[0]] = p[1]
+		}
+		return m, true
 	}
 }
 
-// appendJSONString writes s as a JSON string: plain ASCII directly, anything else through
-// encoding/json so escaping stays exactly standard.
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString writes s as a JSON string exactly as encoding/json.Marshal does: <, > and
+// & as \u escapes, control characters short where JSON has a short form, invalid UTF-8 as
+// \ufffd, U+2028 and U+2029 escaped.
 func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return append(dst, b...)
-		}
-	}
 	dst = append(dst, '"')
-	dst = append(dst, s...)
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 
@@ -251,7 +371,8 @@ func appendJSONHeaderFast(dst []byte, cmd *Command, lang string) []byte {
 	dst = append(dst, `,"remark":`...)
 	dst = appendJSONString(dst, cmd.Remark)
 	dst = append(dst, `,"extFields":{`...)
-	keys := make([]string, 0, len(cmd.ExtFields))
+	var stack [24]string // a response's fields fit: no allocation for the sort
+	keys := stack[:0]
 	for k := range cmd.ExtFields {
 		keys = append(keys, k)
 	}

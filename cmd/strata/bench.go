@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,8 @@ import (
 func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
-	mode := fs.String("mode", "produce", "produce (throughput), latency (publish-to-consume) or timer (scheduled delivery: insert rate, lateness, fire rate)")
+	mode := fs.String("mode", "produce", "produce (throughput), latency (publish-to-consume), timer (scheduled delivery: insert rate, lateness, fire rate), "+
+		"or suite (starts fresh servers itself, Strata and NATS, and prints msg/s and server CPU per message of every row, same run)")
 	producers := fs.Int("producers", 16, "concurrent producers")
 	topics := fs.Int("topics", 1, "topics to spread messages over")
 	size := fs.Int("size", 1024, "message body bytes")
@@ -38,8 +40,32 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	clientKind := fs.String("client", "official", "producer client for --target strata: official (rocketmq-client-go) or raw (Strata's lean protocol client, pipelined)")
 	timers := fs.Int("timers", 100000, "timers per phase (timer mode)")
 	fireRate := fs.Int("fire-rate", 10000, "timers due per second in the steady phase (timer mode)")
+	var so suiteOpts
+	fs.StringVar(&so.strataBin, "strata-bin", "", "suite: the strata binary to run as `strata dev` (default: this one)")
+	fs.StringVar(&so.natsBin, "nats-bin", findNATS(), "suite: nats-server binary (make nats; or Debian's nats-server)")
+	fs.StringVar(&so.rows, "rows", "", "suite: comma-separated rows to run (default all; a wrong name lists them)")
+	fs.IntVar(&so.rounds, "rounds", 1, "suite: rounds; each runs every row once, in turn, on fresh servers")
+	fs.IntVar(&so.volume, "volume", 200000, "suite consume rows: messages produced first, then consumed (measured)")
+	fs.IntVar(&so.consumers, "consumers", 16, "suite consume rows: concurrent pullers (at most one per queue)")
+	fs.IntVar(&so.consumeBatch, "pull-batch", 32, "suite consume rows: messages per pull (the official client's default)")
+	fs.DurationVar(&so.latencyDuration, "latency-duration", 10*time.Second, "suite latency rows: how long to publish at --rate")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *mode == "suite" {
+		rlog.SetLogLevel("error")
+		if so.strataBin == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			so.strataBin = exe
+		}
+		if !isFlagSet(fs, "rate") {
+			*rate = 10000
+		}
+		so.producers, so.size, so.window, so.duration, so.rate, so.discard = *producers, *size, *window, *duration, *rate, io.Discard
+		return runSuite(ctx, stdout, so)
 	}
 	if *mode == "timer" {
 		return benchTimer(ctx, stdout, *namesrv, *prefix, *timers, *fireRate, *producers, *window)
@@ -47,9 +73,11 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if *target == "nats" {
 		switch *mode {
 		case "produce":
-			return benchNATSProduce(ctx, stdout, *natsURL, *prefix, *topics, *producers, *size, *window, *duration)
+			_, err := benchNATSProduce(ctx, stdout, *natsURL, *prefix, *topics, *producers, *size, *window, *duration, nil)
+			return err
 		case "latency":
-			return benchNATSLatency(ctx, stdout, *natsURL, *prefix, *size, *rate, *duration)
+			_, err := benchNATSLatency(ctx, stdout, *natsURL, *prefix, *size, *rate, *duration, nil)
+			return err
 		}
 		return fmt.Errorf("--mode %q: want produce or latency", *mode)
 	}
@@ -57,29 +85,28 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--target %q: want strata or nats", *target)
 	}
 	rlog.SetLogLevel("error")
-	names := make([]string, *topics)
-	c, err := dialClient(ctx, *namesrv)
+	names, queues, err := benchTopics(ctx, *namesrv, *prefix, *topics, 4, *clientKind == "raw")
 	if err != nil {
 		return err
 	}
-	for i := range names {
-		names[i] = fmt.Sprintf("%s-%d", *prefix, i)
-		if err := c.CreateTopic(ctx, names[i], 4); err != nil {
-			c.Close()
-			return fmt.Errorf("create %s: %w", names[i], err)
-		}
-	}
-	c.Close()
 	switch *mode {
 	case "produce":
 		if *clientKind == "raw" {
-			return benchProduceRaw(ctx, stdout, *namesrv, names, *producers, *size, *window, *duration)
+			_, err = benchProduceRaw(ctx, stdout, *namesrv, queues, len(names), *producers, *size, *window, *duration, nil)
+			return err
 		}
-		return benchProduce(ctx, stdout, *namesrv, names, *producers, *size, *window, *duration)
+		_, err = benchProduce(ctx, stdout, *namesrv, names, *producers, *size, *window, *duration, nil)
+		return err
 	case "latency":
 		return benchLatency(ctx, stdout, *namesrv, names[0], *size, *rate, *duration)
 	}
-	return fmt.Errorf("--mode %q: want produce or latency", *mode)
+	return fmt.Errorf("--mode %q: want produce, latency, timer or suite", *mode)
+}
+
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func newBenchProducer(namesrv string, i int) (interface {
@@ -99,19 +126,33 @@ func newBenchProducer(namesrv string, i int) (interface {
 	return p, p.Start()
 }
 
-func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []string, producers, size, window int, d time.Duration) error {
+func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []string, producers, size, window int, d time.Duration, m *cpuMeter) (benchResult, error) {
 	body := make([]byte, size)
 	var sent, failed atomic.Int64
+	ps := make([]interface {
+		SendAsync(context.Context, func(context.Context, *primitive.SendResult, error), ...*primitive.Message) error
+		Shutdown() error
+	}, producers)
+	for i := range ps {
+		p, err := newBenchProducer(namesrv, i)
+		if err != nil {
+			return benchResult{}, err
+		}
+		defer func() { _ = p.Shutdown() }()
+		ps[i] = p
+		// The first send of each topic fetches its route; do it before the clock starts.
+		for _, t := range topics[i%len(topics) : min(len(topics), i%len(topics)+1)] {
+			if _, err := p.SendSync(ctx, primitive.NewMessage(t, body)); err != nil {
+				return benchResult{}, fmt.Errorf("warm-up send to %s: %w", t, err)
+			}
+		}
+	}
+	m.start()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < producers; i++ {
-		p, err := newBenchProducer(namesrv, i)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = p.Shutdown() }()
+	for i, p := range ps {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -141,41 +182,33 @@ func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []str
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
+	m.stop()
 	n := sent.Load()
 	fmt.Fprintf(w, "produce: %d producers, %d topics, %d-byte messages: %d acked in %.1fs = %.0f msg/s, %.1f MB/s (%d failed)\n",
 		producers, len(topics), size, n, el, float64(n)/el, float64(n)*float64(size)/el/1e6, failed.Load())
-	return nil
+	return m.result(n, el)
 }
 
 // benchProduceRaw sends with broker/client: one connection per producer, window requests in
 // flight each, queues chosen round-robin over every topic's queues.
-func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []string, producers, size, window int, d time.Duration) error {
-	var queues []client.Queue
-	probe, err := dialClient(ctx, namesrv)
-	if err != nil {
-		return err
-	}
-	for _, t := range topics {
-		r, err := probe.Route(ctx, t)
-		if err != nil {
-			probe.Close()
-			return err
-		}
-		queues = append(queues, r.Queues(t)...)
-	}
-	probe.Close()
+func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, queues []client.Queue, topics, producers, size, window int, d time.Duration, m *cpuMeter) (benchResult, error) {
 	body := make([]byte, size)
 	var sent, failed atomic.Int64
+	cs := make([]*client.Client, producers)
+	for i := range cs {
+		c, err := dialClient(ctx, namesrv)
+		if err != nil {
+			return benchResult{}, err
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	m.start()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < producers; i++ {
-		c, err := dialClient(ctx, namesrv)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
+	for i, c := range cs {
 		for j := 0; j < window; j++ {
 			wg.Add(1)
 			go func(n int) {
@@ -192,10 +225,11 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, topics []
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
+	m.stop()
 	n := sent.Load()
 	fmt.Fprintf(w, "produce (raw client): %d producers x %d in flight, %d topics, %d-byte messages: %d acked in %.1fs = %.0f msg/s, %.1f MB/s (%d failed)\n",
-		producers, window, len(topics), size, n, el, float64(n)/el, float64(n)*float64(size)/el/1e6, failed.Load())
-	return nil
+		producers, window, topics, size, n, el, float64(n)/el, float64(n)*float64(size)/el/1e6, failed.Load())
+	return m.result(n, el)
 }
 
 func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size, rate int, d time.Duration) error {
@@ -234,10 +268,11 @@ func benchLatency(ctx context.Context, w io.Writer, namesrv, topic string, size,
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return rec.run(ctx, w, "latency", rate, size, d, func(body []byte) error {
-		_, err := p.SendSync(ctx, primitive.NewMessage(topic, append([]byte(nil), body...)))
+	_, err = rec.run(ctx, w, "latency", rate, size, d, nil, func(body []byte) error {
+		_, err := p.SendSync(ctx, primitive.NewMessage(topic, body))
 		return err
 	})
+	return err
 }
 
 // latencyRecorder collects publish-to-consume latencies from bodies that begin with their
@@ -264,31 +299,56 @@ func (r *latencyRecorder) count() int {
 }
 
 // run sends rate messages a second for d through send, each stamped with its send time, waits
-// up to 10 s for the consumer to record them all, and prints the percentiles.
-func (r *latencyRecorder) run(ctx context.Context, w io.Writer, label string, rate, size int, d time.Duration, send func(body []byte) error) error {
-	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
+// up to 10 s for the consumer to record them all, and prints the percentiles. Sends are paced
+// by the clock (a tick that comes late sends what fell due meanwhile) and go out from 256
+// goroutines, so one slow acknowledgement does not hold back the rate; each body is stamped
+// just before its send.
+func (r *latencyRecorder) run(ctx context.Context, w io.Writer, label string, rate, size int, d time.Duration, m *cpuMeter, send func(body []byte) error) (benchResult, error) {
+	rate = max(rate, 1)
+	tick := time.NewTicker(max(time.Second/time.Duration(rate), 100*time.Microsecond))
 	defer tick.Stop()
-	end := time.Now().Add(d)
-	body := make([]byte, max(size, 8))
-	sentN := 0
-	for time.Now().Before(end) && ctx.Err() == nil {
-		<-tick.C
-		binary.BigEndian.PutUint64(body, uint64(time.Now().UnixNano()))
-		if send(body) == nil {
-			sentN++
+	due := make(chan struct{}, 4096)
+	var sentN atomic.Int64
+	var wg sync.WaitGroup
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range due {
+				body := make([]byte, max(size, 8))
+				binary.BigEndian.PutUint64(body, uint64(time.Now().UnixNano()))
+				if send(body) == nil {
+					sentN.Add(1)
+				}
+			}
+		}()
+	}
+	m.start()
+	start := time.Now()
+	queued := int64(0)
+	for now := start; now.Sub(start) < d && ctx.Err() == nil; now = <-tick.C {
+		for n := int64(now.Sub(start).Seconds() * float64(rate)); queued < n; queued++ {
+			due <- struct{}{}
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && r.count() < sentN; {
-		time.Sleep(100 * time.Millisecond)
+	close(due)
+	wg.Wait()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && int64(r.count()) < sentN.Load(); {
+		time.Sleep(10 * time.Millisecond)
 	}
+	el := time.Since(start).Seconds()
+	m.stop()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	lat := r.lat
 	if len(lat) == 0 {
-		return fmt.Errorf("%s: no message came back within 10s of the last send", label)
+		return benchResult{}, fmt.Errorf("%s: no message came back within 10s of the last send", label)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	fmt.Fprintf(w, "%s: %d of %d messages, publish-to-consume p50 %v p99 %v max %v\n",
-		label, len(lat), sentN, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
-	return nil
+	note := fmt.Sprintf("  p50 %v p99 %v max %v (%d of %d back)", lat[len(lat)/2].Round(time.Microsecond),
+		lat[len(lat)*99/100].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond), len(lat), sentN.Load())
+	fmt.Fprintf(w, "%s: %d of %d messages at %d msg/s, publish-to-consume%s\n", label, len(lat), sentN.Load(), rate, note)
+	res, err := m.result(int64(len(lat)), el)
+	res.note = note
+	return res, err
 }

@@ -37,19 +37,24 @@ func natsStream(ctx context.Context, url, prefix string) (*nats.Conn, jetstream.
 	return nc, js, nil
 }
 
-func benchNATSProduce(ctx context.Context, w io.Writer, url, prefix string, topics, producers, size, window int, d time.Duration) error {
+func benchNATSProduce(ctx context.Context, w io.Writer, url, prefix string, topics, producers, size, window int, d time.Duration, m *cpuMeter) (benchResult, error) {
 	body := make([]byte, size)
 	var sent, failed atomic.Int64
+	jss := make([]jetstream.JetStream, producers)
+	for i := range jss {
+		nc, js, err := natsStream(context.Background(), url, prefix)
+		if err != nil {
+			return benchResult{}, err
+		}
+		defer nc.Close()
+		jss[i] = js
+	}
+	m.start()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < producers; i++ {
-		nc, js, err := natsStream(context.Background(), url, prefix)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
+	for i, js := range jss {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -80,30 +85,31 @@ func benchNATSProduce(ctx context.Context, w io.Writer, url, prefix string, topi
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
+	m.stop()
 	n := sent.Load()
 	fmt.Fprintf(w, "nats produce: %d producers, %d subjects, %d-byte messages: %d acked in %.1fs = %.0f msg/s, %.1f MB/s (%d failed)\n",
 		producers, topics, size, n, el, float64(n)/el, float64(n)*float64(size)/el/1e6, failed.Load())
-	return nil
+	return m.result(n, el)
 }
 
-func benchNATSLatency(ctx context.Context, w io.Writer, url, prefix string, size, rate int, d time.Duration) error {
+func benchNATSLatency(ctx context.Context, w io.Writer, url, prefix string, size, rate int, d time.Duration, m *cpuMeter) (benchResult, error) {
 	nc, js, err := natsStream(ctx, url, prefix)
 	if err != nil {
-		return err
+		return benchResult{}, err
 	}
 	defer nc.Close()
 	cons, err := js.OrderedConsumer(ctx, prefix, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
-		return err
+		return benchResult{}, err
 	}
 	var rec latencyRecorder
 	cc, err := cons.Consume(func(m jetstream.Msg) { rec.record(m.Data()) })
 	if err != nil {
-		return err
+		return benchResult{}, err
 	}
 	defer cc.Stop()
-	return rec.run(ctx, w, "nats latency", rate, size, d, func(body []byte) error {
-		_, err := js.Publish(ctx, prefix+".0", body)
+	return rec.run(ctx, w, "nats latency", rate, size, d, m, func(body []byte) error {
+		_, err := js.PublishAsync(prefix+".0", body)
 		return err
 	})
 }
