@@ -391,6 +391,11 @@ func (b *Broker) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("broker: leave the master election of %s: %w", b.cfg.BrokerName, err))
 		}
 	}
+	if b.incarnations != nil {
+		if err := b.incarnations.close(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: close topic incarnations: %w", err))
+		}
+	}
 	if b.store != nil {
 		if err := b.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("broker: close store: %w", err))

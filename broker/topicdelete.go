@@ -2,15 +2,11 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
-	"sync/atomic"
 
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/timer"
@@ -39,96 +35,25 @@ import (
 //     the group's consumer offsets of the topic are deleted from etcd, so a group reading the
 //     new incarnation starts at its first message instead of an offset past its end.
 //   - The incarnation each local topic's data belongs to is kept in
-//     <DataDir>/topic-incarnations (JSON {"v":1,"topics":{"T":rev}}), written only when a
-//     topic is first written under a new incarnation.
-
-// incarnationFileVersion is the "v" of the topic-incarnations file.
-const incarnationFileVersion = 1
-
-// incarnations maps each topic with local data to the incarnation that data belongs to.
-// Reads are lock-free (the send path asks on every message); changes copy the map.
-type incarnations struct {
-	path  string
-	known atomic.Pointer[map[string]int64]
-	mu    sync.Mutex // serialises changes, the file write and the deletions they cause
-}
-
-type incarnationFile struct {
-	Version int              `json:"v"`
-	Topics  map[string]int64 `json:"topics"`
-}
-
-func loadIncarnations(path string) (*incarnations, error) {
-	inc := &incarnations{path: path}
-	m := map[string]int64{}
-	raw, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	default:
-		var f incarnationFile
-		if err := json.Unmarshal(raw, &f); err != nil || f.Version != incarnationFileVersion {
-			return nil, fmt.Errorf("%s is not a version %d topic-incarnations file (%v); move it aside to rebuild it from the cluster's topics", path, incarnationFileVersion, err)
-		}
-		if f.Topics != nil {
-			m = f.Topics
-		}
-	}
-	inc.known.Store(&m)
-	return inc, nil
-}
-
-func (in *incarnations) get(topic string) (int64, bool) {
-	v, ok := (*in.known.Load())[topic]
-	return v, ok
-}
-
-// setLocked stores the incarnation of topic (0 removes it) and writes the file; callers hold mu.
-func (in *incarnations) setLocked(topic string, rev int64) error {
-	m := maps.Clone(*in.known.Load())
-	if rev == 0 {
-		delete(m, topic)
-	} else {
-		m[topic] = rev
-	}
-	raw, _ := json.Marshal(incarnationFile{Version: incarnationFileVersion, Topics: m})
-	tmp := in.path + ".tmp"
-	if err := writeFileSync(tmp, raw); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, in.path); err != nil {
-		return fmt.Errorf("topic incarnations: %w", err)
-	}
-	in.known.Store(&m)
-	return nil
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("topic incarnations: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("topic incarnations: write %s: %w", path, err)
-	}
-	return nil
-}
+//     <DataDir>/topic-incarnations (incarnations.go), written only when a topic is first
+//     written under a new incarnation.
 
 // checkIncarnation is called before this broker writes to t: data of an older incarnation of
 // the topic is dropped first, and t's incarnation is recorded as the one local data belongs to.
+// First writes to topics never seen here only add a record, and share their fsync with the
+// other first writes in flight; only a changed incarnation takes the exclusive lock.
 func (b *Broker) checkIncarnation(ctx context.Context, t topicInfo) error {
-	if rev, ok := b.incarnations.get(t.Name); ok && rev == t.Incarnation || t.Incarnation == 0 {
+	in := b.incarnations
+	if rev, ok := in.get(t.Name); ok && rev == t.Incarnation || t.Incarnation == 0 {
 		return nil
 	}
-	in := b.incarnations
+	in.mu.RLock()
+	if _, ok := in.get(t.Name); !ok {
+		err := in.record(t.Name, t.Incarnation)
+		in.mu.RUnlock()
+		return err
+	}
+	in.mu.RUnlock()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	rev, ok := in.get(t.Name)
@@ -142,7 +67,7 @@ func (b *Broker) checkIncarnation(ctx context.Context, t topicInfo) error {
 			return fmt.Errorf("drop data of the deleted incarnation of topic %s: %w", t.Name, err)
 		}
 	}
-	return in.setLocked(t.Name, t.Incarnation)
+	return in.record(t.Name, t.Incarnation)
 }
 
 // reconcileTopics drops the local data of every topic the view no longer has, or has under a
@@ -156,7 +81,7 @@ func (b *Broker) reconcileTopics(ctx context.Context, s *meta.Snapshot) {
 	for _, q := range b.store.Queues() {
 		local[q.Topic] = true
 	}
-	for topic := range *in.known.Load() {
+	for _, topic := range in.topics() {
 		local[topic] = true
 	}
 	for topic := range local {
@@ -169,7 +94,7 @@ func (b *Broker) reconcileTopics(ctx context.Context, s *meta.Snapshot) {
 		case exists && recorded && rev == cur.Incarnation:
 			continue
 		case exists && !recorded:
-			if err := in.setLocked(topic, cur.Incarnation); err != nil {
+			if err := in.record(topic, cur.Incarnation); err != nil {
 				b.log.Warn("record topic incarnation", "topic", topic, "err", err)
 			}
 			continue
@@ -183,7 +108,7 @@ func (b *Broker) reconcileTopics(ctx context.Context, s *meta.Snapshot) {
 		if exists {
 			next = cur.Incarnation
 		}
-		if err := in.setLocked(topic, next); err != nil {
+		if err := in.record(topic, next); err != nil {
 			b.log.Warn("record topic incarnation", "topic", topic, "err", err)
 		}
 	}
@@ -216,7 +141,7 @@ func (b *Broker) dropTopic(ctx context.Context, topic string) error {
 	if err := b.deleteTopicData(ctx, topic); err != nil {
 		return err
 	}
-	return in.setLocked(topic, 0)
+	return in.record(topic, 0)
 }
 
 // isInternalTopic reports whether topic is a broker-internal system topic (transactions,
