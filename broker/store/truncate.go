@@ -1,0 +1,278 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/stratamq/strata/broker/message"
+)
+
+// Truncation of the log tail (TruncateTo). The index is derived from the log by replaying it
+// from a checkpoint, so rolling the index back is recovery from a checkpoint that covers no
+// dropped record: the newest checkpoint slot, or the one saved when the current epoch began
+// (index/rollback), whose indexed end is at or below the cut. Such a checkpoint stays valid
+// while its files exist, because index files only grow and Open truncates them to the
+// lengths it names. Without one, the index is rebuilt from the whole log.
+
+const rollbackFile = "rollback"
+
+// saveRollbackCheckpoint takes a checkpoint and keeps a copy as index/rollback (BeginEpoch,
+// on the writer goroutine with every append indexed).
+func (s *Store) saveRollbackCheckpoint() error {
+	if err := s.checkpointNow(false); err != nil {
+		return fmt.Errorf("checkpoint the index: %w", err)
+	}
+	c := s.lastCheckpoint.Load()
+	if c == nil {
+		return nil // the index is marked corrupt: the next open rebuilds it anyway
+	}
+	return s.writeFileAtomic(s.indexPath(rollbackFile), encodeCheckpoint(c))
+}
+
+// writeFileAtomic replaces path with b: temporary file, fsync, rename, directory fsync.
+func (s *Store) writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := s.syncFile(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// rollbackBase returns the newest saved checkpoint whose indexed end is at or below pos.
+func (s *Store) rollbackBase(pos int64) (checkpoint, bool) {
+	var cands []checkpoint
+	if b, err := os.ReadFile(s.indexPath(checkpointFile)); err == nil {
+		for off := 0; off+checkpointSlotBytes <= len(b) && off <= checkpointSlotBytes; off += checkpointSlotBytes {
+			if c, err := decodeCheckpoint(b[off : off+checkpointSlotBytes]); err == nil {
+				cands = append(cands, c)
+			}
+		}
+	}
+	if b, err := os.ReadFile(s.indexPath(rollbackFile)); err == nil {
+		if c, err := decodeCheckpoint(b); err == nil {
+			cands = append(cands, c)
+		}
+	}
+	var best checkpoint
+	ok := false
+	for _, c := range cands {
+		if c.indexedEnd <= pos && (!ok || c.indexedEnd > best.indexedEnd) {
+			best, ok = c, true
+		}
+	}
+	return best, ok
+}
+
+// truncateTo runs on the writer goroutine with every earlier append indexed.
+func (s *Store) truncateTo(pos int64) error {
+	if !s.follower.Load() {
+		return ErrNotFollower
+	}
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	s.truncMu.Lock()
+	defer s.truncMu.Unlock()
+	end := s.logEnd.Load()
+	if pos >= end {
+		if err := s.trimEpochsFrom(pos, false); err != nil {
+			return fmt.Errorf("truncate to %d: %w", pos, err)
+		}
+		return nil
+	}
+	keep, err := s.checkCut(pos)
+	if err != nil {
+		return fmt.Errorf("truncate to %d: %w", pos, err)
+	}
+	if pos == s.segments[0].base {
+		pos += segmentHeaderBytes
+	}
+	if err := s.cut(pos, keep); err != nil {
+		err = fmt.Errorf("%w: truncate the commit log to %d: %v; restart the broker: it recovers a consistent state", ErrWriteFailed, pos, err)
+		s.fail(err)
+		return err
+	}
+	return nil
+}
+
+// checkCut checks that pos is a frame boundary in the local log and returns how many
+// segments stay.
+func (s *Store) checkCut(pos int64) (int, error) {
+	s.segMu.RLock()
+	defer s.segMu.RUnlock()
+	first := s.segments[0]
+	if pos < first.base {
+		return 0, fmt.Errorf("%w %d", ErrLogTrimmed, first.base)
+	}
+	i := len(s.segments) - 1
+	for s.segments[i].base > pos {
+		i--
+	}
+	g := s.segments[i]
+	switch {
+	case pos == g.base && i > 0:
+		return i, nil // g and the later segments go; the previous one ends at pos
+	case pos == g.base || pos == g.base+segmentHeaderBytes:
+		return i + 1, nil
+	}
+	if pos+message.MinRecordBytes+frameTrailerBytes > g.base+g.size.Load() {
+		return 0, fmt.Errorf("%w: no record starts there", ErrOffsetNotFound)
+	}
+	b := make([]byte, 4)
+	if _, err := g.f.ReadAt(b, pos-g.base); err != nil {
+		return 0, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(b)))
+	if n < message.MinRecordBytes || pos+int64(n)+frameTrailerBytes > g.base+g.size.Load() {
+		return 0, fmt.Errorf("%w: no record starts there", ErrOffsetNotFound)
+	}
+	fb := make([]byte, n+frameTrailerBytes)
+	if _, err := g.f.ReadAt(fb, pos-g.base); err != nil {
+		return 0, err
+	}
+	if _, err := checkFrame(fb, pos, s.maxRecord); err != nil {
+		return 0, fmt.Errorf("no record starts there: %w", err)
+	}
+	return i + 1, nil
+}
+
+func (s *Store) truncateStep(step string) error {
+	if s.truncateHook != nil {
+		return s.truncateHook(step)
+	}
+	return nil
+}
+
+// cut does the truncation's file work and recovers the in-memory state: keep segments stay,
+// the last of them is cut at pos.
+func (s *Store) cut(pos int64, keep int) error {
+	indexDirPath := filepath.Join(s.cfg.Dir, indexDir)
+	// 1. Point the checkpoint at a state at or below pos, or remove it (rebuild at open).
+	if ck, ok := s.rollbackBase(pos); ok {
+		s.ckptMu.Lock()
+		s.ckptSeq++
+		ck.seq = s.ckptSeq
+		err := s.writeCheckpointSlot(&ck)
+		s.ckptMu.Unlock()
+		if err != nil {
+			return err
+		}
+	} else {
+		if err := os.Remove(s.indexPath(checkpointFile)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if err := syncDir(indexDirPath); err != nil {
+			return err
+		}
+	}
+	if err := s.truncateStep("checkpoint"); err != nil {
+		return err
+	}
+	// 2. Close every file, drop the later segments newest first, cut the last kept one.
+	s.segMu.Lock()
+	segs := s.segments
+	s.segMu.Unlock()
+	s.closeFiles()
+	for i := len(segs) - 1; i >= keep; i-- {
+		if err := os.Remove(segs[i].path); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if err := os.Remove(s.sealPath(segs[i].base)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	if err := syncDir(s.logDir); err != nil {
+		return err
+	}
+	if err := s.truncateStep("segments"); err != nil {
+		return err
+	}
+	last := segs[keep-1]
+	if err := os.Remove(s.sealPath(last.base)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := syncDir(indexDirPath); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(last.path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(pos - last.base)
+	if err == nil {
+		err = s.syncFile(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.truncateStep("log"); err != nil {
+		return err
+	}
+	// 3. The epoch history: entries of the dropped records go.
+	if err := s.trimEpochsFrom(pos, false); err != nil {
+		return err
+	}
+	if err := s.truncateStep("epochs"); err != nil {
+		return err
+	}
+	// 4. Recover the in-memory state as Open does.
+	s.qmu.Lock()
+	old := s.queues
+	s.qmu.Unlock()
+	s.segMu.Lock()
+	s.segments = nil
+	s.segMu.Unlock()
+	s.qmu.Lock()
+	s.queues = make(map[queueKey]*consumeQueue)
+	s.deleted = make(map[string]int64)
+	s.qmu.Unlock()
+	s.initIndex()
+	s.loadFirstPos = make(map[*consumeQueue]int64)
+	s.recoveredRecords, s.rebuiltIndex = 0, false
+	s.lastCheckpoint.Store(nil)
+	if err := s.recoverAll(context.Background()); err != nil {
+		return err
+	}
+	s.loadFirstPos = nil
+	s.hookMu.Lock()
+	kept := s.sealQueue[:0]
+	for _, g := range s.sealQueue {
+		if g.EndOffset <= pos {
+			kept = append(kept, g)
+		}
+	}
+	s.sealQueue = kept
+	s.hookMu.Unlock()
+	for _, q := range old { // waiters look their queue up again
+		q.removed.Store(true)
+		q.mu.Lock()
+		if q.waitCh != nil {
+			close(q.waitCh)
+			q.waitCh = nil
+		}
+		q.mu.Unlock()
+	}
+	s.notifyEnd()
+	return s.checkpointNow(false)
+}
