@@ -34,6 +34,9 @@ type BrokerInfo struct {
 	NamesrvAddr string `json:"namesrvAddr"`
 	// HTTPAddr is host:port of the HTTP listener (metrics, health, admin).
 	HTTPAddr string `json:"httpAddr"`
+	// ReplicaAddr is host:port of the log-replication listener its followers dial while it is
+	// the group's master; empty when the broker does not replicate.
+	ReplicaAddr string `json:"replicaAddr,omitempty"`
 }
 
 func (b BrokerInfo) validate() error {
