@@ -139,6 +139,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Close stops accepting, closes every connection and waits for their goroutines.
 func (s *Server) Close() error {
+	s.cancel() // first: Serve tells a closed listener from a failed one by it
 	s.mu.Lock()
 	s.closed = true
 	for ln := range s.lns {
@@ -150,7 +151,6 @@ func (s *Server) Close() error {
 		}
 	}
 	s.mu.Unlock()
-	s.cancel()
 	s.wg.Wait()
 	s.mu.Lock()
 	close(s.changed)

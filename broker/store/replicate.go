@@ -124,13 +124,11 @@ func (s *Store) ReadLog(pos int64, max int) ([]byte, error) {
 	} else if pos < g.base+segmentHeaderBytes {
 		return nil, fmt.Errorf("read log at %d: %w: inside the header of segment %d", pos, ErrOffsetNotFound, g.base)
 	}
-	want := min(int64(max-len(out)), end-p)
-	if want <= 0 && p < end {
-		want = frameTrailerBytes + message.MinRecordBytes
-	}
 	if p == end {
 		return out, nil
 	}
+	want := min(max64(int64(max-len(out)), 4), end-p) // at least the first frame's size
+
 	buf := make([]byte, want)
 	if _, err := g.f.ReadAt(buf, p-g.base); err != nil {
 		return nil, fmt.Errorf("read log at %d: %w", p, err)
@@ -321,4 +319,11 @@ func trimWritten(recs []logRecord, end int64) []logRecord {
 // runs. The dropped segments' seal notifications are not retracted: only a master offloads.
 func (s *Store) TruncateTo(pos int64) error {
 	return s.runControl(context.Background(), &writeOp{kind: opTruncate, next: pos, done: make(chan struct{})})
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }
