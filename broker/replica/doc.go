@@ -16,8 +16,9 @@
 // own history as the label changes). The master wakes on append (store.WaitLogEnd); when idle
 // it sends a Heartbeat. The follower answers Data and Heartbeat with an Ack of its durable log
 // end. Every master frame carries the master's epoch, and the follower refuses a master whose
-// epoch is older than one it has seen (fencing a deposed master). Either side closes the
-// connection on a silence of three heartbeat intervals.
+// epoch is older than one it has seen (fencing a deposed master). A follower closes the
+// connection after three heartbeat intervals without a frame, a master after ten without an
+// ack (an ack waits for the follower's write, which an fsync can hold up).
 //
 // Electing the master is not this package's job: the broker (meta/election.go) runs a Server
 // while it leads with the election's epoch and a Follower while it does not, and tells the

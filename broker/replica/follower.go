@@ -189,7 +189,7 @@ func (f *Follower) session(ctx context.Context, addr string) (progressed bool, e
 	f.log.Info("replication: following master", "master", addr, "epoch", w.Epoch, "from", w.TruncateTo, "masterEnd", w.MasterEnd)
 	ack := make([]byte, 0, 16)
 	sendAck := func() error {
-		c.SetWriteDeadline(time.Now().Add(silence))
+		c.SetWriteDeadline(time.Now().Add(writeTimeout))
 		_, err := c.Write((&Ack{End: st.EndOffset()}).appendTo(ack[:0]))
 		return err
 	}

@@ -18,6 +18,7 @@ const (
 	DefaultMaxChunk          = 1 << 20
 	DefaultHeartbeatInterval = time.Second
 	helloTimeout             = 10 * time.Second
+	writeTimeout             = 30 * time.Second // a follower that reads nothing for this long is dropped
 )
 
 // ServerConfig configures a master's replication server.
@@ -214,6 +215,21 @@ func (s *Server) Followers() []FollowerStatus {
 	return out
 }
 
+// Forget drops what the server knows of member (a member removed from the group, or one
+// whose data directory was wiped), closing its connection if it has one: its acks no longer
+// count for WaitReplicated.
+func (s *Server) Forget(member string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.followers[member]; f != nil {
+		if f.conn != nil {
+			f.conn.Close()
+		}
+		f.connSeq++ // a running connection's acks are ignored from now on
+		delete(s.followers, member)
+	}
+}
+
 // ack records a follower's durable end. It wakes WaitReplicated callers.
 func (s *Server) ack(member string, seq uint64, end int64) {
 	caughtUp := end >= s.cfg.Store.EndOffset()
@@ -301,7 +317,9 @@ func (s *Server) serveConn(c net.Conn) {
 
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	silence := 3 * s.cfg.HeartbeatInterval
+	// A follower acks after each write, which an fsync may hold up: give it longer than the
+	// three heartbeats a follower waits for the master.
+	silence := 10 * s.cfg.HeartbeatInterval
 	go func() { // acks
 		defer cancel()
 		for {
@@ -357,7 +375,7 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 				return nil
 			}
 			if err != nil { // idle: heartbeat
-				c.SetWriteDeadline(time.Now().Add(3 * s.cfg.HeartbeatInterval))
+				c.SetWriteDeadline(time.Now().Add(writeTimeout))
 				if _, err := c.Write((&Heartbeat{Epoch: s.cfg.Epoch, MasterEnd: st.EndOffset()}).appendTo(head[:0])); err != nil {
 					return err
 				}
@@ -366,7 +384,7 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 		}
 		d := Data{Epoch: s.cfg.Epoch, DataEpoch: store.EpochAt(hist, pos), Pos: pos, Bytes: b}
 		bufs := net.Buffers{d.appendHead(head[:0]), b}
-		c.SetWriteDeadline(time.Now().Add(3 * s.cfg.HeartbeatInterval))
+		c.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if _, err := bufs.WriteTo(c); err != nil {
 			return err
 		}
