@@ -187,20 +187,31 @@ func (f *Follower) session(ctx context.Context, addr string) (progressed bool, e
 		f.mu.Unlock()
 	}()
 	f.log.Info("replication: following master", "master", addr, "epoch", w.Epoch, "from", w.TruncateTo, "masterEnd", w.MasterEnd)
-	ack := make([]byte, 0, 16)
-	sendAck := func() error {
-		c.SetWriteDeadline(time.Now().Add(writeTimeout))
-		_, err := c.Write((&Ack{End: st.EndOffset()}).appendTo(ack[:0]))
-		return err
-	}
-	if err := sendAck(); err != nil {
-		return true, err
-	}
+	// The reader submits chunks to the store without waiting (several in flight: the store
+	// writes one while it indexes the previous); the acker waits for each in order and acks.
+	pending := make(chan pendingAck, applyDepth)
+	ackFailed := make(chan error, 1)
+	ackDone := make(chan struct{})
+	go func() {
+		defer close(ackDone)
+		f.ackLoop(c, pending, ackFailed)
+	}()
+	defer func() { // on every return: stop the acker once what was submitted is answered
+		close(pending)
+		<-ackDone
+	}()
+	next := w.TruncateTo
+	pending <- pendingAck{end: next}
 	curEpoch := lastEpoch(st.EpochHistory())
 	for {
 		c.SetReadDeadline(time.Now().Add(silence))
 		msg, err := fr.next()
 		if err != nil {
+			select {
+			case aerr := <-ackFailed: // the acker closed the connection
+				return true, aerr
+			default:
+			}
 			return true, fmt.Errorf("read from master %s: %w", addr, err)
 		}
 		switch m := msg.(type) {
@@ -211,12 +222,13 @@ func (f *Follower) session(ctx context.Context, addr string) (progressed bool, e
 			f.mu.Lock()
 			f.masterEnd = m.MasterEnd
 			f.mu.Unlock()
+			pending <- pendingAck{end: next}
 		case *Data:
 			if err := f.checkEpoch(m.Epoch, addr); err != nil {
 				return true, err
 			}
-			if end := st.EndOffset(); m.Pos != end {
-				return true, fmt.Errorf("%w: %s sent bytes at %d, the local end is %d", ErrFrame, addr, m.Pos, end)
+			if m.Pos != next {
+				return true, fmt.Errorf("%w: %s sent bytes at %d, the local end is %d", ErrFrame, addr, m.Pos, next)
 			}
 			if m.DataEpoch != curEpoch && m.DataEpoch > 0 {
 				if err := st.BeginEpoch(m.DataEpoch); err != nil {
@@ -224,20 +236,63 @@ func (f *Follower) session(ctx context.Context, addr string) (progressed bool, e
 				}
 				curEpoch = m.DataEpoch
 			}
-			if err := st.AppendReplicated(m.Pos, m.Bytes); err != nil {
-				if errors.Is(err, store.ErrReplicaGap) || errors.Is(err, store.ErrCorrupt) {
+			wait, err := st.AppendReplicatedAsync(m.Pos, m.Bytes)
+			if err != nil {
+				if errors.Is(err, store.ErrCorrupt) {
 					return true, err // reconnect: the handshake finds the position again
 				}
 				return true, &fatalError{fmt.Errorf("replication: store bytes at %d from %s: %w", m.Pos, addr, err)}
 			}
+			fr.buf = nil // the store holds m.Bytes until wait returns
+			next += int64(len(m.Bytes))
 			f.mu.Lock()
-			f.masterEnd = max(f.masterEnd, m.Pos+int64(len(m.Bytes)))
+			f.masterEnd = max(f.masterEnd, next)
 			f.mu.Unlock()
+			pending <- pendingAck{wait: wait, end: next}
 		default:
 			return true, fmt.Errorf("%w: unexpected %T from master %s", ErrFrame, msg, addr)
 		}
-		if err := sendAck(); err != nil {
-			return true, fmt.Errorf("ack to master %s: %w", addr, err)
+	}
+}
+
+// applyDepth is how many chunks a follower has in flight in its store.
+const applyDepth = 4
+
+// pendingAck is an ack to send once wait (if set) returns.
+type pendingAck struct {
+	wait func() error
+	end  int64
+}
+
+// ackLoop waits for each submitted chunk in order and acks the end it reached. On the first
+// failure it reports it on failed, closes the connection (which ends the reader) and drains.
+func (f *Follower) ackLoop(c net.Conn, pending <-chan pendingAck, failed chan<- error) {
+	broken := false
+	fail := func(err error) {
+		broken = true
+		failed <- err
+		c.Close()
+	}
+	buf := make([]byte, 0, 16)
+	for p := range pending {
+		if broken {
+			if p.wait != nil {
+				p.wait()
+			}
+			continue
+		}
+		if p.wait != nil {
+			if err := p.wait(); err != nil {
+				if !errors.Is(err, store.ErrReplicaGap) && !errors.Is(err, store.ErrCorrupt) {
+					err = &fatalError{fmt.Errorf("replication: store bytes ending at %d: %w", p.end, err)}
+				}
+				fail(err)
+				continue
+			}
+		}
+		c.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := c.Write((&Ack{End: p.end}).appendTo(buf[:0])); err != nil {
+			fail(fmt.Errorf("ack to master: %w", err))
 		}
 	}
 }

@@ -173,15 +173,34 @@ type replPiece struct {
 // indexed through the path appends use (consume queues, key index), and it returns once the
 // flush policy is met (after an fsync under FlushSync). The store must be in follower mode.
 func (s *Store) AppendReplicated(pos int64, raw []byte) error {
+	wait, err := s.AppendReplicatedAsync(pos, raw)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// AppendReplicatedAsync is AppendReplicated that does not wait: it checks raw, queues it
+// behind everything submitted before and returns a function that waits for the outcome. Calls
+// from one goroutine are written in call order, so a follower keeps several chunks in flight
+// (each at the end of the previous one; if one fails, the later ones fail with
+// ErrReplicaGap). raw must not change until the wait function returns.
+func (s *Store) AppendReplicatedAsync(pos int64, raw []byte) (func() error, error) {
 	if len(raw) == 0 {
-		return nil
+		return func() error { return nil }, nil
 	}
 	pieces, err := parseReplicated(pos, raw, s.maxRecord)
 	if err != nil {
-		return fmt.Errorf("append replicated bytes at %d: %w", pos, err)
+		return nil, fmt.Errorf("append replicated bytes at %d: %w", pos, err)
 	}
 	op := &writeOp{kind: opReplicate, next: pos, raw: raw, pieces: pieces, done: make(chan struct{})}
-	return s.runControl(context.Background(), op)
+	if err := s.submit(context.Background(), op); err != nil {
+		return nil, err
+	}
+	return func() error {
+		<-op.done
+		return op.err
+	}, nil
 }
 
 // parseReplicated validates raw as stored at pos: segment headers naming their own position
