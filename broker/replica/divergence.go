@@ -7,13 +7,15 @@ import (
 )
 
 // DivergencePoint is the commit-log position from which a follower's log may differ from the
-// master's: the first position where the epoch histories name different epochs, capped by
-// both log ends. One master writes each epoch, so below that position the two logs hold the
-// same bytes; the follower truncates to it and copies from there (Kafka's leader-epoch rule,
-// computed from both whole histories). Records before a history's first entry are of epoch 0.
-func DivergencePoint(master []store.EpochStart, masterEnd int64, follower []store.EpochStart, followerEnd int64) int64 {
+// master's: the first position at or after followerFrom (where the follower's oldest local
+// record may start) at which the epoch histories name different epochs, capped by both log
+// ends. One master writes each epoch, so below that position the two logs hold the same bytes;
+// the follower truncates to it and copies from there (Kafka's leader-epoch rule, computed from
+// both whole histories). Records before a history's first entry are of epoch 0.
+func DivergencePoint(master []store.EpochStart, masterEnd int64, follower []store.EpochStart, followerFrom, followerEnd int64) int64 {
 	limit := min(masterEnd, followerEnd)
-	bounds := make([]int64, 0, len(master)+len(follower))
+	bounds := make([]int64, 0, 1+len(master)+len(follower))
+	bounds = append(bounds, followerFrom)
 	for _, e := range master {
 		bounds = append(bounds, e.StartOffset)
 	}
@@ -22,6 +24,9 @@ func DivergencePoint(master []store.EpochStart, masterEnd int64, follower []stor
 	}
 	sort.Slice(bounds, func(i, j int) bool { return bounds[i] < bounds[j] })
 	for _, b := range bounds {
+		if b < followerFrom {
+			continue
+		}
 		if b >= limit {
 			break
 		}

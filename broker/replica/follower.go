@@ -144,7 +144,7 @@ func (f *Follower) session(ctx context.Context, addr string) (progressed bool, e
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	silence := 3 * f.cfg.HeartbeatInterval
-	hello := Hello{Member: f.cfg.Member, End: st.EndOffset(), Epoch: f.seen.Load(), History: st.EpochHistory()}
+	hello := Hello{Member: f.cfg.Member, Oldest: st.MinCommitLogOffset(), End: st.EndOffset(), Epoch: f.seen.Load(), History: st.EpochHistory()}
 	c.SetWriteDeadline(time.Now().Add(helloTimeout))
 	if _, err := c.Write(hello.appendTo(nil)); err != nil {
 		return false, fmt.Errorf("send hello to %s: %w", addr, err)
@@ -169,6 +169,14 @@ func (f *Follower) session(ctx context.Context, addr string) (progressed bool, e
 	}
 	if err := f.checkEpoch(w.Epoch, addr); err != nil {
 		return false, err
+	}
+	if w.TruncateTo < w.Oldest {
+		f.log.Warn("replication: the master no longer holds this member's log end locally; discarding the local log and restarting it at the master's oldest segment (older records are in the cold tier)",
+			"end", st.EndOffset(), "from", w.TruncateTo, "masterOldest", w.Oldest, "master", addr)
+		if err := st.ResetTo(w.Oldest); err != nil {
+			return false, &fatalError{fmt.Errorf("replication: restart the log at %d as %s has no older bytes: %w", w.Oldest, addr, err)}
+		}
+		return true, fmt.Errorf("restarted the local log at %d; connecting again", w.Oldest)
 	}
 	if end := st.EndOffset(); w.TruncateTo < end {
 		f.log.Warn("replication: truncating the log tail the master does not have", "from", w.TruncateTo, "end", end, "master", addr)

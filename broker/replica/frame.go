@@ -38,6 +38,7 @@ var ErrFrame = errors.New("bad replication frame")
 // Hello opens a follower's connection.
 type Hello struct {
 	Member  string             // the follower's member name (unique in its group)
+	Oldest  int64              // its oldest local segment's base (store.MinCommitLogOffset)
 	End     int64              // its commit-log end (store.EndOffset)
 	Epoch   int64              // the highest master epoch it has seen
 	History []store.EpochStart // its epoch history
@@ -48,6 +49,10 @@ type Welcome struct {
 	Epoch      int64 // the master's epoch
 	TruncateTo int64 // the follower drops its log from here; Data starts here
 	MasterEnd  int64 // the master's log end when it answered
+	// Oldest is the master's oldest local segment's base. When TruncateTo is below it, the
+	// master cannot serve the follower and closes: the follower resets its log to start at
+	// Oldest (store.ResetTo) and connects again.
+	Oldest int64
 }
 
 // Data carries stored log bytes at Pos, written under DataEpoch.
@@ -79,10 +84,11 @@ func appendFrameHead(b []byte, typ byte, bodyLen int) []byte {
 }
 
 func (h *Hello) appendTo(b []byte) []byte {
-	b = appendFrameHead(b, frameHello, 1+2+len(h.Member)+8+8+4+16*len(h.History))
+	b = appendFrameHead(b, frameHello, 1+2+len(h.Member)+8+8+8+4+16*len(h.History))
 	b = append(b, protocolVersion)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Member)))
 	b = append(b, h.Member...)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Oldest))
 	b = binary.BigEndian.AppendUint64(b, uint64(h.End))
 	b = binary.BigEndian.AppendUint64(b, uint64(h.Epoch))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(h.History)))
@@ -94,10 +100,11 @@ func (h *Hello) appendTo(b []byte) []byte {
 }
 
 func (w *Welcome) appendTo(b []byte) []byte {
-	b = appendFrameHead(b, frameWelcome, 24)
+	b = appendFrameHead(b, frameWelcome, 32)
 	b = binary.BigEndian.AppendUint64(b, uint64(w.Epoch))
 	b = binary.BigEndian.AppendUint64(b, uint64(w.TruncateTo))
-	return binary.BigEndian.AppendUint64(b, uint64(w.MasterEnd))
+	b = binary.BigEndian.AppendUint64(b, uint64(w.MasterEnd))
+	return binary.BigEndian.AppendUint64(b, uint64(w.Oldest))
 }
 
 // appendHead appends the frame head and the fixed fields; the log bytes follow unframed.
@@ -177,7 +184,7 @@ func decodeFrame(typ byte, b []byte) (any, error) {
 			return nil, fmt.Errorf("%w: protocol version %d, this build speaks %d", ErrFrame, b[0], protocolVersion)
 		}
 		ml := int(be.Uint16(b[1:]))
-		if ml == 0 || ml > maxMemberLen || len(b) < 3+ml+20 {
+		if ml == 0 || ml > maxMemberLen || len(b) < 3+ml+28 {
 			return nil, fmt.Errorf("%w: hello member name of %d bytes", ErrFrame, ml)
 		}
 		h := &Hello{Member: string(b[3 : 3+ml])}
@@ -185,14 +192,14 @@ func decodeFrame(typ byte, b []byte) (any, error) {
 			return nil, fmt.Errorf("%w: hello member name is not UTF-8", ErrFrame)
 		}
 		p := b[3+ml:]
-		h.End, h.Epoch = int64(be.Uint64(p)), int64(be.Uint64(p[8:]))
-		n := be.Uint32(p[16:])
-		p = p[20:]
+		h.Oldest, h.End, h.Epoch = int64(be.Uint64(p)), int64(be.Uint64(p[8:])), int64(be.Uint64(p[16:]))
+		n := be.Uint32(p[24:])
+		p = p[28:]
 		if n > maxHistoryLen || len(p) != int(n)*16 {
 			return nil, fmt.Errorf("%w: hello history of %d entries in %d bytes", ErrFrame, n, len(p))
 		}
-		if h.End < 0 || h.Epoch < 0 {
-			return nil, fmt.Errorf("%w: hello end %d or epoch %d negative", ErrFrame, h.End, h.Epoch)
+		if h.Oldest < 0 || h.End < h.Oldest || h.Epoch < 0 {
+			return nil, fmt.Errorf("%w: hello oldest %d, end %d, epoch %d out of range", ErrFrame, h.Oldest, h.End, h.Epoch)
 		}
 		for i := 0; i < int(n); i++ {
 			e := store.EpochStart{Epoch: int64(be.Uint64(p[16*i:])), StartOffset: int64(be.Uint64(p[16*i+8:]))}
@@ -204,11 +211,12 @@ func decodeFrame(typ byte, b []byte) (any, error) {
 		}
 		return h, nil
 	case frameWelcome:
-		if err := need(24); err != nil {
+		if err := need(32); err != nil {
 			return nil, err
 		}
-		w := &Welcome{Epoch: int64(be.Uint64(b)), TruncateTo: int64(be.Uint64(b[8:])), MasterEnd: int64(be.Uint64(b[16:]))}
-		if w.TruncateTo < 0 || w.MasterEnd < w.TruncateTo {
+		w := &Welcome{Epoch: int64(be.Uint64(b)), TruncateTo: int64(be.Uint64(b[8:])), MasterEnd: int64(be.Uint64(b[16:])),
+			Oldest: int64(be.Uint64(b[24:]))}
+		if w.TruncateTo < 0 || w.MasterEnd < w.TruncateTo || w.Oldest < 0 || w.Oldest > w.MasterEnd {
 			return nil, fmt.Errorf("%w: welcome truncate-to %d past master end %d", ErrFrame, w.TruncateTo, w.MasterEnd)
 		}
 		return w, nil

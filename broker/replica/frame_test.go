@@ -30,9 +30,9 @@ func encodeAny(t testing.TB, m any) []byte {
 }
 
 var sampleFrames = []any{
-	&Hello{Member: "broker-a-1", End: 4096, Epoch: 7, History: []store.EpochStart{{Epoch: 3, StartOffset: 16}, {Epoch: 7, StartOffset: 2000}}},
-	&Hello{Member: "m", End: 16},
-	&Welcome{Epoch: 9, TruncateTo: 2000, MasterEnd: 8192},
+	&Hello{Member: "broker-a-1", Oldest: 0, End: 4096, Epoch: 7, History: []store.EpochStart{{Epoch: 3, StartOffset: 16}, {Epoch: 7, StartOffset: 2000}}},
+	&Hello{Member: "m", Oldest: 1 << 30, End: 1<<30 + 16},
+	&Welcome{Epoch: 9, TruncateTo: 2000, MasterEnd: 8192, Oldest: 0},
 	&Data{Epoch: 9, DataEpoch: 7, Pos: 2000, Bytes: []byte("stored frames")},
 	&Heartbeat{Epoch: 9, MasterEnd: 8192},
 	&Ack{End: 8192},
@@ -118,18 +118,21 @@ func TestDivergencePoint(t *testing.T) {
 		master            []store.EpochStart
 		masterEnd         int64
 		follower          []store.EpochStart
+		followerFrom      int64
 		followerEnd, want int64
 	}{
-		{"empty follower", h(3, 16), 5000, nil, 16, 16},
-		{"same epoch, follower behind", h(3, 16), 5000, h(3, 16), 1200, 1200},
-		{"same epoch, follower ahead", h(3, 16), 5000, h(3, 16), 6000, 5000},
-		{"follower wrote under a deposed epoch", h(3, 16, 5, 3000), 9000, h(3, 16, 4, 3500), 4000, 3000},
-		{"follower's epoch began later", h(3, 16, 5, 3000), 9000, h(3, 16, 4, 2500), 4000, 2500},
-		{"follower has the master's old epochs", h(3, 16, 5, 3000, 8, 7000), 9000, h(3, 16, 5, 3000), 5000, 5000},
-		{"legacy epoch 0 data", h(4, 1000), 3000, nil, 2000, 1000},
-		{"empty trailing epoch on the follower", h(3, 16), 5000, h(3, 16, 6, 4000), 4000, 4000},
+		{"empty follower", h(3, 16), 5000, nil, 16, 16, 16},
+		{"same epoch, follower behind", h(3, 16), 5000, h(3, 16), 16, 1200, 1200},
+		{"same epoch, follower ahead", h(3, 16), 5000, h(3, 16), 16, 6000, 5000},
+		{"follower wrote under a deposed epoch", h(3, 16, 5, 3000), 9000, h(3, 16, 4, 3500), 16, 4000, 3000},
+		{"follower's epoch began later", h(3, 16, 5, 3000), 9000, h(3, 16, 4, 2500), 16, 4000, 2500},
+		{"follower has the master's old epochs", h(3, 16, 5, 3000, 8, 7000), 9000, h(3, 16, 5, 3000), 16, 5000, 5000},
+		{"legacy epoch 0 data", h(4, 1000), 3000, nil, 16, 2000, 1000},
+		{"empty trailing epoch on the follower", h(3, 16), 5000, h(3, 16, 6, 4000), 16, 4000, 4000},
+		{"follower restarted at the master's oldest segment", h(3, 16), 9000, nil, 4016, 4016, 4016},
+		{"follower's oldest segment is past a divergence", h(3, 16, 5, 100), 9000, h(3, 16), 4016, 6000, 4016},
 	} {
-		if got := DivergencePoint(c.master, c.masterEnd, c.follower, c.followerEnd); got != c.want {
+		if got := DivergencePoint(c.master, c.masterEnd, c.follower, c.followerFrom, c.followerEnd); got != c.want {
 			t.Errorf("%s: divergence %d, want %d", c.name, got, c.want)
 		}
 	}

@@ -282,6 +282,12 @@ func TestWaitReplicated(t *testing.T) {
 	if err := srv.WaitReplicated(short(), end, 2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("two followers of one: %v, want deadline exceeded", err)
 	}
+	if err := srv.WaitReplicatedAmong(short(), end, 1, func(m string) bool { return m != "f" }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the only follower is outside the set: %v, want deadline exceeded", err)
+	}
+	if err := srv.WaitReplicatedAmong(short(), end, 1, func(m string) bool { return m == "f" }); err != nil {
+		t.Fatalf("the follower in the set: %v", err)
+	}
 	got := make(chan error, 1)
 	next := end + 1
 	go func() { got <- srv.WaitReplicated(context.Background(), next, 1) }()
@@ -381,4 +387,30 @@ func TestFollowerReconnects(t *testing.T) {
 	defer srv2.Close()
 	waitReplicated(t, srv2, end, 1)
 	assertSame(t, "follower after reconnecting", viewOf(t, fs, 600), viewOf(t, master, 600))
+}
+
+// TestFollowerRestartsAtMastersOldestSegment: the master keeps only segments from 1 MiB on
+// (the older ones are offloaded and deleted), so a follower with an older, shorter log
+// discards it and copies from there.
+func TestFollowerRestartsAtMastersOldestSegment(t *testing.T) {
+	mcfg := testCfg(t.TempDir())
+	mcfg.BaseOffset = 1 << 20
+	master, err := store.Open(mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	if err := master.BeginEpoch(6); err != nil {
+		t.Fatal(err)
+	}
+	end := appendN(t, master, 0, 400)
+	srv, addr := startServer(t, master, 6)
+	fs := openStore(t, t.TempDir())
+	appendN(t, fs, 1000, 30) // an old local log the master has no trace of
+	runFollower(t, fs, "f", addr, 6)
+	waitReplicated(t, srv, end, 1)
+	if got := fs.MinCommitLogOffset(); got != 1<<20 {
+		t.Fatalf("follower's log starts at %d, want the master's oldest segment %d", got, 1<<20)
+	}
+	assertSame(t, "follower restarted at the master's oldest segment", viewOf(t, fs, 1030), viewOf(t, master, 1030))
 }

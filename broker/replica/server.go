@@ -19,6 +19,7 @@ const (
 	DefaultHeartbeatInterval = time.Second
 	helloTimeout             = 10 * time.Second
 	writeTimeout             = 30 * time.Second // a follower that reads nothing for this long is dropped
+	segmentHeaderBytes       = 16               // a segment's first record follows its header (store FORMAT.md)
 )
 
 // ServerConfig configures a master's replication server.
@@ -165,6 +166,13 @@ func (s *Server) Close() error {
 // at once. It returns ctx's error if ctx ends first, and ErrServerClosed once the server is
 // closed.
 func (s *Server) WaitReplicated(ctx context.Context, pos int64, n int) error {
+	return s.WaitReplicatedAmong(ctx, pos, n, nil)
+}
+
+// WaitReplicatedAmong is WaitReplicated counting only the members for which in returns true
+// (the in-sync set); a nil in counts every member. in is called under the server's lock, so
+// it must be quick and must not call the server.
+func (s *Server) WaitReplicatedAmong(ctx context.Context, pos int64, n int, in func(member string) bool) error {
 	if n <= 0 {
 		return nil
 	}
@@ -175,8 +183,8 @@ func (s *Server) WaitReplicated(ctx context.Context, pos int64, n int) error {
 			return ErrServerClosed
 		}
 		have := 0
-		for _, f := range s.followers {
-			if f.acked >= pos {
+		for m, f := range s.followers {
+			if f.acked >= pos && (in == nil || in(m)) {
 				have++
 			}
 		}
@@ -276,9 +284,14 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	st := s.cfg.Store
 	end := st.EndOffset()
-	d := DivergencePoint(st.EpochHistory(), end, hello.History, hello.End)
-	if oldest := st.MinCommitLogOffset(); d < oldest {
-		refuse(fmt.Sprintf("the follower's log ends at %d, below this master's oldest local segment %d; catching up from the bucket is not implemented: copy the master's segments to the follower", d, oldest))
+	d := DivergencePoint(st.EpochHistory(), end, hello.History, hello.Oldest+segmentHeaderBytes, hello.End)
+	oldest := st.MinCommitLogOffset()
+	if d < oldest {
+		// The bytes from d are no longer local: the follower restarts its log at oldest.
+		c.SetWriteDeadline(time.Now().Add(helloTimeout))
+		c.Write((&Welcome{Epoch: s.cfg.Epoch, TruncateTo: d, MasterEnd: end, Oldest: oldest}).appendTo(nil))
+		log.Warn("replication: follower is behind this master's oldest local segment; it restarts its log there",
+			"followerEnd", hello.End, "from", d, "oldest", oldest)
 		return
 	}
 	// Register; a newer connection of the same member replaces an older one.
@@ -309,7 +322,7 @@ func (s *Server) serveConn(c net.Conn) {
 		s.mu.Unlock()
 	}()
 	c.SetWriteDeadline(time.Now().Add(helloTimeout))
-	if _, err := c.Write((&Welcome{Epoch: s.cfg.Epoch, TruncateTo: d, MasterEnd: end}).appendTo(nil)); err != nil {
+	if _, err := c.Write((&Welcome{Epoch: s.cfg.Epoch, TruncateTo: d, MasterEnd: end, Oldest: oldest}).appendTo(nil)); err != nil {
 		log.Warn("replication: write welcome", "err", err)
 		return
 	}

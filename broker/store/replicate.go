@@ -89,12 +89,12 @@ func (s *Store) notifyEnd() {
 
 // ReadLog returns the commit log's bytes from position pos as stored: whole frames (record
 // and CRC32C trailer), preceded by the 16-byte segment header when pos is a segment's base,
-// up to max bytes but at least one frame, never past the end of the segment that holds pos.
+// up to maxBytes but at least one frame, never past the end of the segment that holds pos.
 // It reads the active segment too, up to EndOffset(). At EndOffset() it returns no bytes.
 // pos must be a frame boundary (a record's position, a segment's base, or the position
 // right after a segment header); anything else is an error, as is a position below the oldest
 // local segment (ErrLogTrimmed) or past the end.
-func (s *Store) ReadLog(pos int64, max int) ([]byte, error) {
+func (s *Store) ReadLog(pos int64, maxBytes int) ([]byte, error) {
 	s.truncMu.RLock()
 	defer s.truncMu.RUnlock()
 	s.segMu.RLock()
@@ -127,7 +127,7 @@ func (s *Store) ReadLog(pos int64, max int) ([]byte, error) {
 	if p == end {
 		return out, nil
 	}
-	want := min(max64(int64(max-len(out)), 4), end-p) // at least the first frame's size
+	want := min(max(int64(maxBytes-len(out)), 4), end-p) // at least the first frame's size
 
 	buf := make([]byte, want)
 	if _, err := g.f.ReadAt(buf, p-g.base); err != nil {
@@ -338,11 +338,4 @@ func trimWritten(recs []logRecord, end int64) []logRecord {
 // runs. The dropped segments' seal notifications are not retracted: only a master offloads.
 func (s *Store) TruncateTo(pos int64) error {
 	return s.runControl(context.Background(), &writeOp{kind: opTruncate, next: pos, done: make(chan struct{})})
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }

@@ -460,3 +460,47 @@ func TestWaitLogEnd(t *testing.T) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 }
+
+func TestResetTo(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, replCfg(dir))
+	if err := s.BeginEpoch(2); err != nil {
+		t.Fatal(err)
+	}
+	appendBatch(t, s, 0, 700)
+	base := s.EndOffset() + 1<<20
+	if err := s.ResetTo(base); !errors.Is(err, ErrNotFollower) {
+		t.Fatalf("reset outside follower mode: %v", err)
+	}
+	setFollower(t, s, true)
+	if err := s.ResetTo(s.EndOffset()); err == nil {
+		t.Fatal("reset to the current end was accepted")
+	}
+	if err := s.ResetTo(base); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *Store, when string) {
+		t.Helper()
+		if s.MinCommitLogOffset() != base || s.EndOffset() != base+segmentHeaderBytes {
+			t.Fatalf("%s: log [%d, %d), want [%d, %d)", when, s.MinCommitLogOffset(), s.EndOffset(), base, base+segmentHeaderBytes)
+		}
+		if q := s.Queues(); len(q) != 0 || len(s.EpochHistory()) != 0 || len(s.SealedSegments()) != 0 {
+			t.Fatalf("%s: queues %v, history %v, sealed %v remain", when, q, s.EpochHistory(), s.SealedSegments())
+		}
+		if hits, _ := s.LookupKey("orders", "k0", 0, 1<<62, 4); len(hits) != 0 {
+			t.Fatalf("%s: a key of the discarded log is found", when)
+		}
+	}
+	check(s, "after reset")
+	s.Close()
+	s = openStore(t, replCfg(dir))
+	check(s, "after reopen")
+	// It continues from a master whose log starts there.
+	mcfg := replCfg(t.TempDir())
+	mcfg.BaseOffset = base
+	master := openStore(t, mcfg)
+	appendBatch(t, master, 0, 300)
+	setFollower(t, s, true)
+	copyLog(t, master, s, 1<<20)
+	assertSameView(t, "reset follower after catch-up", viewOf(t, s, 300), viewOf(t, master, 300))
+}

@@ -26,7 +26,7 @@ func (s *Store) saveRollbackCheckpoint() error {
 		return fmt.Errorf("checkpoint the index: %w", err)
 	}
 	c := s.lastCheckpoint.Load()
-	if c == nil {
+	if c == nil || s.indexCorrupt.Load() {
 		return nil // the index is marked corrupt: the next open rebuilds it anyway
 	}
 	return s.writeFileAtomic(s.indexPath(rollbackFile), encodeCheckpoint(c))
@@ -92,6 +92,11 @@ func (s *Store) truncateTo(pos int64) error {
 	s.truncMu.Lock()
 	defer s.truncMu.Unlock()
 	end := s.logEnd.Load()
+	s.segMu.RLock()
+	if first := s.segments[0].base; pos == first {
+		pos += segmentHeaderBytes // the first segment's header stays
+	}
+	s.segMu.RUnlock()
 	if pos >= end {
 		if err := s.trimEpochsFrom(pos, false); err != nil {
 			return fmt.Errorf("truncate to %d: %w", pos, err)
@@ -101,9 +106,6 @@ func (s *Store) truncateTo(pos int64) error {
 	keep, err := s.checkCut(pos)
 	if err != nil {
 		return fmt.Errorf("truncate to %d: %w", pos, err)
-	}
-	if pos == s.segments[0].base {
-		pos += segmentHeaderBytes
 	}
 	if err := s.cut(pos, keep); err != nil {
 		err = fmt.Errorf("%w: truncate the commit log to %d: %v; restart the broker: it recovers a consistent state", ErrWriteFailed, pos, err)
@@ -237,16 +239,21 @@ func (s *Store) cut(pos int64, keep int) error {
 		return err
 	}
 	// 4. Recover the in-memory state as Open does.
+	return s.reload(pos)
+}
+
+// reload recovers the in-memory state from the files, as Open does, after TruncateTo or
+// ResetTo changed them (truncMu held, files closed); seal notifications of segments past end
+// are dropped and waiters on the old queues look their queue up again.
+func (s *Store) reload(end int64) error {
 	s.qmu.Lock()
 	old := s.queues
+	s.queues = make(map[queueKey]*consumeQueue)
+	s.deleted = make(map[string]int64)
 	s.qmu.Unlock()
 	s.segMu.Lock()
 	s.segments = nil
 	s.segMu.Unlock()
-	s.qmu.Lock()
-	s.queues = make(map[queueKey]*consumeQueue)
-	s.deleted = make(map[string]int64)
-	s.qmu.Unlock()
 	s.initIndex()
 	s.loadFirstPos = make(map[*consumeQueue]int64)
 	s.recoveredRecords, s.rebuiltIndex = 0, false
@@ -258,13 +265,13 @@ func (s *Store) cut(pos int64, keep int) error {
 	s.hookMu.Lock()
 	kept := s.sealQueue[:0]
 	for _, g := range s.sealQueue {
-		if g.EndOffset <= pos {
+		if g.EndOffset <= end {
 			kept = append(kept, g)
 		}
 	}
 	s.sealQueue = kept
 	s.hookMu.Unlock()
-	for _, q := range old { // waiters look their queue up again
+	for _, q := range old {
 		q.removed.Store(true)
 		q.mu.Lock()
 		if q.waitCh != nil {
@@ -275,4 +282,66 @@ func (s *Store) cut(pos int64, keep int) error {
 	}
 	s.notifyEnd()
 	return s.checkpointNow(false)
+}
+
+// ResetTo discards the whole local log, its index and its epoch history, and starts an empty
+// log whose first segment begins at base, which must be above EndOffset(). A follower whose
+// log ends below the master's oldest local segment does this to continue from there (the
+// records below are in the cold tier, as the master deletes only offloaded segments). The
+// store must be in follower mode. A crash part way leaves a shorter log (or an empty one at
+// Config.BaseOffset), from which replication resets again.
+func (s *Store) ResetTo(base int64) error {
+	return s.runControl(context.Background(), &writeOp{kind: opReset, next: base, done: make(chan struct{})})
+}
+
+func (s *Store) resetTo(base int64) error {
+	if !s.follower.Load() {
+		return ErrNotFollower
+	}
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	if end := s.logEnd.Load(); base <= end {
+		return fmt.Errorf("reset the log to %d: it is not above the local end %d; truncate instead", base, end)
+	}
+	s.truncMu.Lock()
+	defer s.truncMu.Unlock()
+	err := func() error {
+		indexDirPath := filepath.Join(s.cfg.Dir, indexDir)
+		if err := os.Remove(s.indexPath(checkpointFile)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if err := syncDir(indexDirPath); err != nil {
+			return err
+		}
+		s.segMu.Lock()
+		segs := s.segments
+		s.segMu.Unlock()
+		s.closeFiles()
+		for i := len(segs) - 1; i >= 0; i-- {
+			if err := os.Remove(segs[i].path); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			if err := os.Remove(s.sealPath(segs[i].base)); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+		if err := syncDir(s.logDir); err != nil {
+			return err
+		}
+		if err := s.trimEpochsFrom(-1, false); err != nil {
+			return err
+		}
+		g, err := s.createSegment(base)
+		if err != nil {
+			return err
+		}
+		g.f.Close()
+		return s.reload(base + segmentHeaderBytes)
+	}()
+	if err != nil {
+		err = fmt.Errorf("%w: reset the log to %d: %v; restart the broker: it recovers a consistent state", ErrWriteFailed, base, err)
+		s.fail(err)
+	}
+	return err
 }

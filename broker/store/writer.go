@@ -26,6 +26,7 @@ const (
 	opSetFollower // next = 1: on
 	opBeginEpoch  // next = epoch
 	opTruncate    // next = position
+	opReset       // next = new base
 )
 
 type writeOp struct {
@@ -273,6 +274,8 @@ func (s *Store) commit(batch []*writeOp) {
 			op.err = s.beginEpoch(op.next)
 		case opTruncate:
 			op.err = s.truncateTo(op.next)
+		case opReset:
+			op.err = s.resetTo(op.next)
 		}
 		close(op.done)
 	}
