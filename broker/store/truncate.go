@@ -188,6 +188,11 @@ func (s *Store) cut(pos int64, keep int) error {
 	if err := s.truncateStep("checkpoint"); err != nil {
 		return err
 	}
+	// Topic deletions made in the dropped tail did not happen in the history kept: forget
+	// them before the log is cut (a crash in between leaves the tail, and a retry).
+	if err := s.dropTombstonesAfter(pos); err != nil {
+		return err
+	}
 	// 2. Close every file, drop the later segments newest first, cut the last kept one.
 	s.segMu.Lock()
 	segs := s.segments
@@ -344,4 +349,38 @@ func (s *Store) resetTo(base int64) error {
 		s.fail(err)
 	}
 	return err
+}
+
+// dropTombstonesAfter rewrites the topic tombstones file without the entries whose position
+// is past pos (atomically: temporary file, fsync, rename).
+func (s *Store) dropTombstonesAfter(pos int64) error {
+	path := filepath.Join(s.cfg.Dir, tombstonesFile)
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read topic tombstones: %w", err)
+	}
+	if len(b) < 8 {
+		return nil
+	}
+	out := append([]byte(nil), b[:8]...)
+	dropped := false
+	for r := b[8:]; len(r) >= 8; {
+		n := int(binary.BigEndian.Uint32(r))
+		if n < 9 || len(r) < 4+n+4 || crc32c(r[4:4+n]) != binary.BigEndian.Uint32(r[4+n:]) {
+			break
+		}
+		if int64(binary.BigEndian.Uint64(r[4:])) > pos {
+			dropped = true
+		} else {
+			out = append(out, r[:8+n]...)
+		}
+		r = r[8+n:]
+	}
+	if !dropped {
+		return nil
+	}
+	return s.writeFileAtomic(path, out)
 }
