@@ -182,7 +182,8 @@ func TestFollowerCatchesUpAndFollows(t *testing.T) {
 		t.Fatalf("want several sealed segments, have %d", len(master.SealedSegments()))
 	}
 	srv, addr := startServer(t, master, 3)
-	fs := openStore(t, t.TempDir())
+	fdir := t.TempDir()
+	fs := openStore(t, fdir)
 	r := runFollower(t, fs, "b-1", addr, 3)
 	waitReplicated(t, srv, end, 1)
 	if fs.EndOffset() < end {
@@ -201,10 +202,21 @@ func TestFollowerCatchesUpAndFollows(t *testing.T) {
 		t.Fatalf("follower status %+v", fst)
 	}
 	r.stop(t)
+	later := appendN(t, master, 5000, 10) // the stopped follower lags behind these
+	if st := srv.Followers(); st[0].Acked != end || st[0].LagBytes != later-end || st[0].LagTime <= 0 {
+		t.Fatalf("followers %+v, want b-1 acked at %d, %d bytes and some time behind", st, end, later-end)
+	}
 	if _, err := fs.Append(context.Background(), record(t, 0)); !errors.Is(err, store.ErrFollower) {
 		t.Fatalf("local append on the follower: %v, want ErrFollower", err)
 	}
-	assertSame(t, "follower after live replication", viewOf(t, fs, 2200), viewOf(t, master, 2200))
+	fs.Close()
+	fs = openStore(t, fdir)
+	if err := fs.SetFollower(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	runFollower(t, fs, "b-1", addr, 3)
+	waitReplicated(t, srv, later, 1)
+	assertSame(t, "follower after live replication and a restart", viewOf(t, fs, 5010), viewOf(t, master, 5010))
 	if !reflect.DeepEqual(fs.EpochHistory(), master.EpochHistory()) {
 		t.Fatalf("follower history %v, master %v", fs.EpochHistory(), master.EpochHistory())
 	}

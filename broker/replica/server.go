@@ -57,11 +57,15 @@ type Server struct {
 }
 
 type followerState struct {
-	conn       net.Conn // nil when disconnected
-	connSeq    uint64
-	acked      int64
-	firstSeen  time.Time
-	caughtUpAt time.Time // when it last acked the master's whole log
+	conn      net.Conn // nil when disconnected
+	connSeq   uint64
+	acked     int64
+	firstSeen time.Time
+	// caughtUpAt is when it last acked everything the master held at its previous ack
+	// (Kafka's last-caught-up time: under steady load a follower is never at the very end,
+	// but it keeps reaching where the end was a round trip ago); target is that end.
+	caughtUpAt time.Time
+	target     int64
 	addr       string
 }
 
@@ -75,8 +79,9 @@ type FollowerStatus struct {
 	Acked int64
 	// LagBytes is the master's log end minus Acked.
 	LagBytes int64
-	// LagTime is how long ago the follower last held the master's whole log (0 when it does
-	// now); since it first connected if it never did.
+	// LagTime is how long ago the follower last acked everything the master held at its
+	// previous ack (0 when it holds the whole log now); since it first connected if it never
+	// did.
 	LagTime time.Duration
 }
 
@@ -240,16 +245,17 @@ func (s *Server) Forget(member string) {
 
 // ack records a follower's durable end. It wakes WaitReplicated callers.
 func (s *Server) ack(member string, seq uint64, end int64) {
-	caughtUp := end >= s.cfg.Store.EndOffset()
+	masterEnd := s.cfg.Store.EndOffset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.followers[member]
 	if f == nil || f.connSeq != seq {
 		return // a newer connection of the member took over
 	}
-	if caughtUp {
+	if end >= f.target || end >= masterEnd {
 		f.caughtUpAt = time.Now()
 	}
+	f.target = masterEnd
 	if end > f.acked {
 		f.acked = end
 		close(s.changed)
@@ -310,7 +316,7 @@ func (s *Server) serveConn(c net.Conn) {
 	f.conn, f.addr = c, c.RemoteAddr().String()
 	f.connSeq++
 	seq := f.connSeq
-	f.acked = d
+	f.acked, f.target = d, end
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
