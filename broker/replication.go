@@ -68,8 +68,8 @@ type masterTerm struct {
 	done   chan struct{}
 
 	// guarded by replication.mu
-	isr     meta.InSyncSet      // as stored in etcd
-	pending map[string]int64    // candidates waited for, and the log end they must reach
+	isr     meta.InSyncSet       // as stored in etcd
+	pending map[string]int64     // candidates waited for, and the log end they must reach
 	pendAt  map[string]time.Time // when each became a candidate
 }
 
