@@ -86,6 +86,9 @@ func errOrNone(err error) any {
 }
 
 func runDev(ctx context.Context, args []string, stdout io.Writer) error {
+	if wantsDevCluster(args) {
+		return runDevCluster(ctx, args, stdout) // devcluster.go
+	}
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	data := fs.String("data", "./data", "data directory: hot store, embedded etcd and the filesystem bucket")
 	namesrv := fs.String("namesrv-addr", "127.0.0.1:9876", "name-server listen address")
