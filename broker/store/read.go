@@ -309,6 +309,12 @@ func (s *Store) readFrameLocked(dst []byte, pos int64, size int32) ([]byte, erro
 func (s *Store) ReadAt(pos int64, size int32) ([]byte, error) {
 	s.truncMu.RLock()
 	defer s.truncMu.RUnlock()
+	return s.readAtGated(pos, size)
+}
+
+// readAtGated is ReadAt for a caller that holds truncMu shared already (a second RLock would
+// deadlock behind a waiting TruncateTo).
+func (s *Store) readAtGated(pos int64, size int32) ([]byte, error) {
 	s.segMu.RLock()
 	defer s.segMu.RUnlock()
 	b, err := s.readFrameLocked(nil, pos, size)
@@ -478,7 +484,7 @@ func (s *Store) LookupKey(topic, key string, beginMs, endMs int64, max int) ([]K
 			return true
 		}
 		lastPos = e.pos // a record naming the key twice is one hit
-		rec, err := s.ReadAt(e.pos, e.size)
+		rec, err := s.readAtGated(e.pos, e.size)
 		if err != nil {
 			return true // deleted by retention meanwhile
 		}

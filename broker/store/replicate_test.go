@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // replCfg makes small segments (several rolls) and small key files (several seals).
@@ -506,4 +507,55 @@ func TestResetTo(t *testing.T) {
 	setFollower(t, s, true)
 	copyLog(t, master, s, 1<<20)
 	assertSameView(t, "reset follower after catch-up", viewOf(t, s, 300), viewOf(t, master, 300))
+}
+
+// TestTruncateWithReaders runs TruncateTo while readers pull, look keys up, long-poll and read
+// the log: under -race this checks the gate that holds them while the state is replaced, and
+// every read either answers from before or from after the cut.
+func TestTruncateWithReaders(t *testing.T) {
+	_, fdir, cut := divergedPair(t)
+	f := openStore(t, replCfg(fdir))
+	setFollower(t, f, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 4)
+	for i := 0; i < 3; i++ {
+		go func(i int) {
+			var err error
+			for n := 0; ctx.Err() == nil && err == nil; n++ {
+				q := int32(n % 3)
+				switch i {
+				case 0:
+					_, err = f.Read(ctx, ReadRequest{Topic: "orders", QueueID: q, Offset: int64(n % 400), MaxMessages: 8})
+				case 1:
+					_, err = f.LookupKey("orders", fmt.Sprintf("k%d", n%2000), 0, 1<<62, 4)
+				case 2:
+					_, err = f.ReadLog(segmentHeaderBytes, 4096)
+					f.MinOffset("audit", q)
+					f.Queues()
+				}
+			}
+			done <- err
+		}(i)
+	}
+	go func() {
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		_, err := f.WaitForAppend(wctx, "orders", 0, 1<<40) // woken by the truncation, waits on
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		done <- err
+	}()
+	if err := f.TruncateTo(cut); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for i := 0; i < 4; i++ {
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("reader during truncation: %v", err)
+		}
+	}
+	if f.EndOffset() != cut {
+		t.Fatalf("end %d, want %d", f.EndOffset(), cut)
+	}
 }

@@ -275,7 +275,8 @@ func (s *Store) OnSeal(fn func(SealedSegment)) {
 }
 
 // SetRetention installs the local retention policy: a sealed segment is deleted (oldest
-// first) only when allow returns true for it. Without a policy nothing is deleted.
+// first) only when allow returns true for it. Without a policy nothing is deleted. allow runs
+// on the maintenance goroutine while TruncateTo is held off, so it must not call the Store.
 func (s *Store) SetRetention(allow func(SealedSegment) bool) {
 	s.hookMu.Lock()
 	s.retention = allow
