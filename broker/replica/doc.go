@@ -6,11 +6,15 @@
 //
 // # Protocol (frame.go)
 //
-// One TCP connection per follower. The follower opens with Hello: its member name, its log
-// end, the highest master epoch it has seen and its epoch history. The master answers Welcome
-// with its epoch and the divergence point (DivergencePoint: the first offset at which the two
-// histories disagree, Kafka's leader-epoch rule, capped by both ends). The follower truncates
-// its log to it and the master streams Data frames from there: whole stored frames as
+// One TCP connection per follower. The follower opens with Hello: its member name, its oldest
+// local segment and log end, the highest master epoch it has seen and its epoch history. The
+// master answers Welcome with its epoch, its oldest local segment and the divergence point
+// (DivergencePoint: the first offset at which the two histories disagree, Kafka's leader-epoch
+// rule, capped by both ends). If the master no longer holds the bytes from there it closes, and
+// the follower restarts its log at the master's oldest segment (store.ResetTo: older records
+// are the cold tier's) and connects again; catching up from the bucket itself is not
+// implemented. Otherwise the follower truncates its log to the divergence point and the master
+// streams Data frames from there: whole stored frames as
 // store.ReadLog returns them, never crossing a point where the master's epoch history
 // changes, each labelled with the epoch that wrote them (the follower begins that epoch in its
 // own history as the label changes). The master wakes on append (store.WaitLogEnd); when idle
