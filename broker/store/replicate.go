@@ -148,7 +148,7 @@ func (s *Store) ReadLog(pos int64, maxBytes int) ([]byte, error) {
 				return nil, fmt.Errorf("read log at %d: %w", p, err)
 			}
 		}
-		if _, err := checkFrame(buf[n:], p+int64(n), s.maxRecord); err != nil {
+		if err := checkShippedFrame(buf[n:n+sz+frameTrailerBytes], p+int64(n)); err != nil {
 			return nil, fmt.Errorf("read log at %d: %w", pos, err)
 		}
 		n += sz + frameTrailerBytes
@@ -338,4 +338,21 @@ func trimWritten(recs []logRecord, end int64) []logRecord {
 // runs. The dropped segments' seal notifications are not retracted: only a master offloads.
 func (s *Store) TruncateTo(pos int64) error {
 	return s.runControl(context.Background(), &writeOp{kind: opTruncate, next: pos, done: make(chan struct{})})
+}
+
+// recordPhysicalOffset is where a V1 record holds its PHYSICALOFFSET (PROTOCOL.md §4.2).
+const recordPhysicalOffset = 28
+
+// checkShippedFrame is the master's check of a frame it ships: its CRC32C and that the record
+// names pos as its position, without parsing the header (the follower parses it as it stores
+// it).
+func checkShippedFrame(b []byte, pos int64) error {
+	n := len(b) - frameTrailerBytes
+	if crc32c(b[:n]) != binary.BigEndian.Uint32(b[n:]) {
+		return fmt.Errorf("%w: checksum mismatch at %d", ErrCorrupt, pos)
+	}
+	if got := int64(binary.BigEndian.Uint64(b[recordPhysicalOffset:])); got != pos {
+		return fmt.Errorf("%w: record at %d names position %d", ErrCorrupt, pos, got)
+	}
+	return nil
 }
