@@ -21,8 +21,9 @@ import (
 //
 //   - the member that wins the election (only from the in-sync set, meta.CampaignInSync)
 //     stops following, begins its epoch in the store's epoch history, takes a write lease
-//     (meta.WriteLease: it stops accepting writes before its term can expire), sets the in-sync
-//     set to itself and serves its log (replica.Server) on the replication listener;
+//     (meta.WriteLease: it stops accepting writes before its term can expire), records the
+//     in-sync set the last term left (plus itself) under its epoch and serves its log
+//     (replica.Server) on the replication listener;
 //   - every other member follows the master the view shows (replica.Follower), from its own
 //     log end after truncating a divergent tail; its store refuses local appends, so it
 //     answers SEND with SERVICE_NOT_AVAILABLE and clients retry on the master;
@@ -235,11 +236,15 @@ func (r *replication) becomeMaster(ctx context.Context, lead meta.Leadership, se
 	if err != nil {
 		return fail(err)
 	}
-	isr, err := r.b.mc.SetInSyncSet(ctx, r.b.cfg.BrokerName, set, []string{r.me}, lead)
+	// The set the last term left stays: each of its members holds everything acknowledged so
+	// far, and from now on sends wait for them (or for their removal after MaxLag, which is
+	// how the dead master leaves). Starting from this member alone would refuse sync sends
+	// until a follower rejoined.
+	isr, err := r.b.mc.SetInSyncSet(ctx, r.b.cfg.BrokerName, set, append(slices.Clone(set.Members), r.me), lead)
 	if errors.Is(err, meta.ErrInSyncSetConflict) {
 		var cur meta.InSyncSet
 		if cur, err = r.b.mc.GetInSyncSet(ctx, r.b.cfg.BrokerName); err == nil || errors.Is(err, meta.ErrNotFound) {
-			isr, err = r.b.mc.SetInSyncSet(ctx, r.b.cfg.BrokerName, cur, []string{r.me}, lead)
+			isr, err = r.b.mc.SetInSyncSet(ctx, r.b.cfg.BrokerName, cur, append(slices.Clone(cur.Members), r.me), lead)
 		}
 	}
 	if err != nil {
@@ -293,6 +298,7 @@ func (r *replication) keepInSyncSet(ctx context.Context, t *masterTerm) {
 		at    time.Time
 	}
 	seen := map[string]progress{}
+	start := time.Now()
 	tick := time.NewTicker(isrPeriod)
 	defer tick.Stop()
 	for {
@@ -313,7 +319,10 @@ func (r *replication) keepInSyncSet(ctx context.Context, t *masterTerm) {
 		}
 		stalled := func(m string) bool {
 			f, ok := byName[m]
-			return !ok || (f.LagBytes > 0 && now.Sub(seen[m].at) > r.cfg.MaxLag)
+			if !ok { // not connected in this term yet: it has MaxLag to do so
+				return now.Sub(start) > r.cfg.MaxLag
+			}
+			return f.LagBytes > 0 && now.Sub(seen[m].at) > r.cfg.MaxLag
 		}
 		r.mu.Lock()
 		members := slices.Clone(t.isr.Members)
