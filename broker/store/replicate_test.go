@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -558,4 +559,31 @@ func TestTruncateWithReaders(t *testing.T) {
 	if f.EndOffset() != cut {
 		t.Fatalf("end %d, want %d", f.EndOffset(), cut)
 	}
+}
+
+// TestAppendReplicatedSyncFlush: under FlushSync a replicated append returns after an fsync
+// covering it, as a local append does.
+func TestAppendReplicatedSyncFlush(t *testing.T) {
+	master := openStore(t, replCfg(t.TempDir()))
+	appendBatch(t, master, 0, 200)
+	var fsyncs atomic.Int64
+	cfg := replCfg(t.TempDir())
+	cfg.FlushMode = FlushSync
+	cfg.OnFsync = func(time.Duration, error) { fsyncs.Add(1) }
+	f := openStore(t, cfg)
+	setFollower(t, f, true)
+	pos := f.EndOffset()
+	b, err := master.ReadLog(pos, 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fsyncs.Load()
+	if err := f.AppendReplicated(pos, b); err != nil {
+		t.Fatal(err)
+	}
+	if fsyncs.Load() == before {
+		t.Fatal("a replicated append under FlushSync returned without an fsync")
+	}
+	copyLog(t, master, f, 8000)
+	assertSameView(t, "follower under FlushSync", viewOf(t, f, 200), viewOf(t, master, 200))
 }
