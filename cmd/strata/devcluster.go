@@ -70,7 +70,7 @@ type devClusterMember struct {
 	Group   string `json:"group"`
 	Member  string `json:"member"`
 	ID      int64  `json:"id"`
-	Role    string `json:"role"` // master, slave, or down
+	Role    string `json:"role"` // master, slave, or down (exited, or not registered yet)
 	Addr    string `json:"addr"`
 	Namesrv string `json:"namesrv,omitempty"`
 	HTTP    string `json:"http,omitempty"`
@@ -189,7 +189,14 @@ func runDevCluster(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := waitClusterUp(ctx, view, members, *groups); err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: devClusterHandler(status), ReadHeaderTimeout: 10 * time.Second}
+	for why := clusterReady(status(ctx), minISR); why != ""; why = clusterReady(status(ctx), minISR) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond): // the in-sync set lives in etcd; poll it
+		}
+	}
+	srv := &http.Server{Handler: devClusterHandler(status, minISR), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(httpLn) }()
 	defer srv.Close()
 	go forwardNameServer(nsLn, func() []string {
@@ -311,9 +318,12 @@ func clusterStatus(ctx context.Context, mc *meta.Client, s *meta.Snapshot, membe
 		st := devClusterMember{Group: m.group, Member: m.name, ID: m.id, Role: "down", Pid: m.cmd.Process.Pid, Alive: m.alive()}
 		if info, ok := s.Brokers[m.group+"/"+m.name]; ok {
 			st.Addr, st.Namesrv, st.HTTP = info.BrokerAddr, info.NamesrvAddr, info.HTTPAddr
-			st.Role = "slave"
-			if s.Masters[m.group] == m.name {
+			switch {
+			case !st.Alive: // its registration outlives it by the lease TTL
+			case s.Masters[m.group] == m.name:
 				st.Role = "master"
+			default:
+				st.Role = "slave"
 			}
 		}
 		set, ok := isr[m.group]
@@ -330,8 +340,40 @@ func clusterStatus(ctx context.Context, mc *meta.Client, s *meta.Snapshot, membe
 	return out
 }
 
-func devClusterHandler(status func(context.Context) []devClusterMember) http.Handler {
+// clusterReady says why the cluster cannot take sends yet ("" when it can): every group needs
+// a live master and minISR live members in its in-sync set.
+func clusterReady(ms []devClusterMember, minISR int) string {
+	groups := map[string]bool{}
+	masters, inSync := map[string]bool{}, map[string]int{}
+	for _, m := range ms {
+		groups[m.Group] = true
+		if m.Role == "master" && m.Alive {
+			masters[m.Group] = true
+		}
+		if m.InSync && m.Alive {
+			inSync[m.Group]++
+		}
+	}
+	for g := range groups {
+		if !masters[g] {
+			return fmt.Sprintf("broker group %s has no master", g)
+		}
+		if minISR > 1 && inSync[g] < minISR {
+			return fmt.Sprintf("broker group %s has %d of the %d in-sync members sync sends need", g, inSync[g], minISR)
+		}
+	}
+	return ""
+}
+
+func devClusterHandler(status func(context.Context) []devClusterMember, minISR int) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if why := clusterReady(status(r.Context()), minISR); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(status(r.Context()))
