@@ -108,3 +108,42 @@ func TestSyncReplicationAndFailover(t *testing.T) {
 		t.Fatal("the deposed master still accepts writes")
 	}
 }
+
+func TestReplicationConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		rc   ReplicationConfig
+		want string // "" for valid
+	}{
+		{ReplicationConfig{}, ""},
+		{ReplicationConfig{Mode: ReplicationSync}, "needs a replication listener"},
+		{ReplicationConfig{MinInSyncReplicas: 2}, "needs a replication listener"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", Mode: "quorum"}, "want async or sync"},
+		{ReplicationConfig{Listen: "nohostport"}, "not host:port"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", MinInSyncReplicas: 4}, "1..3"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", AdvertisedAddr: "host:1"}, "must be ip:port"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", Mode: ReplicationSync, MinInSyncReplicas: 2}, ""},
+	} {
+		cfg := Config{DataDir: t.TempDir(), Replication: tc.rc}
+		err := cfg.Validate()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%+v: %v", tc.rc, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one saying %q", tc.rc, err, tc.want)
+		}
+	}
+	cfg := Config{DataDir: t.TempDir(), Replication: ReplicationConfig{Listen: "127.0.0.1:0"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Replication; r.Mode != ReplicationAsync || r.MinInSyncReplicas != 1 || r.MaxLag != DefaultReplicationMaxLag || r.AckTimeout != DefaultReplicationAckTimeout {
+		t.Fatalf("defaults: %+v", r)
+	}
+	cfg = Config{DataDir: t.TempDir(), ElectionTTL: time.Second, Replication: ReplicationConfig{Listen: "127.0.0.1:0"}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "below 2s") {
+		t.Fatalf("1s election TTL with replication: %v", err)
+	}
+}
