@@ -504,18 +504,10 @@ func (r *replication) waitInSync(ctx context.Context, end int64) error {
 			case <-wctx.Done():
 			}
 		}()
-		err := t.server.WaitReplicated(wctx, end, len(need))
+		err := t.server.WaitReplicatedAmong(wctx, end, len(need), func(m string) bool { return slices.Contains(need, m) })
 		wcancel()
 		if err == nil {
-			if allAcked(t.server.Followers(), need, end) {
-				return nil
-			}
-			// Others than the awaited ones hold it: wait for the next ack or change.
-			select {
-			case <-changed:
-			case <-ctx.Done():
-			case <-time.After(time.Millisecond):
-			}
+			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("waiting for %s to hold commit-log position %d: %w", strings.Join(need, ", "), end, ctx.Err())
@@ -524,16 +516,6 @@ func (r *replication) waitInSync(ctx context.Context, end int64) error {
 			return errNotMaster
 		}
 	}
-}
-
-func allAcked(fs []replica.FollowerStatus, need []string, end int64) bool {
-	for _, m := range need {
-		i := slices.IndexFunc(fs, func(f replica.FollowerStatus) bool { return f.Member == m })
-		if i < 0 || fs[i].Acked < end {
-			return false
-		}
-	}
-	return true
 }
 
 // close stops both roles and the listener.
