@@ -27,7 +27,8 @@ import (
 // replicaMember is one member of a replicated broker group, run as `strata broker`.
 type replicaMember struct {
 	*strataProc
-	name string
+	name    string
+	dataDir string
 }
 
 // startReplicaMember runs member id of group on etcd with sync replication (min in sync 2).
@@ -40,6 +41,7 @@ func startReplicaMember(t *testing.T, etcd *etcdProcess, group string, id int, m
 func startReplicaMemberVia(t *testing.T, endpoints []string, group string, id int, mode string) *replicaMember {
 	t.Helper()
 	namesrv, brokerAddr, httpAddr, replAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
 	cfg := fmt.Sprintf(`cluster: it
 broker_name: %s
 broker_id: %d
@@ -57,12 +59,12 @@ replication:
   min_in_sync_replicas: 2
   max_lag: 1s
   ack_timeout: 3s
-`, group, id, filepath.Join(t.TempDir(), "data"), strings.Join(endpoints, ","), namesrv, brokerAddr, brokerAddr, httpAddr, replAddr, mode)
+`, group, id, dataDir, strings.Join(endpoints, ","), namesrv, brokerAddr, brokerAddr, httpAddr, replAddr, mode)
 	path := filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d.yaml", group, id))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &replicaMember{startProc(t, namesrv, brokerAddr, httpAddr, "broker", "--config", path), fmt.Sprintf("%s-%d", group, id)}
+	return &replicaMember{startProc(t, namesrv, brokerAddr, httpAddr, "broker", "--config", path), fmt.Sprintf("%s-%d", group, id), dataDir}
 }
 
 func metaClient(t *testing.T, etcd *etcdProcess) *meta.Client {
@@ -566,7 +568,25 @@ func TestSlaveKilledAndRestartedMidStream(t *testing.T) {
 	rejoined := time.Since(restarted)
 	n = acks.count()
 	waitUntil(t, 30*time.Second, "sends acknowledged with the slave back", func() bool { return acks.count() >= n+100 })
+
+	// Its data directory wiped, the slave rebuilds its log from the master and rejoins.
+	slave.Kill()
+	if err := os.RemoveAll(slave.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the wiped slave out of the in-sync set", func() bool {
+		return !slices.Contains(inSync(t, mc, group), slave.name)
+	})
+	slave.start()
+	wiped := time.Now()
+	waitUntil(t, 60*time.Second, "the wiped slave back in the in-sync set", func() bool {
+		return slices.Contains(inSync(t, mc, group), slave.name)
+	})
+	rebuilt := time.Since(wiped)
+	n = acks.count()
+	waitUntil(t, 30*time.Second, "sends acknowledged with the rebuilt slave", func() bool { return acks.count() >= n+100 })
 	stop()
+	t.Logf("wiped slave: back in the in-sync set %v after its restart", rebuilt.Round(time.Millisecond))
 	t.Logf("slave kill: dropped from the in-sync set %v after the kill (max_lag 1s); restarted, back in it after %v; %d acked, failed %d, not SEND_OK %v",
 		dropped.Round(time.Millisecond), rejoined.Round(time.Millisecond), acks.count(), acks.failed, acks.notOK)
 
