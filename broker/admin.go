@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -303,6 +304,23 @@ func (b *Broker) handleRuntimeInfo(req *remoting.Command) *remoting.Command {
 		"brokerRole":                  "ASYNC_MASTER",
 		"heldPulls":                   strconv.FormatInt(b.held.Load(), 10),
 		"goHeapInuseBytes":            strconv.FormatUint(ms.HeapInuse, 10),
+	}
+	if b.repl != nil {
+		// RocketMQ's brokerRole, plus what `strata cluster status` shows of replication.
+		st := b.repl.status()
+		switch {
+		case !st.master:
+			table["brokerRole"] = "SLAVE"
+		case b.repl.cfg.Mode == ReplicationSync:
+			table["brokerRole"] = "SYNC_MASTER"
+		}
+		if st.master {
+			table["replicationInSync"] = strings.Join(st.inSync, ",")
+			for _, f := range st.followers {
+				table["replicationLagBytes."+f.Member] = strconv.FormatInt(f.LagBytes, 10)
+				table["replicationLagMillis."+f.Member] = strconv.FormatInt(f.LagTime.Milliseconds(), 10)
+			}
+		}
 	}
 	if b.tier != nil {
 		table["tierOffloadWatermark"] = strconv.FormatInt(b.tier.OffloadWatermark(), 10)

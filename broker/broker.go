@@ -38,6 +38,8 @@ type Broker struct {
 
 	// election is this broker's candidacy for master of its group (election.go).
 	election *meta.Election
+	// repl replicates the group's log (replication.go), nil when not configured.
+	repl *replication
 	// tier is the cold tier (tiering.go), nil when no bucket is configured.
 	tier         *tier.Tier
 	tierBucket   *objstore.MetricsBucket
@@ -138,6 +140,9 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: %w", err)
 	}
 
+	if err := b.startReplication(); err != nil {
+		return err
+	}
 	if err := b.loadTLS(); err != nil {
 		return err
 	}
@@ -183,8 +188,14 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if b.httpLn != nil {
 		info.HTTPAddr = b.httpLn.Addr().String()
 	}
+	if b.repl != nil {
+		info.ReplicaAddr = b.repl.addr
+	}
 	if b.meta, err = openClusterMeta(ctx, b.mc, &b.cfg, info); err != nil {
 		return fmt.Errorf("broker: %w", err)
+	}
+	if b.repl != nil {
+		b.repl.startFollowing()
 	}
 
 	if err := b.startTier(ctx); err != nil {
@@ -354,6 +365,9 @@ func (b *Broker) Close(ctx context.Context) error {
 			_ = ln.Close() // closed already when served; harmless otherwise
 		}
 	}
+	if b.repl != nil {
+		_ = b.repl.ln.Close() // ends its accept loop
+	}
 	if b.httpServer != nil {
 		if err := b.httpServer.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("broker: stop http: %w", err))
@@ -362,6 +376,9 @@ func (b *Broker) Close(ctx context.Context) error {
 		_ = b.httpLn.Close()
 	}
 	b.wg.Wait()
+	if b.repl != nil {
+		b.repl.close()
+	}
 	if b.timer != nil {
 		// Before the tier and the store: it fires what is due and checkpoints into the log.
 		if err := b.timer.Close(ctx); err != nil {

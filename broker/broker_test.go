@@ -77,7 +77,7 @@ func startBroker(t *testing.T, mutate func(*Config)) *testEnv {
 	return env
 }
 
-func dial(t *testing.T, addr string, h remoting.Handler) *remoting.Client {
+func dial(t testing.TB, addr string, h remoting.Handler) *remoting.Client {
 	t.Helper()
 	c, err := remoting.Dial(context.Background(), addr, remoting.ClientConfig{Handler: h})
 	if err != nil {
@@ -87,7 +87,7 @@ func dial(t *testing.T, addr string, h remoting.Handler) *remoting.Client {
 	return c
 }
 
-func invoke(t *testing.T, c *remoting.Client, code int16, ext remoting.ExtFields, body []byte) *remoting.Command {
+func invoke(t testing.TB, c *remoting.Client, code int16, ext remoting.ExtFields, body []byte) *remoting.Command {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -98,21 +98,21 @@ func invoke(t *testing.T, c *remoting.Client, code int16, ext remoting.ExtFields
 	return resp
 }
 
-func wantCode(t *testing.T, resp *remoting.Command, code int16) {
+func wantCode(t testing.TB, resp *remoting.Command, code int16) {
 	t.Helper()
 	if resp.Code != code {
 		t.Fatalf("response code %d (remark %q), want %d", resp.Code, resp.Remark, code)
 	}
 }
 
-func createTopic(t *testing.T, env *testEnv, topic string, queues int) {
+func createTopic(t testing.TB, env *testEnv, topic string, queues int) {
 	t.Helper()
 	q := strconv.Itoa(queues)
 	wantCode(t, invoke(t, env.ns, remoting.CodeUpdateAndCreateTopic, remoting.ExtFields{
 		"topic": topic, "readQueueNums": q, "writeQueueNums": q, "perm": "6"}, nil), remoting.RespSuccess)
 }
 
-func send(t *testing.T, env *testEnv, topic string, queue int, tag string, body string) *remoting.Command {
+func send(t testing.TB, env *testEnv, topic string, queue int, tag string, body string) *remoting.Command {
 	t.Helper()
 	props := map[string]string{}
 	if tag != "" {

@@ -58,12 +58,14 @@ func (t topicInfo) hasShare(name string) bool {
 	return ok
 }
 
-// brokerInfo is a broker group's acting master.
+// brokerInfo is a broker group's live members.
 type brokerInfo struct {
 	Cluster    string
 	BrokerName string
-	BrokerID   int64
-	Addr       string
+	// Addr is the acting master's address, "" while the group has none.
+	Addr string
+	// Addrs maps RocketMQ brokerId to address: 0 the master, 1.. the slaves.
+	Addrs map[int64]string
 }
 
 // groupInfo is a consumer group's settings.
@@ -171,8 +173,8 @@ func (m *clusterMeta) brokers() []brokerInfo {
 	out := make([]brokerInfo, 0, len(groups))
 	for g := range groups {
 		bd := s.BrokerGroup(m.cluster, g)
-		if addr := bd.Addrs[0]; addr != "" {
-			out = append(out, brokerInfo{Cluster: m.cluster, BrokerName: g, Addr: addr})
+		if len(bd.Addrs) > 0 {
+			out = append(out, brokerInfo{Cluster: m.cluster, BrokerName: g, Addr: bd.Addrs[0], Addrs: bd.Addrs})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].BrokerName < out[j].BrokerName })

@@ -64,6 +64,9 @@ type Config struct {
 	ElectionTTL time.Duration
 	// DataDir holds the hot store (DataDir/store unless Store.Dir is set).
 	DataDir string
+	// Replication copies the group's commit log from its master to the other members
+	// (replication.go); the zero value (no Listen) keeps a group of one member.
+	Replication ReplicationConfig
 
 	// NameServerListen, BrokerListen and HTTPListen are the listen addresses of the three
 	// roles ("host:port"; port 0 picks a free one). HTTPListen "-" disables HTTP.
@@ -185,6 +188,91 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Replication modes (ReplicationConfig.Mode).
+const (
+	ReplicationAsync = "async"
+	ReplicationSync  = "sync"
+)
+
+// Defaults of ReplicationConfig.
+const (
+	DefaultReplicationMaxLag     = 3 * time.Second
+	DefaultReplicationAckTimeout = 5 * time.Second
+)
+
+// ReplicationConfig configures log replication within the broker group (DESIGN.md
+// "Replication"). The elected master serves its log on Listen; the other members follow it.
+type ReplicationConfig struct {
+	// Listen is the replication listener's address ("host:port", port 0 picks one). Empty:
+	// no replication; a member that is not elected is a standby with a log of its own.
+	Listen string
+	// AdvertisedAddr is the address the other members dial; empty: the listener's, with a
+	// wildcard host replaced as for AdvertisedAddr.
+	AdvertisedAddr string
+	// Mode is ReplicationAsync (acknowledge after the master's append; a failover can lose
+	// what the followers had not copied yet) or ReplicationSync (acknowledge once every
+	// member of the in-sync set holds the message). Default async.
+	Mode string
+	// MinInSyncReplicas is the fewest members, the master included, the in-sync set must
+	// have for a sync send to be accepted; with fewer, sends fail with SLAVE_NOT_AVAILABLE
+	// and are not stored. Default 1.
+	MinInSyncReplicas int
+	// MaxLag drops a follower from the in-sync set once it has made no progress towards the
+	// master's log end for this long (sync sends stall at most this long for a dead one).
+	MaxLag time.Duration
+	// AckTimeout bounds how long a sync send waits for the in-sync set; past it the answer
+	// is FLUSH_SLAVE_TIMEOUT (stored on the master, not confirmed by the set). It should
+	// exceed MaxLag.
+	AckTimeout time.Duration
+	// UncleanElection lets a member outside the in-sync set become master (an operator's
+	// override when no in-sync member survives): messages acknowledged only by lost members
+	// are then lost. Logged at start and at every such win.
+	UncleanElection bool
+}
+
+// Enabled reports whether the broker replicates.
+func (r ReplicationConfig) Enabled() bool { return r.Listen != "" }
+
+func (r *ReplicationConfig) validate() error {
+	if !r.Enabled() {
+		if r.Mode == ReplicationSync || r.MinInSyncReplicas > 1 {
+			return errors.New("broker config: replication mode sync or min_in_sync_replicas > 1 needs a replication listener (replication.listen)")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(r.Listen); err != nil {
+		return fmt.Errorf("broker config: replication listen %q is not host:port: %w", r.Listen, err)
+	}
+	if r.AdvertisedAddr != "" {
+		if _, err := netip.ParseAddrPort(r.AdvertisedAddr); err != nil {
+			return fmt.Errorf("broker config: replication advertised address %q must be ip:port: %w", r.AdvertisedAddr, err)
+		}
+	}
+	switch r.Mode {
+	case "":
+		r.Mode = ReplicationAsync
+	case ReplicationAsync, ReplicationSync:
+	default:
+		return fmt.Errorf("broker config: replication mode %q: want %s or %s", r.Mode, ReplicationAsync, ReplicationSync)
+	}
+	if r.MinInSyncReplicas == 0 {
+		r.MinInSyncReplicas = 1
+	}
+	if r.MinInSyncReplicas < 1 || r.MinInSyncReplicas > 3 {
+		return fmt.Errorf("broker config: min_in_sync_replicas %d must be 1..3 (a group has at most three members)", r.MinInSyncReplicas)
+	}
+	if r.MaxLag == 0 {
+		r.MaxLag = DefaultReplicationMaxLag
+	}
+	if r.AckTimeout == 0 {
+		r.AckTimeout = DefaultReplicationAckTimeout
+	}
+	if r.MaxLag < 0 || r.AckTimeout < 0 {
+		return errors.New("broker config: replication max_lag and ack_timeout must be positive")
+	}
+	return nil
+}
+
 // recordRoomBytes is what a stored record may add to its body: fixed fields, topic and
 // properties take at most ~64 KiB.
 const recordRoomBytes = 64 << 10
@@ -212,6 +300,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ElectionTTL < 0 {
 		return errors.New("broker config: ElectionTTL must not be negative")
+	}
+	if err := c.Replication.validate(); err != nil {
+		return err
+	}
+	if c.Replication.Enabled() && c.ElectionTTL > 0 && c.ElectionTTL < 2*time.Second {
+		return fmt.Errorf("broker config: ElectionTTL %s is below 2s; a replicating master needs room for its write lease (the TTL minus a quarter)", c.ElectionTTL)
 	}
 	if c.DataDir == "" && c.Store.Dir == "" {
 		return errors.New("broker config: DataDir is empty; set the directory for the broker's data")

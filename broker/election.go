@@ -80,7 +80,7 @@ func (b *Broker) runElection(won func()) {
 		return ok
 	}
 	for b.ctx.Err() == nil {
-		lead, err := b.election.Campaign(b.ctx, me)
+		lead, set, err := b.campaign(me)
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return
@@ -91,11 +91,23 @@ func (b *Broker) runElection(won func()) {
 			}
 			continue
 		}
+		if b.repl != nil {
+			if err := b.repl.becomeMaster(b.ctx, lead, set); err != nil {
+				b.log.Warn("elected master, but replication cannot start; resigning and campaigning again",
+					"group", b.cfg.BrokerName, "epoch", lead.Epoch, "err", err)
+				b.resign()
+				if !retry() {
+					return
+				}
+				continue
+			}
+		}
 		var stopped <-chan struct{}
 		if b.tier != nil {
 			if stopped, err = b.tier.Lead(b.ctx, lead); err != nil {
 				b.log.Warn("elected master, but the cold tier cannot start writing; resigning and campaigning again",
 					"group", b.cfg.BrokerName, "epoch", lead.Epoch, "err", err)
+				b.stepDown()
 				b.resign()
 				if !retry() {
 					return
@@ -124,8 +136,33 @@ func (b *Broker) runElection(won func()) {
 				return
 			}
 		}
+		b.stepDown()
 		b.log.Warn("no longer the master of the broker group: offload, compaction and tier retention stopped until re-elected",
 			"group", b.cfg.BrokerName, "epoch", lead.Epoch, "reason", reason)
+	}
+}
+
+// campaign waits for a term: from the in-sync set when the broker replicates.
+func (b *Broker) campaign(me string) (meta.Leadership, meta.InSyncSet, error) {
+	if b.repl == nil {
+		lead, err := b.election.Campaign(b.ctx, me)
+		return lead, meta.InSyncSet{}, err
+	}
+	lead, set, err := b.election.CampaignInSync(b.ctx, me, b.cfg.Replication.UncleanElection)
+	if err != nil {
+		return lead, set, err
+	}
+	if set.Revision != 0 && !set.Has(me) {
+		b.log.Warn("replication: UNCLEAN election: this member became master although it is not in the in-sync set; messages only the set held may be lost",
+			"group", b.cfg.BrokerName, "epoch", lead.Epoch, "in_sync", set.Members)
+	}
+	return lead, set, nil
+}
+
+// stepDown ends the replicating master's term, if any.
+func (b *Broker) stepDown() {
+	if b.repl != nil {
+		b.repl.stepDown()
 	}
 }
 

@@ -37,7 +37,7 @@ func (s *syncBuffer) count(substr string) int {
 	return strings.Count(s.b.String(), substr)
 }
 
-func startEtcd(t *testing.T, dir string, opts ...etcdembed.Option) *etcdembed.Server {
+func startEtcd(t testing.TB, dir string, opts ...etcdembed.Option) *etcdembed.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -49,7 +49,7 @@ func startEtcd(t *testing.T, dir string, opts ...etcdembed.Option) *etcdembed.Se
 	return srv
 }
 
-func newMetaClient(t *testing.T, endpoints []string, reqTimeout time.Duration) *meta.Client {
+func newMetaClient(t testing.TB, endpoints []string, reqTimeout time.Duration) *meta.Client {
 	t.Helper()
 	mc, err := meta.New(context.Background(), meta.Config{Endpoints: endpoints, Cluster: "test", RequestTimeout: reqTimeout})
 	if err != nil {
@@ -60,7 +60,7 @@ func newMetaClient(t *testing.T, endpoints []string, reqTimeout time.Duration) *
 }
 
 // memberConfig is a member of broker group "g" with tiny, fast-sealing segments.
-func memberConfig(t *testing.T, id int64, bucket objstore.Bucket, log *syncBuffer) Config {
+func memberConfig(t testing.TB, id int64, bucket objstore.Bucket, log *syncBuffer) Config {
 	return Config{
 		ClusterName: "test", BrokerName: "g", BrokerID: id, DataDir: t.TempDir(),
 		NameServerListen: "127.0.0.1:0", BrokerListen: "127.0.0.1:0", HTTPListen: "-",
@@ -72,7 +72,7 @@ func memberConfig(t *testing.T, id int64, bucket objstore.Bucket, log *syncBuffe
 	}
 }
 
-func startMember(t *testing.T, cfg Config, mc *meta.Client) *testEnv {
+func startMember(t testing.TB, cfg Config, mc *meta.Client) *testEnv {
 	t.Helper()
 	b, err := New(cfg, mc)
 	if err != nil {

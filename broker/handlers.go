@@ -404,13 +404,20 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("re-encode message for %s: %v", target, err))
 	}
+	if refused := b.refuseWrite(req); refused != nil {
+		return refused
+	}
+	var res []store.AppendResult
 	if parked {
-		_, err = b.timer.Park(ctx, out)
+		res, err = b.timer.Park(ctx, out)
 	} else {
-		_, err = b.store.Append(ctx, out)
+		res, err = b.store.Append(ctx, out)
 	}
 	if err != nil {
 		return b.appendErrorResponse(req, target, err)
+	}
+	if unconfirmed := b.awaitReplicated(ctx, req, recordsEnd(res)); unconfirmed != nil {
+		return unconfirmed
 	}
 	b.metrics.messagesIn.WithLabelValues(target).Inc()
 	return remoting.NewResponse(req, remoting.RespSuccess, "")

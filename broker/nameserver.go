@@ -99,13 +99,22 @@ func (a brokerAddrs) MarshalJSON() ([]byte, error) {
 func (b *Broker) brokersByGroup() map[string]brokerInfo {
 	out := make(map[string]brokerInfo)
 	for _, bi := range b.meta.brokers() {
-		if bi.BrokerID == 0 && bi.Addr != "" && !strings.ContainsAny(bi.Addr, " \t") {
+		addrs := make(brokerAddrs, len(bi.Addrs))
+		for id, a := range bi.Addrs {
+			if a != "" && !strings.ContainsAny(a, " \t") {
+				addrs[id] = a
+			}
+		}
+		if len(addrs) > 0 {
+			bi.Addr, bi.Addrs = addrs[0], addrs
 			out[bi.BrokerName] = bi
 		}
 	}
-	// This broker is live by definition, even before its registration is seen in the view.
-	if _, ok := out[b.cfg.BrokerName]; !ok && b.advertised != "" {
-		out[b.cfg.BrokerName] = brokerInfo{Cluster: b.cfg.ClusterName, BrokerName: b.cfg.BrokerName, Addr: b.advertised}
+	// This broker is live by definition, even before its registration is seen in the view;
+	// it is the master too unless it replicates (then the election says who is).
+	if _, ok := out[b.cfg.BrokerName]; !ok && b.advertised != "" && b.repl == nil {
+		out[b.cfg.BrokerName] = brokerInfo{Cluster: b.cfg.ClusterName, BrokerName: b.cfg.BrokerName, Addr: b.advertised,
+			Addrs: map[int64]string{0: b.advertised}}
 	}
 	return out
 }
@@ -120,8 +129,12 @@ func (b *Broker) routeFor(topic string) (topicRouteData, bool) {
 		if !ok {
 			return
 		}
+		if bi.Addr == "" {
+			// No master (a failover under way): slaves serve reads, producers skip the group.
+			perm &^= permWrite
+		}
 		rd.QueueDatas = append(rd.QueueDatas, queueData{BrokerName: group, ReadQueueNums: read, WriteQueueNums: write, Perm: perm})
-		rd.BrokerDatas = append(rd.BrokerDatas, brokerData{Cluster: bi.Cluster, BrokerName: group, BrokerAddrs: brokerAddrs{0: bi.Addr}})
+		rd.BrokerDatas = append(rd.BrokerDatas, brokerData{Cluster: bi.Cluster, BrokerName: group, BrokerAddrs: bi.Addrs})
 	}
 	if t, ok := b.meta.topic(topic); ok {
 		for _, q := range t.Queues {
@@ -188,7 +201,7 @@ func (b *Broker) handleClusterInfo(req *remoting.Command) *remoting.Command {
 	table := map[string]entry{}
 	clusters := map[string][]string{}
 	for name, bi := range b.brokersByGroup() {
-		table[name] = entry{Cluster: bi.Cluster, BrokerName: name, BrokerAddrs: brokerAddrs{0: bi.Addr}}
+		table[name] = entry{Cluster: bi.Cluster, BrokerName: name, BrokerAddrs: bi.Addrs}
 		clusters[bi.Cluster] = append(clusters[bi.Cluster], name)
 	}
 	for _, names := range clusters {

@@ -195,6 +195,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespNoPermission,
 			fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic with a delay level or a delivery time", h.topic))
 	}
+	if refused := b.refuseWrite(req); refused != nil {
+		return refused
+	}
 	var props sendProps
 	props.parse(h.properties)
 	half := props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared
@@ -256,6 +259,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	}
 	if err != nil {
 		return b.appendErrorResponse(req, topic, err)
+	}
+	if unconfirmed := b.awaitReplicated(ctx, req, recordsEnd(res)); unconfirmed != nil {
+		return unconfirmed
 	}
 	b.metrics.messagesIn.WithLabelValues(topic).Inc()
 	b.metrics.bytesIn.WithLabelValues(topic).Add(float64(len(rec)))
@@ -400,9 +406,15 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	if busy := b.tierBackpressure(req); busy != nil {
 		return busy
 	}
+	if refused := b.refuseWrite(req); refused != nil {
+		return refused
+	}
 	res, err := b.store.Append(ctx, recs...)
 	if err != nil {
 		return b.appendErrorResponse(req, h.topic, err)
+	}
+	if unconfirmed := b.awaitReplicated(ctx, req, recordsEnd(res)); unconfirmed != nil {
+		return unconfirmed
 	}
 	b.metrics.messagesIn.WithLabelValues(h.topic).Add(float64(len(recs)))
 	b.metrics.bytesIn.WithLabelValues(h.topic).Add(float64(total))
@@ -420,6 +432,15 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	return resp
 }
 
+// recordsEnd is the commit-log position just past the last of res.
+func recordsEnd(res []store.AppendResult) int64 {
+	if len(res) == 0 {
+		return 0
+	}
+	last := res[len(res)-1]
+	return store.NextRecordPos(last.CommitLogOffset, last.Size)
+}
+
 func sendErrorResponse(req *remoting.Command, err error) *remoting.Command {
 	var se *sendError
 	if errors.As(err, &se) {
@@ -432,6 +453,9 @@ func (b *Broker) appendErrorResponse(req *remoting.Command, topic string, err er
 	switch {
 	case errors.Is(err, store.ErrMessageTooLarge):
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message too large for the store: %v; send smaller messages", err))
+	case errors.Is(err, store.ErrFollower):
+		return remoting.NewResponse(req, remoting.RespServiceNotAvailable, fmt.Sprintf(
+			"broker %s is a slave of broker group %s: send to the group's master, brokerId 0 in the route", b.memberName(), b.cfg.BrokerName))
 	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
 		return remoting.NewResponse(req, remoting.RespServiceNotAvailable, "broker is shutting down; retry on another broker")
 	}

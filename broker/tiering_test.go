@@ -78,7 +78,7 @@ func (e *tierEnv) startBroker(t testing.TB, dataDir string, mutate func(*Config)
 	return b
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {

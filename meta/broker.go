@@ -3,11 +3,13 @@ package meta
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -34,6 +36,9 @@ type BrokerInfo struct {
 	NamesrvAddr string `json:"namesrvAddr"`
 	// HTTPAddr is host:port of the HTTP listener (metrics, health, admin).
 	HTTPAddr string `json:"httpAddr"`
+	// ReplicaAddr is host:port of the log-replication listener its followers dial while it is
+	// the group's master; empty when the broker does not replicate.
+	ReplicaAddr string `json:"replicaAddr,omitempty"`
 }
 
 func (b BrokerInfo) validate() error {
@@ -182,7 +187,8 @@ func (r *Registration) Close() error {
 		r.c.clearFault(r.component())
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		if _, rerr := r.c.cli.Revoke(ctx, r.LeaseID()); rerr != nil {
+		// A lease already gone (expired while etcd was out of reach) is a deregistration too.
+		if _, rerr := r.c.cli.Revoke(ctx, r.LeaseID()); rerr != nil && !errors.Is(rerr, rpctypes.ErrLeaseNotFound) {
 			err = fmt.Errorf("deregister broker %s: revoke lease (it expires by itself in %ds): %w", r.info.Name, r.ttl, rerr)
 		}
 	})

@@ -177,6 +177,7 @@ const (
 	dirOffsets   = "offsets/"
 	dirTier      = "tier/"
 	dirElection  = "election/"
+	dirGroups    = "groups/"
 )
 
 func (c *Client) key(parts ...string) string { return c.root + strings.Join(parts, "") }

@@ -22,6 +22,7 @@
 //	offsets/<brokerGroup>/<group>/<topic>/<queueId>   {"v":1,"offset":N,"gen":G}
 //	tier/<brokerGroup>                       TierPointer {"v":2,"watermark":N,"manifest":"key","epoch":E}
 //	election/<brokerGroup>/<lease hex>       concurrency.Election of the group's master; value = broker name
+//	groups/<brokerGroup>/isr                 InSyncSet {"v":1,"members":[...],"epoch":E} (isr.go)
 //	acl/accounts/<accessKey>                 ACLAccount {"v":1,"accessKey","secretKey","admin",...} (acl.go)
 //	acl/whitelist                            ACLWhitelist {"v":1,"addrs":[...]}
 //

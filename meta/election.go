@@ -71,6 +71,10 @@ type Leadership struct {
 	Epoch int64
 	// Lost is closed when the term ends (resigned, session lost, key deleted).
 	Lost <-chan struct{}
+	// Lease is the etcd lease the term's key lives under (the session's); TTL its time to
+	// live. A WriteLease renews it.
+	Lease clientv3.LeaseID
+	TTL   time.Duration
 }
 
 // Fence is the transaction comparison that holds only while the term lasts.
@@ -193,7 +197,7 @@ func (e *Election) Campaign(ctx context.Context, brokerName string) (Leadership,
 		}
 		return Leadership{}, fmt.Errorf("campaign for master of %s: %w", e.group, err)
 	}
-	lead := Leadership{Group: e.group, Key: el.Key(), Epoch: el.Rev()}
+	lead := Leadership{Group: e.group, Key: el.Key(), Epoch: el.Rev(), Lease: sess.Lease(), TTL: e.ttl}
 	// The key could have gone with its lease while Campaign waited for older keys: check
 	// that the term really started before reporting it.
 	rctx, rcancel := e.c.reqCtx(ctx)

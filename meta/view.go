@@ -263,6 +263,18 @@ func (v *View) apply(s *Snapshot, dir string, ev *clientv3.Event) error {
 }
 
 // mastersOf applies etcd election semantics: the candidate with the lowest create revision leads.
+// MasterEpoch is the election epoch of group's current master (the create revision of its
+// election key, Leadership.Epoch), 0 when nobody leads.
+func (s *Snapshot) MasterEpoch(group string) int64 {
+	var best int64
+	for _, c := range s.candidates {
+		if c.group == group && (best == 0 || c.createRev < best) {
+			best = c.createRev
+		}
+	}
+	return best
+}
+
 func mastersOf(cands map[string]candidate) map[string]string {
 	best := map[string]candidate{}
 	for _, c := range cands {

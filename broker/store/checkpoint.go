@@ -125,6 +125,17 @@ func (s *Store) checkpointNow(all bool) error {
 			return fmt.Errorf("fsync index directory: %w", err)
 		}
 	}
+	s.ckptSeq++
+	c.seq = s.ckptSeq
+	if err := s.writeCheckpointSlot(&c); err != nil {
+		return err
+	}
+	s.lastCheckpoint.Store(&c)
+	return nil
+}
+
+// writeCheckpointSlot writes c into slot c.seq mod 2 and fsyncs it. ckptMu held.
+func (s *Store) writeCheckpointSlot(c *checkpoint) error {
 	if s.ckptFile == nil {
 		f, err := os.OpenFile(s.indexPath(checkpointFile), os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
@@ -135,15 +146,12 @@ func (s *Store) checkpointNow(all bool) error {
 			return fmt.Errorf("fsync index directory: %w", err)
 		}
 	}
-	s.ckptSeq++
-	c.seq = s.ckptSeq
-	if _, err := s.ckptFile.WriteAt(encodeCheckpoint(&c), int64(c.seq%2)*checkpointSlotBytes); err != nil {
+	if _, err := s.ckptFile.WriteAt(encodeCheckpoint(c), int64(c.seq%2)*checkpointSlotBytes); err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
 	if err := s.ckptFile.Sync(); err != nil {
 		return fmt.Errorf("fsync checkpoint: %w", err)
 	}
-	s.lastCheckpoint.Store(&c)
 	return nil
 }
 

@@ -64,4 +64,14 @@
 // replaying records the index already holds is harmless. A replica appending already-encoded
 // records at given positions writes the frames, then hands the same (position, header)
 // pairs to indexRecords; it needs no second code path.
+//
+// # Replication (replicate.go, epochs.go, truncate.go)
+//
+// A master's log is shipped as stored (ReadLog, woken by WaitLogEnd) and a follower writes it
+// at the same positions (AppendReplicated), segment headers included, so that its segments
+// roll where the master's did; it is a writeOp like an append, so it meets the flush policy
+// and is indexed by the completer. SetFollower makes the writer refuse local appends (the
+// store, not the broker, enforces it) and stops sealing by age. The epoch history records
+// which epoch wrote which part of the log; TruncateTo drops a divergent tail by recovering
+// from a checkpoint below the cut. FORMAT.md gives the order of its steps.
 package store

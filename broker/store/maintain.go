@@ -25,35 +25,44 @@ func (s *Store) maintainLoop() {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			if s.failed.Load() != nil {
-				continue
-			}
-			if s.cfg.FlushMode == FlushAsync && now.Sub(lastFlush) >= s.cfg.FlushInterval {
-				lastFlush = now
-				if err := s.syncFile(s.activeSegment().f); err != nil {
-					s.fail(fmt.Errorf("%w: fsync: %v; restart the broker to recover", ErrWriteFailed, err))
-					slog.Error("commit log fsync failed; appends are refused", "dir", s.cfg.Dir, "err", err)
-					continue
-				}
-			}
-			if now.Sub(lastCheckpoint) >= s.cfg.CheckpointInterval {
-				lastCheckpoint = now
-				if err := s.checkpointNow(false); err != nil {
-					err = fmt.Errorf("%w: index checkpoint: %v; restart the broker to recover", ErrWriteFailed, err)
-					s.fail(err)
-					slog.Error("index checkpoint failed; appends are refused", "dir", s.cfg.Dir, "err", err)
-					continue
-				}
-			}
-			if s.cfg.SealAfter > 0 {
-				select {
-				case s.rollCh <- struct{}{}:
-				default:
-				}
-			}
-			s.applyRetention()
+			s.truncMu.RLock() // TruncateTo replaces the segments and the index
+			lastFlush, lastCheckpoint = s.maintain(now, lastFlush, lastCheckpoint)
+			s.truncMu.RUnlock()
 		}
 	}
+}
+
+// maintain is one tick of maintainLoop; it returns the new times of the last flush and
+// checkpoint.
+func (s *Store) maintain(now, lastFlush, lastCheckpoint time.Time) (time.Time, time.Time) {
+	if s.failed.Load() != nil {
+		return lastFlush, lastCheckpoint
+	}
+	if s.cfg.FlushMode == FlushAsync && now.Sub(lastFlush) >= s.cfg.FlushInterval {
+		lastFlush = now
+		if err := s.syncFile(s.activeSegment().f); err != nil {
+			s.fail(fmt.Errorf("%w: fsync: %v; restart the broker to recover", ErrWriteFailed, err))
+			slog.Error("commit log fsync failed; appends are refused", "dir", s.cfg.Dir, "err", err)
+			return lastFlush, lastCheckpoint
+		}
+	}
+	if now.Sub(lastCheckpoint) >= s.cfg.CheckpointInterval {
+		lastCheckpoint = now
+		if err := s.checkpointNow(false); err != nil {
+			err = fmt.Errorf("%w: index checkpoint: %v; restart the broker to recover", ErrWriteFailed, err)
+			s.fail(err)
+			slog.Error("index checkpoint failed; appends are refused", "dir", s.cfg.Dir, "err", err)
+			return lastFlush, lastCheckpoint
+		}
+	}
+	if s.cfg.SealAfter > 0 {
+		select {
+		case s.rollCh <- struct{}{}:
+		default:
+		}
+	}
+	s.applyRetention()
+	return lastFlush, lastCheckpoint
 }
 
 // applyRetention deletes the oldest sealed segments while the policy allows it.

@@ -74,6 +74,8 @@ type ReadResult struct {
 // Read returns a run of one queue's messages from req.Offset, bounded by count and bytes and
 // filtered by tag codes, as stored bytes, with the status and the next offset to pull from.
 func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	if err := ctx.Err(); err != nil {
 		return ReadResult{}, err
 	}
@@ -305,6 +307,14 @@ func (s *Store) readFrameLocked(dst []byte, pos int64, size int32) ([]byte, erro
 // ReadAt returns the stored record at commit-log position pos, checked against its CRC32C.
 // size may be 0 when unknown (view by offset message id).
 func (s *Store) ReadAt(pos int64, size int32) ([]byte, error) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
+	return s.readAtGated(pos, size)
+}
+
+// readAtGated is ReadAt for a caller that holds truncMu shared already (a second RLock would
+// deadlock behind a waiting TruncateTo).
+func (s *Store) readAtGated(pos int64, size int32) ([]byte, error) {
 	s.segMu.RLock()
 	defer s.segMu.RUnlock()
 	b, err := s.readFrameLocked(nil, pos, size)
@@ -323,6 +333,8 @@ func NextRecordPos(pos int64, size int32) int64 { return pos + int64(size) + fra
 // StoreTimeAt is the store time (ms) of the message at offset in the queue, from the consume
 // queue alone (no commit-log read); ok is false when the offset is not held locally.
 func (s *Store) StoreTimeAt(topic string, queueID int32, offset int64) (ms int64, ok bool) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	q := s.queue(topic, queueID, false)
 	if q == nil {
 		return 0, false
@@ -344,6 +356,8 @@ func (s *Store) StoreTimeAt(topic string, queueID int32, offset int64) (ms int64
 
 // MinOffset is the queue's oldest local offset (0 for an unknown queue).
 func (s *Store) MinOffset(topic string, queueID int32) int64 {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	if q := s.queue(topic, queueID, false); q != nil {
 		m, _ := q.bounds()
 		return m
@@ -353,6 +367,8 @@ func (s *Store) MinOffset(topic string, queueID int32) int64 {
 
 // MaxOffset is one past the queue's last offset (0 for an unknown queue).
 func (s *Store) MaxOffset(topic string, queueID int32) int64 {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	if q := s.queue(topic, queueID, false); q != nil {
 		return q.max.Load()
 	}
@@ -363,6 +379,8 @@ func (s *Store) MaxOffset(topic string, queueID int32) int64 {
 // offset if every message is older, the min offset if every message is newer; 0 for an unknown
 // queue. It binary-searches the in-memory page table by first store time and reads one page.
 func (s *Store) OffsetForTime(topic string, queueID int32, tsMillis int64) (int64, error) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	q := s.queue(topic, queueID, false)
 	if q == nil {
 		return 0, nil
@@ -410,6 +428,8 @@ func (s *Store) OffsetForTime(topic string, queueID int32, tsMillis int64) (int6
 // EarliestStoreTime is the store time of the message at the min offset, -1 if the queue has
 // none.
 func (s *Store) EarliestStoreTime(topic string, queueID int32) (int64, error) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	q := s.queue(topic, queueID, false)
 	if q == nil {
 		return -1, nil
@@ -448,6 +468,8 @@ type KeyHit struct {
 // LookupKey finds messages of topic whose KEYS contain key or whose UNIQ_KEY is key, stored
 // within [beginMs, endMs], up to max (newest first kept), returned oldest first.
 func (s *Store) LookupKey(topic, key string, beginMs, endMs int64, max int) ([]KeyHit, error) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	if max <= 0 {
 		max = 64
 	}
@@ -462,7 +484,7 @@ func (s *Store) LookupKey(topic, key string, beginMs, endMs int64, max int) ([]K
 			return true
 		}
 		lastPos = e.pos // a record naming the key twice is one hit
-		rec, err := s.ReadAt(e.pos, e.size)
+		rec, err := s.readAtGated(e.pos, e.size)
 		if err != nil {
 			return true // deleted by retention meanwhile
 		}

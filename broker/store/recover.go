@@ -114,7 +114,6 @@ func (s *Store) recover(ctx context.Context) error {
 	for _, q := range qs {
 		q.mu.Lock()
 		q.next = q.endLocked()
-		q.synced, q.unsyncedPos = len(q.open), -1
 		q.publishLocked()
 		resolved := len(q.pages) > 0 && firstPos[q] >= minPos
 		q.mu.Unlock()
@@ -434,6 +433,13 @@ func (s *Store) replay(ctx context.Context, ck checkpoint) (map[*consumeQueue]in
 	x.keyFrom = ck.indexedEnd
 	x.dispatchedEnd = max(ck.indexedEnd, s.segments[0].base+segmentHeaderBytes)
 	x.lastStoreTs = ck.lastStoreTs
+	// What the page maps held is durable; what the replay adds is not, until a checkpoint
+	// writes it out as a fragment or a page.
+	for _, q := range s.queues {
+		q.mu.Lock()
+		q.synced, q.unsyncedPos = len(q.open), -1
+		q.mu.Unlock()
+	}
 	for i, g := range s.segments {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("recovery stopped at segment %d of %d: %w", i+1, len(s.segments), err)

@@ -62,6 +62,15 @@ type Store struct {
 	closed   bool
 	closeErr error
 
+	// Replication (replicate.go, epochs.go).
+	follower     atomic.Bool   // set on the writer goroutine (SetFollower)
+	endMu        sync.Mutex    // endCh
+	endCh        chan struct{} // closed when logEnd moves; nil when no one waits
+	truncMu      sync.RWMutex  // TruncateTo holds it; readers and maintenance take it shared
+	epochMu      sync.Mutex
+	epochs       []EpochStart
+	truncateHook func(step string) error // tests: fail TruncateTo after a step
+
 	failed      atomic.Pointer[error] // sticky write failure
 	lastStoreTs int64                 // writer goroutine only
 	wbuf        []byte                // writer goroutine only
@@ -111,14 +120,14 @@ func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 			return err
 		}
 	}
-	s.idx.pageBuf = make([]byte, cqPageBytes)
-	s.idx.cqCache = newBlockCache(cfg.ConsumeQueueCacheBytes)
-	s.idx.keys = keyIndex{dir: filepath.Join(cfg.Dir, indexDir), capacity: uint32(cfg.KeyIndexFileKeys),
-		slots: keySlots(cfg.KeyIndexFileKeys), cache: newBlockCache(cfg.KeyIndexCacheBytes)}
+	s.initIndex()
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
 	}
-	if err := s.recover(ctx); err != nil {
+	if err := s.loadEpochs(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
+	}
+	if err := s.recoverAll(ctx); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
 	}
@@ -134,6 +143,23 @@ func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 	go s.maintainLoop()
 	go s.notifyLoop()
 	return s, nil
+}
+
+// initIndex sets the index state to empty, with fresh caches (Open, TruncateTo).
+func (s *Store) initIndex() {
+	cfg := &s.cfg
+	s.idx = indexState{pageBuf: make([]byte, cqPageBytes), cqCache: newBlockCache(cfg.ConsumeQueueCacheBytes),
+		keys: keyIndex{dir: filepath.Join(cfg.Dir, indexDir), capacity: uint32(cfg.KeyIndexFileKeys),
+			slots: keySlots(cfg.KeyIndexFileKeys), cache: newBlockCache(cfg.KeyIndexCacheBytes)}}
+}
+
+// recoverAll recovers the log and the index, and drops epoch-history entries that start past
+// the recovered end (a crash cut the log after BeginEpoch recorded them).
+func (s *Store) recoverAll(ctx context.Context) error {
+	if err := s.recover(ctx); err != nil {
+		return err
+	}
+	return s.trimEpochsFrom(s.logEnd.Load(), true)
 }
 
 // queue returns the consume queue of (topic, id), creating it if create is set.
@@ -249,7 +275,8 @@ func (s *Store) OnSeal(fn func(SealedSegment)) {
 }
 
 // SetRetention installs the local retention policy: a sealed segment is deleted (oldest
-// first) only when allow returns true for it. Without a policy nothing is deleted.
+// first) only when allow returns true for it. Without a policy nothing is deleted. allow runs
+// on the maintenance goroutine while TruncateTo is held off, so it must not call the Store.
 func (s *Store) SetRetention(allow func(SealedSegment) bool) {
 	s.hookMu.Lock()
 	s.retention = allow
@@ -258,6 +285,8 @@ func (s *Store) SetRetention(allow func(SealedSegment) bool) {
 
 // SealedSegments lists the sealed segments still on local disk, oldest first.
 func (s *Store) SealedSegments() []SealedSegment {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	s.segMu.RLock()
 	defer s.segMu.RUnlock()
 	var out []SealedSegment
@@ -271,6 +300,8 @@ func (s *Store) SealedSegments() []SealedSegment {
 
 // OpenSegment returns an iterator over the records of the sealed segment starting at base.
 func (s *Store) OpenSegment(base int64) (*SegmentIterator, error) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	s.segMu.RLock()
 	var g *segment
 	for _, c := range s.segments {
@@ -287,6 +318,8 @@ func (s *Store) OpenSegment(base int64) (*SegmentIterator, error) {
 
 // Queues lists the (topic, queue id) pairs that hold or held messages.
 func (s *Store) Queues() []QueueID {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	s.qmu.RLock()
 	defer s.qmu.RUnlock()
 	out := make([]QueueID, 0, len(s.queues))
@@ -316,6 +349,8 @@ func (s *Store) MaxCommitLogOffset() int64 { return s.logEnd.Load() }
 // after pos. A pos inside a segment answers that segment's first record, which may be older
 // than the record at pos; offload watermarks sit on segment boundaries, where it is exact.
 func (s *Store) FirstStoreTimeFrom(pos int64) (ms int64, ok bool) {
+	s.truncMu.RLock()
+	defer s.truncMu.RUnlock()
 	s.segMu.RLock()
 	defer s.segMu.RUnlock()
 	for _, g := range s.segments {
@@ -334,11 +369,13 @@ func (s *Store) FirstStoreTimeFrom(pos int64) (ms int64, ok bool) {
 // channel per queue, shared by all waiters of that queue.
 func (s *Store) WaitForAppend(ctx context.Context, topic string, queueID int32, offset int64) (int64, error) {
 	for {
+		s.truncMu.RLock()
 		q := s.queue(topic, queueID, true)
 		q.mu.Lock()
 		max := q.endLocked()
 		if max > offset {
 			q.mu.Unlock()
+			s.truncMu.RUnlock()
 			return max, nil
 		}
 		if q.waitCh == nil {
@@ -346,6 +383,7 @@ func (s *Store) WaitForAppend(ctx context.Context, topic string, queueID int32, 
 		}
 		ch := q.waitCh
 		q.mu.Unlock()
+		s.truncMu.RUnlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():

@@ -22,6 +22,11 @@ const (
 	opAppend opKind = iota
 	opDeleteTopic
 	opQueueBase
+	opReplicate   // AppendReplicated: raw at position next
+	opSetFollower // next = 1: on
+	opBeginEpoch  // next = epoch
+	opTruncate    // next = position
+	opReset       // next = new base
 )
 
 type writeOp struct {
@@ -32,7 +37,10 @@ type writeOp struct {
 	bytes int64    // framed size of recs
 	topic string
 	queue int32 // opQueueBase
-	next  int64 // opQueueBase
+	next  int64 // opQueueBase, and the argument of the replication ops
+
+	raw    []byte      // opReplicate
+	pieces []replPiece // opReplicate: raw parsed
 
 	res  []AppendResult
 	err  error
@@ -60,6 +68,9 @@ const maxBatchBytes = 4 << 20
 func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, error) {
 	if len(recs) == 0 {
 		return nil, nil
+	}
+	if s.follower.Load() {
+		return nil, ErrFollower
 	}
 	op := &writeOp{kind: opAppend, recs: recs, meta: make([]recordMeta, len(recs)), done: make(chan struct{})}
 	for i, rec := range recs {
@@ -246,15 +257,27 @@ func (s *Store) commit(batch []*writeOp) {
 			continue
 		}
 		s.commitAppends(batch[start:i])
+		start = i + 1
+		if op.kind == opReplicate {
+			s.commitReplicated(op) // answered by the completer
+			continue
+		}
 		s.drainCompletions()
 		switch op.kind {
 		case opDeleteTopic:
 			op.err = s.deleteTopic(op.topic)
 		case opQueueBase:
 			op.err = s.raiseQueueBase(op.topic, op.queue, op.next)
+		case opSetFollower:
+			s.follower.Store(op.next == 1)
+		case opBeginEpoch:
+			op.err = s.beginEpoch(op.next)
+		case opTruncate:
+			op.err = s.truncateTo(op.next)
+		case opReset:
+			op.err = s.resetTo(op.next)
 		}
 		close(op.done)
-		start = i + 1
 	}
 	s.commitAppends(batch[start:])
 }
@@ -264,6 +287,13 @@ func (s *Store) commit(batch []*writeOp) {
 // FlushSync, indexes the records — which makes them visible — and answers the ops.
 func (s *Store) commitAppends(ops []*writeOp) {
 	if len(ops) == 0 {
+		return
+	}
+	if s.follower.Load() {
+		for _, op := range ops {
+			op.res, op.err = nil, ErrFollower
+			close(op.done)
+		}
 		return
 	}
 	var (
@@ -299,6 +329,7 @@ func (s *Store) commitAppends(ops []*writeOp) {
 		}
 		act.size.Store(off + int64(len(buf)))
 		s.logEnd.Store(act.base + off + int64(len(buf)))
+		s.notifyEnd()
 		if act.firstTime.Load() == 0 {
 			act.firstTime.Store(ts)
 		}
@@ -398,6 +429,7 @@ func (s *Store) roll(act *segment) (*segment, error) {
 	s.segments = append(s.segments, next)
 	s.segMu.Unlock()
 	s.logEnd.Store(next.base + segmentHeaderBytes)
+	s.notifyEnd()
 	s.switchSegment(next.base)
 	s.hookMu.Lock()
 	s.sealQueue = append(s.sealQueue, act.info())
@@ -414,7 +446,7 @@ func (s *Store) rollIfOld() {
 	act := s.activeSegment()
 	first := act.firstTime.Load()
 	if s.cfg.SealAfter <= 0 || act.size.Load() <= segmentHeaderBytes || first == 0 ||
-		nowMillis()-first < s.cfg.SealAfter.Milliseconds() || s.failed.Load() != nil {
+		nowMillis()-first < s.cfg.SealAfter.Milliseconds() || s.failed.Load() != nil || s.follower.Load() {
 		return
 	}
 	_, _ = s.roll(act) // a failure is retried on the next tick and reported by appends

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -45,8 +47,11 @@ type clusterMember struct {
 	BrokerAddr  string `json:"brokerAddr"`
 	NamesrvAddr string `json:"namesrvAddr,omitempty"`
 	HTTPAddr    string `json:"httpAddr,omitempty"`
-	// Replication state (in-sync set membership, lag behind the master) belongs here once
-	// broker/replica reports it; memberReplication is where it is filled in.
+	// Replication, as the elected master reports it: whether the member is in the group's
+	// in-sync set, and how far behind the master's log end it is (followers only).
+	InSync   bool  `json:"inSync"`
+	LagBytes int64 `json:"lagBytes"`
+	LagMs    int64 `json:"lagMs"`
 }
 
 // clusterGroup is one broker group as `cluster status` shows it.
@@ -55,10 +60,13 @@ type clusterGroup struct {
 	Master  string          `json:"master"` // the elected master's broker address
 	Members []clusterMember `json:"members,omitempty"`
 	// From the master's runtime info (-1: not reported, e.g. no cold tier).
-	CommitLogMaxOffset int64  `json:"commitLogMaxOffset"`
-	TierWatermark      int64  `json:"tierWatermark"`
-	TierBacklogBytes   int64  `json:"tierBacklogBytes"`
-	Error              string `json:"error,omitempty"`
+	CommitLogMaxOffset int64 `json:"commitLogMaxOffset"`
+	TierWatermark      int64 `json:"tierWatermark"`
+	TierBacklogBytes   int64 `json:"tierBacklogBytes"`
+	// BrokerRole is the master's RocketMQ brokerRole (ASYNC_MASTER, SYNC_MASTER).
+	BrokerRole string   `json:"brokerRole,omitempty"`
+	InSync     []string `json:"inSync,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 func clusterStatusFlags(fs *pflag.FlagSet) runFunc {
@@ -88,8 +96,9 @@ func clusterStatusFlags(fs *pflag.FlagSet) runFunc {
 		out := make([]clusterGroup, 0, len(groups))
 		for _, g := range groups {
 			g.CommitLogMaxOffset, g.TierWatermark, g.TierBacklogBytes = -1, -1, -1
+			var info map[string]string
 			if g.Master != "" {
-				if info, err := runtimeInfo(ctx, g.Master); err != nil {
+				if info, err = runtimeInfo(ctx, g.Master); err != nil {
 					g.Error = err.Error()
 				} else {
 					g.CommitLogMaxOffset = intOr(info["commitLogMaxOffset"])
@@ -100,7 +109,7 @@ func clusterStatusFlags(fs *pflag.FlagSet) runFunc {
 			if len(g.Members) == 0 && g.Master != "" {
 				g.Members = []clusterMember{{Name: "-", Role: meta.RoleMaster, Elected: true, BrokerAddr: g.Master}}
 			}
-			memberReplication(g)
+			memberReplication(g, info)
 			out = append(out, *g)
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -112,14 +121,14 @@ func clusterStatusFlags(fs *pflag.FlagSet) runFunc {
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "GROUP\tMEMBER\tROLE\tELECTED\tBROKER\tHTTP\tCOMMITLOG MAX\tTIER WATERMARK\tTIER BACKLOG")
+		fmt.Fprintln(tw, "GROUP\tMEMBER\tROLE\tELECTED\tIN SYNC\tLAG\tBROKER\tHTTP\tCOMMITLOG MAX\tTIER WATERMARK\tTIER BACKLOG")
 		for _, g := range out {
 			for _, m := range g.Members {
 				elected := ""
 				if m.Elected {
 					elected = "yes"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, m.Name, m.Role, elected, m.BrokerAddr, dash(m.HTTPAddr),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, m.Name, m.Role, elected, inSyncCell(g, m), lagCell(g, m), m.BrokerAddr, dash(m.HTTPAddr),
 					num(g.CommitLogMaxOffset), num(g.TierWatermark), bytesOrDash(g.TierBacklogBytes))
 			}
 			if g.Error != "" {
@@ -162,8 +171,45 @@ func membersFromEtcd(ctx context.Context, endpoints []string, cluster string, gr
 	return nil
 }
 
-// memberReplication fills in the members' replication state; nothing reports it yet.
-func memberReplication(*clusterGroup) {}
+// memberReplication fills in the replication state the master's runtime info reports: its
+// brokerRole, the in-sync set, and each follower's lag (replicationLagBytes.<member>).
+func memberReplication(g *clusterGroup, info map[string]string) {
+	if info == nil {
+		return
+	}
+	g.BrokerRole = info["brokerRole"]
+	if set := info["replicationInSync"]; set != "" {
+		g.InSync = strings.Split(set, ",")
+	}
+	for i := range g.Members {
+		m := &g.Members[i]
+		m.InSync = slices.Contains(g.InSync, m.Name)
+		m.LagBytes = intOr(info["replicationLagBytes."+m.Name])
+		m.LagMs = intOr(info["replicationLagMillis."+m.Name])
+		if m.Elected {
+			m.LagBytes, m.LagMs = 0, 0
+		}
+	}
+}
+
+// inSyncCell is "yes"/"no" for a replicated group's members, "-" without replication.
+func inSyncCell(g clusterGroup, m clusterMember) string {
+	if len(g.InSync) == 0 && !m.InSync {
+		return "-"
+	}
+	if m.InSync {
+		return "yes"
+	}
+	return "no"
+}
+
+// lagCell is a follower's lag behind the master ("-" for the master and without replication).
+func lagCell(g clusterGroup, m clusterMember) string {
+	if m.Elected || len(g.InSync) == 0 && m.LagBytes <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s/%dms", bytesOrDash(max(0, m.LagBytes)), max(0, m.LagMs))
+}
 
 // runtimeInfo asks a broker for GET_BROKER_RUNTIME_INFO's table.
 func runtimeInfo(ctx context.Context, addr string) (map[string]string, error) {

@@ -30,6 +30,12 @@ type NodeConfig struct {
 	BrokerName string `yaml:"broker_name"`
 	// DataDir holds the hot store.
 	DataDir string `yaml:"data_dir"`
+	// BrokerID is this member's id in its broker group (0, 1, 2); the master is elected.
+	BrokerID int64 `yaml:"broker_id"`
+	// ElectionTTL is how long a dead master keeps its group's election.
+	ElectionTTL Duration `yaml:"election_ttl"`
+	// Replication copies the group's log to its other members.
+	Replication ReplicationYAML `yaml:"replication"`
 	// EtcdEndpoints are the etcd client URLs.
 	EtcdEndpoints []string `yaml:"etcd_endpoints"`
 	// EtcdDialTimeout bounds the wait for etcd at start; past it the broker exits naming the
@@ -71,6 +77,17 @@ type NodeConfig struct {
 	ACL          ACLYAML     `yaml:"acl"`
 	TLS          TLSYAML     `yaml:"tls"`
 	HTTP         HTTPYAML    `yaml:"http"`
+}
+
+// ReplicationYAML configures log replication in the broker group (broker.ReplicationConfig).
+type ReplicationYAML struct {
+	Listen            string   `yaml:"listen"`
+	AdvertisedAddr    string   `yaml:"advertised_addr"`
+	Mode              string   `yaml:"mode"`
+	MinInSyncReplicas int      `yaml:"min_in_sync_replicas"`
+	MaxLag            Duration `yaml:"max_lag"`
+	AckTimeout        Duration `yaml:"ack_timeout"`
+	UncleanElection   bool     `yaml:"unclean_election"`
 }
 
 // TransactionYAML configures transactional messages (RocketMQ's transactionTimeOut,
@@ -192,9 +209,12 @@ type StoreYAML struct {
 
 func defaultNodeConfig() NodeConfig {
 	return NodeConfig{
-		Cluster:         broker.DefaultClusterName,
-		BrokerName:      broker.DefaultBrokerName,
-		DataDir:         "./data",
+		Cluster:     broker.DefaultClusterName,
+		BrokerName:  broker.DefaultBrokerName,
+		DataDir:     "./data",
+		ElectionTTL: Duration(meta.DefaultBrokerTTL),
+		Replication: ReplicationYAML{Mode: broker.ReplicationAsync, MinInSyncReplicas: 1,
+			MaxLag: Duration(broker.DefaultReplicationMaxLag), AckTimeout: Duration(broker.DefaultReplicationAckTimeout)},
 		EtcdEndpoints:   []string{"http://127.0.0.1:2379"},
 		EtcdDialTimeout: Duration(5 * time.Second),
 		NamesrvAddr:     "0.0.0.0:9876",
@@ -316,9 +336,14 @@ func setField(fv reflect.Value, val string) error {
 // brokerConfig turns the node config into the broker's own configuration.
 func (c NodeConfig) brokerConfig() (broker.Config, error) {
 	bc := broker.Config{
-		ClusterName:       c.Cluster,
-		BrokerName:        c.BrokerName,
-		DataDir:           c.DataDir,
+		ClusterName: c.Cluster,
+		BrokerName:  c.BrokerName,
+		DataDir:     c.DataDir,
+		BrokerID:    c.BrokerID,
+		ElectionTTL: c.ElectionTTL.duration(),
+		Replication: broker.ReplicationConfig{Listen: c.Replication.Listen, AdvertisedAddr: c.Replication.AdvertisedAddr,
+			Mode: c.Replication.Mode, MinInSyncReplicas: c.Replication.MinInSyncReplicas, MaxLag: c.Replication.MaxLag.duration(),
+			AckTimeout: c.Replication.AckTimeout.duration(), UncleanElection: c.Replication.UncleanElection},
 		NameServerListen:  c.NamesrvAddr,
 		BrokerListen:      c.BrokerAddr,
 		HTTPListen:        c.HTTPAddr,

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/broker/store"
@@ -102,6 +104,7 @@ type devOptions struct {
 	txn                                        *txnFlags
 	timer                                      *timerFlags
 	sec                                        *nodeSecurityFlags
+	cluster                                    devClusterOptions
 }
 
 func devFlags(fs *pflag.FlagSet) runFunc {
@@ -119,7 +122,17 @@ func devFlags(fs *pflag.FlagSet) runFunc {
 	o.timer = addTimerFlags(fs)
 	o.sec = addNodeSecurityFlags(fs)
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
-	return func(ctx context.Context, _ []string, stdout io.Writer) error { return runDev(ctx, stdout, o) }
+	fs.IntVar(&o.cluster.groups, "groups", 1, "broker groups (broker-a, broker-b, ...); more than one group or member runs each member as a child process")
+	fs.IntVar(&o.cluster.replicas, "replicas", 1, "members per group, 1-3: one master and up to two slaves")
+	fs.StringVar(&o.cluster.mode, "replication", "", "sync or async (default sync when --replicas > 1)")
+	o.cluster.electionTTL = Duration(5 * time.Second)
+	fs.Var(&o.cluster.electionTTL, "election-ttl", "with --groups/--replicas: how long a dead master keeps its group's election")
+	return func(ctx context.Context, _ []string, stdout io.Writer) error {
+		if o.cluster.wanted() {
+			return runDevCluster(ctx, o, stdout) // devcluster.go
+		}
+		return runDev(ctx, stdout, o)
+	}
 }
 
 func runDev(ctx context.Context, stdout io.Writer, o *devOptions) error {

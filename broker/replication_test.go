@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/meta"
+)
+
+func replicaConfig(t *testing.T, id int64, log *syncBuffer) Config {
+	cfg := memberConfig(t, id, nil, log)
+	cfg.ElectionTTL = 2 * time.Second
+	cfg.Replication = ReplicationConfig{Listen: "127.0.0.1:0", Mode: ReplicationSync, MinInSyncReplicas: 2,
+		MaxLag: time.Second, AckTimeout: 3 * time.Second}
+	return cfg
+}
+
+func inSyncSet(t *testing.T, mc *meta.Client) []string {
+	s, err := mc.GetInSyncSet(context.Background(), "g")
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		t.Fatal(err)
+	}
+	return s.Members
+}
+
+// refusal is the code a send to e would be refused with before it is stored (success: none).
+func refusal(e *testEnv) int16 {
+	if r := e.b.refuseWrite(&remoting.Command{ExtFields: remoting.ExtFields{}}); r != nil {
+		return r.Code
+	}
+	return remoting.RespSuccess
+}
+
+// A group of three in sync mode: sends are refused while too few members are in sync, an
+// acknowledged send is on every in-sync member, slaves refuse sends, and after the master
+// is deposed an in-sync slave takes over with the whole log while the old master follows.
+func TestSyncReplicationAndFailover(t *testing.T) {
+	srv := startEtcd(t, t.TempDir())
+	var logs [3]syncBuffer
+	mcs := make([]*meta.Client, 3)
+	for i := range mcs {
+		mcs[i] = newMetaClient(t, srv.Endpoints(), time.Second)
+	}
+	a := startMember(t, replicaConfig(t, 0, &logs[0]), mcs[0])
+	waitFor(t, "g-0 leads", func() bool { return refusal(a) == remoting.RespSlaveNotAvailable })
+	createTopic(t, a, "R", 1)
+	before := a.b.Store().EndOffset()
+	resp := send(t, a, "R", 0, "", "alone")
+	wantCode(t, resp, remoting.RespSlaveNotAvailable)
+	if !strings.Contains(resp.Remark, "min_in_sync_replicas 2") {
+		t.Fatalf("refusal remark %q does not name the setting", resp.Remark)
+	}
+	if end := a.b.Store().EndOffset(); end != before {
+		t.Fatalf("a refused send was stored: log end %d, was %d", end, before)
+	}
+
+	b := startMember(t, replicaConfig(t, 1, &logs[1]), mcs[1])
+	c := startMember(t, replicaConfig(t, 2, &logs[2]), mcs[2])
+	waitFor(t, "all three in sync", func() bool { return len(inSyncSet(t, mcs[0])) == 3 })
+	for i := 0; i < 50; i++ {
+		wantCode(t, send(t, a, "R", 0, "", fmt.Sprintf("m%03d", i)), remoting.RespSuccess)
+		// Acknowledged means every in-sync member holds it.
+		end := a.b.Store().EndOffset()
+		if b.b.Store().EndOffset() < end || c.b.Store().EndOffset() < end {
+			t.Fatalf("send %d acknowledged at %d; slaves hold %d and %d", i, end, b.b.Store().EndOffset(), c.b.Store().EndOffset())
+		}
+	}
+	resp = send(t, b, "R", 0, "", "to a slave")
+	wantCode(t, resp, remoting.RespServiceNotAvailable)
+	if !strings.Contains(resp.Remark, "slave") {
+		t.Fatalf("slave's refusal %q", resp.Remark)
+	}
+	routes := b.b.brokersByGroup()["g"]
+	if len(routes.Addrs) != 3 || routes.Addrs[0] != a.b.BrokerAddr() {
+		t.Fatalf("route addresses %v, want three with g-0 (%s) as 0", routes.Addrs, a.b.BrokerAddr())
+	}
+
+	// The master's term ends (its lease revoked, as if it died): an in-sync slave wins.
+	masterEnd := a.b.Store().EndOffset()
+	if _, err := mcs[0].Etcd().Revoke(context.Background(), a.b.election.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	var next *testEnv
+	waitFor(t, "a slave takes over and accepts sends", func() bool {
+		for _, e := range []*testEnv{b, c} {
+			if refusal(e) == remoting.RespSuccess {
+				next = e
+				return true
+			}
+		}
+		return false
+	})
+	if got := next.b.Store().EndOffset(); got < masterEnd {
+		t.Fatalf("new master's log ends at %d, below the acknowledged %d", got, masterEnd)
+	}
+	waitFor(t, "the old master rejoins the in-sync set", func() bool { return len(inSyncSet(t, mcs[1])) >= 2 })
+	for i := 50; i < 60; i++ {
+		wantCode(t, send(t, next, "R", 0, "", fmt.Sprintf("m%03d", i)), remoting.RespSuccess)
+	}
+	end := next.b.Store().EndOffset()
+	waitFor(t, "the old master follows the new one", func() bool { return a.b.Store().EndOffset() == end })
+	if refusal(a) != remoting.RespServiceNotAvailable {
+		t.Fatal("the deposed master still accepts writes")
+	}
+}
+
+func TestReplicationConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		rc   ReplicationConfig
+		want string // "" for valid
+	}{
+		{ReplicationConfig{}, ""},
+		{ReplicationConfig{Mode: ReplicationSync}, "needs a replication listener"},
+		{ReplicationConfig{MinInSyncReplicas: 2}, "needs a replication listener"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", Mode: "quorum"}, "want async or sync"},
+		{ReplicationConfig{Listen: "nohostport"}, "not host:port"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", MinInSyncReplicas: 4}, "1..3"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", AdvertisedAddr: "host:1"}, "must be ip:port"},
+		{ReplicationConfig{Listen: "127.0.0.1:0", Mode: ReplicationSync, MinInSyncReplicas: 2}, ""},
+	} {
+		cfg := Config{DataDir: t.TempDir(), Replication: tc.rc}
+		err := cfg.Validate()
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%+v: %v", tc.rc, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one saying %q", tc.rc, err, tc.want)
+		}
+	}
+	cfg := Config{DataDir: t.TempDir(), Replication: ReplicationConfig{Listen: "127.0.0.1:0"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Replication; r.Mode != ReplicationAsync || r.MinInSyncReplicas != 1 || r.MaxLag != DefaultReplicationMaxLag || r.AckTimeout != DefaultReplicationAckTimeout {
+		t.Fatalf("defaults: %+v", r)
+	}
+	cfg = Config{DataDir: t.TempDir(), ElectionTTL: time.Second, Replication: ReplicationConfig{Listen: "127.0.0.1:0"}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "below 2s") {
+		t.Fatalf("1s election TTL with replication: %v", err)
+	}
+}
