@@ -304,7 +304,11 @@ func (s *Service) fireLoop() {
 				if stopping || s.fireCtx.Err() != nil {
 					return
 				}
-				sleepCtx(s.fireCtx, 100*time.Millisecond)
+				wait := 100 * time.Millisecond
+				if errors.Is(err, store.ErrFollower) {
+					wait = time.Second // until this member is promoted
+				}
+				sleepCtx(s.fireCtx, wait)
 			}
 			continue
 		}
@@ -313,8 +317,13 @@ func (s *Service) fireLoop() {
 		s.mu.Unlock()
 		if stopping || owed && !now.Before(ckAt) {
 			if err := s.writeCheckpoint(); err != nil && !stopping {
-				s.cfg.Logger.Warn("timer: write checkpoint failed; retrying", "err", err)
-				sleepCtx(s.fireCtx, 100*time.Millisecond)
+				wait := 100 * time.Millisecond
+				if errors.Is(err, store.ErrFollower) {
+					wait = time.Second // the master checkpoints; this member follows
+				} else {
+					s.cfg.Logger.Warn("timer: write checkpoint failed; retrying", "err", err)
+				}
+				sleepCtx(s.fireCtx, wait)
 				continue
 			}
 			if stopping {
@@ -415,7 +424,9 @@ func (s *Service) fire(batch []entry, final bool) error {
 		if _, err := s.log.Append(s.fireCtx, c...); err != nil {
 			s.ix.requeue(fired[done:])
 			s.m.appendErrors.Inc()
-			if s.fireCtx.Err() == nil && !errors.Is(err, store.ErrClosed) {
+			// A follower's store refuses appends: its group's master fires (the copies
+			// reach this member by replication), so that is no failure worth a warning.
+			if s.fireCtx.Err() == nil && !errors.Is(err, store.ErrClosed) && !errors.Is(err, store.ErrFollower) {
 				s.cfg.Logger.Warn("timer: appending delivered messages failed; they stay pending", "count", len(fired)-done, "err", err)
 			}
 			s.mu.Lock()
