@@ -44,12 +44,13 @@ type Broker struct {
 	tier         *tier.Tier
 	tierBucket   *objstore.MetricsBucket
 	tierPointers tier.MetaPointers
-	txn          *txn.Service   // transactional half messages (txn.go)
+	// txnP is transactional half messages (txn.go); reopened when this member is promoted.
+	txnP         atomic.Pointer[txn.Service]
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
 	incarnations *incarnations  // which incarnation each topic's local data belongs to
-	// timer is scheduled delivery (scheduled.go): delay levels, delivery times, retry
-	// back-off.
-	timer *timer.Service
+	// timerP is scheduled delivery (scheduled.go): delay levels, delivery times, retry
+	// back-off; reopened when this member is promoted.
+	timerP atomic.Pointer[timer.Service]
 
 	nsLn, brkLn, httpLn net.Listener
 	storeHost           netip.AddrPort
@@ -379,14 +380,15 @@ func (b *Broker) Close(ctx context.Context) error {
 	if b.repl != nil {
 		b.repl.close()
 	}
-	if b.timer != nil {
+	if b.timerService() != nil {
 		// Before the tier and the store: it fires what is due and checkpoints into the log.
-		if err := b.timer.Close(ctx); err != nil {
+		// On a replication follower its last checkpoint is the master's to write.
+		if err := b.timerService().Close(ctx); err != nil && !errors.Is(err, store.ErrFollower) {
 			errs = append(errs, fmt.Errorf("broker: scheduled delivery: %w", err))
 		}
 	}
-	if b.txn != nil {
-		if err := b.txn.Close(); err != nil {
+	if b.txnService() != nil {
+		if err := b.txnService().Close(); err != nil && !errors.Is(err, store.ErrFollower) {
 			errs = append(errs, fmt.Errorf("broker: close transactions: %w", err))
 		}
 	}

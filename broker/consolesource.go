@@ -661,7 +661,7 @@ func (s consoleSource) traceRecords(ctx context.Context, lookup string) ([]query
 }
 
 func (s consoleSource) PendingTransactions(ctx context.Context, group string, limit int) (txn.PendingList, error) {
-	if s.b.txn == nil {
+	if s.b.txnService() == nil {
 		return txn.PendingList{}, errConsoleNotStarted
 	}
 	return s.b.TxnPending(ctx, group, limit), nil
@@ -671,10 +671,10 @@ func (s consoleSource) PendingTransactions(ctx context.Context, group string, li
 // build yet; once it is, fill console.Timers from the timer service's Status (pending count,
 // next due time, pending by horizon, scheduled/fired/dropped) here.
 func (s consoleSource) Timers(context.Context) console.Timers {
-	if s.b.timer == nil {
+	if s.b.timerService() == nil {
 		return console.Timers{Note: "Scheduled delivery is not running on this broker."}
 	}
-	st := s.b.timer.Status()
+	st := s.b.timerService().Status()
 	t := console.Timers{Available: true, Pending: st.Pending, Scheduled: st.Scheduled, Fired: st.Fired, Dropped: st.Dropped}
 	if st.NextDueMs > 0 {
 		t.NextDue = time.UnixMilli(st.NextDueMs).UTC()

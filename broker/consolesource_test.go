@@ -291,7 +291,7 @@ func TestConsolePages(t *testing.T) {
 			t.Fatalf("transactions: %q", got)
 		}
 		sendOK(t, env, "orders", 0, map[string]string{timer.PropertyTimerDelaySec: "3600"}, []byte("in an hour"))
-		waitFor(t, "the scheduled message indexed", func() bool { return env.b.timer.Status().Pending == 1 })
+		waitFor(t, "the scheduled message indexed", func() bool { return env.b.timerService().Status().Pending == 1 })
 		tm := consoleGet(t, h, "/console/timers")
 		if got := tm.textOf(t, "timers-pending"); got != "1" {
 			t.Fatalf("timers pending: %q, want 1", got)

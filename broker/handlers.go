@@ -393,7 +393,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		BornTimestamp: old.BornTimestamp, BornHost: old.BornHost, StoreHost: b.storeHost,
 		ReconsumeTimes: old.ReconsumeTimes + 1, Body: old.Body, Properties: props,
 	}
-	p, parked, err := b.timer.Intercept(props, target, qid)
+	p, parked, err := b.timerService().Intercept(props, target, qid)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("schedule the retry of the message at commit-log offset %d: %v", pos, err))
 	}
@@ -409,7 +409,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 	}
 	var res []store.AppendResult
 	if parked {
-		res, err = b.timer.Park(ctx, out)
+		res, err = b.timerService().Park(ctx, out)
 	} else {
 		res, err = b.store.Append(ctx, out)
 	}

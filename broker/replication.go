@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratamq/strata/broker/remoting"
@@ -57,6 +58,9 @@ type replication struct {
 	followCancel context.CancelFunc
 	followDone   chan struct{}
 	followTarget string // "name@addr#epoch" being followed
+	// followed is set once a follower ran: the log may hold records the transaction and timer
+	// services have not read, so promotion reopens them (reopenLogServices).
+	followed atomic.Bool
 }
 
 // masterTerm is one term as the group's replicating master.
@@ -192,6 +196,7 @@ func (r *replication) reconcileFollower(snap *meta.Snapshot) {
 	done := make(chan struct{})
 	r.followCancel, r.followDone, r.followTarget = cancel, done, target
 	f := r.follow
+	r.followed.Store(true)
 	go func() {
 		defer close(done)
 		r.b.log.Info("replication: following the group's master", "group", group, "master", master, "addr", addr, "epoch", epoch)
@@ -226,11 +231,21 @@ func (r *replication) becomeMaster(ctx context.Context, lead meta.Leadership, se
 	}
 	r.stopFollower()
 	st := r.b.store
+	// Closed while the store still refuses appends, so a closing timer fires nothing: what
+	// the last master fired and checkpointed is in the log, and the reopened services read
+	// it from there.
+	reopen := r.followed.Load() && r.b.closeLogServices(ctx)
 	if err := st.SetFollower(ctx, false); err != nil {
 		return fail(fmt.Errorf("leave follower mode: %w", err))
 	}
 	if err := st.BeginEpoch(lead.Epoch); err != nil {
 		return fail(fmt.Errorf("begin epoch %d in the store: %w", lead.Epoch, err))
+	}
+	if reopen {
+		if err := r.b.openLogServices(ctx); err != nil {
+			return fail(fmt.Errorf("reopen transactions and timers from the replicated log: %w", err))
+		}
+		r.followed.Store(false)
 	}
 	lease, err := r.b.mc.NewWriteLease(ctx, lead)
 	if err != nil {
@@ -562,6 +577,39 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// closeLogServices closes the transaction and timer services before a promotion; it
+// reports false (nothing closed) while Start has not opened them yet. The closed services
+// stay in place until openLogServices replaces them, so a request in between is refused as
+// by a closing broker rather than finding none.
+func (b *Broker) closeLogServices(ctx context.Context) bool {
+	tx, tm := b.txnService(), b.timerService()
+	if tx == nil || tm == nil {
+		return false
+	}
+	if err := tm.Close(ctx); err != nil {
+		b.log.Debug("replication: close the timer service before promotion (its last checkpoint is the old master's to write)", "err", err)
+	}
+	if err := tx.Close(); err != nil {
+		b.log.Debug("replication: close the transaction service before promotion (its last checkpoint is the old master's to write)", "err", err)
+	}
+	return true
+}
+
+// openLogServices opens the transaction and timer services again over the log as it is
+// now: their pending state is a function of the log's bytes (broker/txn, broker/timer), so
+// the promoted member carries on from what the last master recorded.
+func (b *Broker) openLogServices(ctx context.Context) error {
+	if err := b.openTxn(ctx); err != nil {
+		return err
+	}
+	if err := b.startTimer(ctx); err != nil {
+		return err
+	}
+	b.log.Info("replication: transactions and timers reopened from the replicated log",
+		"pending_transactions", b.txnService().PendingCount(), "pending_timers", b.timerService().Status().Pending)
+	return nil
+}
 
 // replicaStatus is what the runtime info reports of replication on this member.
 type replicaStatus struct {

@@ -33,16 +33,16 @@ func (b *Broker) startTimer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: scheduled delivery: %w", err)
 	}
-	b.timer = s
+	b.timerP.Store(s)
 	return nil
 }
 
 // TimerStatus reports scheduled delivery: pending timers by horizon, index and checkpoint.
 func (b *Broker) TimerStatus() timer.Status {
-	if b.timer == nil {
+	if b.timerService() == nil {
 		return timer.Status{}
 	}
-	return b.timer.Status()
+	return b.timerService().Status()
 }
 
 func (b *Broker) serveTimerStatus(w http.ResponseWriter, _ *http.Request) {
@@ -51,3 +51,6 @@ func (b *Broker) serveTimerStatus(w http.ResponseWriter, _ *http.Request) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(b.TimerStatus())
 }
+
+// timerService is the open timer service, nil before Start opened it.
+func (b *Broker) timerService() *timer.Service { return b.timerP.Load() }

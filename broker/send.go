@@ -253,7 +253,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	var res []store.AppendResult
 	if parked {
 		// RocketMQ answers with the parked record: its offset id and queue offset.
-		res, err = b.timer.Park(ctx, rec)
+		res, err = b.timerService().Park(ctx, rec)
 	} else {
 		res, err = b.store.Append(ctx, rec)
 	}
@@ -282,10 +282,10 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 // on its real topic when due. Plain sends and committed transactional messages both come
 // here, so a delayed transactional message is delayed from its commit.
 func (b *Broker) routeVisible(m *message.Message, props *sendProps) (parked bool, err error) {
-	if b.timer == nil || !timer.WantsSchedule(props.get) {
+	if b.timerService() == nil || !timer.WantsSchedule(props.get) {
 		return false, nil
 	}
-	p, parked, err := b.timer.Intercept(props.toMap(), m.Topic, m.QueueID)
+	p, parked, err := b.timerService().Intercept(props.toMap(), m.Topic, m.QueueID)
 	if err != nil {
 		return false, sendErrorf(remoting.RespMessageIllegal, "message not scheduled: %v", err)
 	}

@@ -34,7 +34,7 @@ func (b *Broker) openTxn(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	b.txn = s
+	b.txnP.Store(s)
 	return nil
 }
 
@@ -68,7 +68,7 @@ func (b *Broker) handleHalfSend(ctx context.Context, conn *remoting.Conn, req *r
 	if group != "" {
 		b.clients.noteProducer(conn, group, time.Now())
 	}
-	res, err := b.txn.Prepare(ctx, m, group)
+	res, err := b.txnService().Prepare(ctx, m, group)
 	if err != nil {
 		if errors.Is(err, txn.ErrTooManyPending) {
 			return remoting.NewResponse(req, remoting.RespSystemBusy, err.Error())
@@ -119,7 +119,7 @@ func (b *Broker) handleEndTransaction(ctx context.Context, conn *remoting.Conn, 
 	if denied := b.authorizeEnd(ctx, req, r.CommitLogOffset); denied != nil {
 		return denied
 	}
-	res, err := b.txn.End(ctx, r)
+	res, err := b.txnService().End(ctx, r)
 	if err != nil {
 		b.log.Warn("END_TRANSACTION refused", "group", r.ProducerGroup, "commit_log_offset", r.CommitLogOffset,
 			"tran_state_table_offset", r.TranStateTableOffset, "decision", d, "from_check", r.FromCheck, "msg_id", r.MsgID, "err", err)
@@ -192,7 +192,7 @@ const (
 
 // TxnPending lists up to limit pending half messages of group ("" for all), oldest first.
 func (b *Broker) TxnPending(ctx context.Context, group string, limit int) txn.PendingList {
-	return b.txn.Pending(ctx, group, limit)
+	return b.txnService().Pending(ctx, group, limit)
 }
 
 // serveTxnPending serves GET /txn/pending?group=G&limit=N as JSON (txn.PendingList).
@@ -206,7 +206,7 @@ func (b *Broker) serveTxnPending(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = min(n, maxTxnPendingLimit)
 	}
-	if b.txn == nil {
+	if b.txnService() == nil {
 		http.Error(w, "broker is not started", http.StatusServiceUnavailable)
 		return
 	}
@@ -232,3 +232,6 @@ func (b *Broker) authorizeEnd(ctx context.Context, req *remoting.Command, pos in
 	}
 	return b.authorizeTopic(ctx, req, m.Properties[message.PropertyRealTopic], acl.PermPub)
 }
+
+// txnService is the open transaction service, nil before Start opened it.
+func (b *Broker) txnService() *txn.Service { return b.txnP.Load() }

@@ -113,7 +113,7 @@ func BenchmarkTransactionalVsPlainSend(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("flush=%s/txn-commit", flush), func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
-			before := br.txn.PendingCount()
+			before := br.txnService().PendingCount()
 			run(b, func(c *remoting.Client, i int) {
 				props := map[string]string{message.PropertyUniqKey: fmt.Sprintf("T%030d", i), message.PropertyTransactionPrep: "true",
 					message.PropertyProducerGroup: "pg-bench"}
@@ -132,7 +132,7 @@ func BenchmarkTransactionalVsPlainSend(b *testing.B) {
 					b.Error(err)
 				}
 			})
-			for br.txn.PendingCount() > before {
+			for br.txnService().PendingCount() > before {
 				time.Sleep(time.Millisecond)
 			}
 		})

@@ -157,7 +157,7 @@ func TestTransactionalSendCommitAndRollbackOverTheWire(t *testing.T) {
 	if _, pos, _ := message.ParseOffsetMsgID(resp.ExtFields["msgId"]); m.PreparedTransactionOffset != pos {
 		t.Fatalf("committed copy names half %d, the half is at %d", m.PreparedTransactionOffset, pos)
 	}
-	waitUntilTrue(t, "no pending half message", func() bool { return env.b.txn.PendingCount() == 0 })
+	waitUntilTrue(t, "no pending half message", func() bool { return env.b.txnService().PendingCount() == 0 })
 	if got := pullQueue(t, env, "orders", 1); len(got) != 1 {
 		t.Fatalf("%d messages after the repeated commit, want 1", len(got))
 	}
@@ -214,7 +214,7 @@ func TestCommittedMessageIsRoutedAsASend(t *testing.T) {
 		t.Fatal(err)
 	}
 	endTransaction(t, p.Client, "pg", resp, txn.DecisionCommit, false)
-	waitUntilTrue(t, "the commit", func() bool { return env.b.txn.PendingCount() == 0 })
+	waitUntilTrue(t, "the commit", func() bool { return env.b.txnService().PendingCount() == 0 })
 	res, _, err := txn.StoreLog{Store: env.b.store}.ReadQueue(context.Background(), want.Topic, want.QueueID, 0, 10)
 	if err != nil || len(res) != 1 {
 		t.Fatalf("%s/%d holds %d records (%v), want the committed message", want.Topic, want.QueueID, len(res), err)

@@ -14,10 +14,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 
@@ -644,4 +646,109 @@ func checkClusterStatus(t *testing.T, namesrv string, etcd *etcdProcess, group, 
 			t.Fatalf("cluster status member %+v (master %s)", m, master)
 		}
 	}
+}
+
+// TestTimersAndTransactionsMoveWithTheMaster: a delayed message and an undecided
+// transaction are acknowledged by a sync group's master, which is then killed before either
+// is due. The promoted member fires the timer no earlier than its delay and checks the
+// transaction back with the producer, which commits it there: each arrives exactly once.
+func TestTimersAndTransactionsMoveWithTheMaster(t *testing.T) {
+	etcd := startEtcdProcess(t)
+	mc := metaClient(t, etcd)
+	const group, topic = "broker-a", "moves"
+	members := []*replicaMember{}
+	for id := 0; id < 3; id++ {
+		members = append(members, startReplicaMember(t, etcd, group, id, "sync"))
+	}
+	waitUntil(t, 60*time.Second, "all three members in sync", func() bool { return len(inSync(t, mc, group)) == 3 })
+	createTopic(t, members[0].Namesrv, topic, 2)
+	var namesrvs primitive.NamesrvAddr
+	for _, m := range members {
+		namesrvs = append(namesrvs, m.Namesrv)
+	}
+
+	// The producer answers check-backs "unknown" until the master is dead, so only the
+	// promoted member can see the transaction committed.
+	var mayCommit atomic.Bool
+	app := newTxnApp(func(string) primitive.LocalTransactionState { return primitive.UnkonwnState },
+		func(string) primitive.LocalTransactionState {
+			if mayCommit.Load() {
+				return primitive.CommitMessageState
+			}
+			return primitive.UnkonwnState
+		})
+	tp := newTxnProducer(t, members[0].Namesrv, "pg-moves", app, producer.WithNameServer(namesrvs))
+	half := primitive.NewMessage(topic, []byte("txn-undecided"))
+	half.WithProperty("CHECK_IMMUNITY_TIME_IN_SECONDS", "1")
+	if res, err := tp.SendMessageInTransaction(context.Background(), half); err != nil || res.State != primitive.UnkonwnState {
+		t.Fatalf("half send: %+v, %v", res, err)
+	}
+	p := newProducer(t, members[0].Namesrv, producer.WithNameServer(namesrvs))
+	const delay = 10 * time.Second // level 3
+	sent := time.Now()
+	if res, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("delayed")).WithDelayTimeLevel(3)); err != nil || res.Status != primitive.SendOK {
+		t.Fatalf("delayed send: %+v, %v", res, err)
+	}
+
+	master := masterOf(t, mc, group)
+	var survivors primitive.NamesrvAddr
+	for _, m := range members {
+		if m.name == master {
+			m.Kill()
+		} else {
+			survivors = append(survivors, m.Namesrv)
+		}
+	}
+	killed := time.Now()
+	if time.Since(sent) >= delay {
+		t.Fatalf("the master was killed %v after the delayed send, not before it was due", time.Since(sent))
+	}
+	mayCommit.Store(true)
+	waitUntil(t, 30*time.Second, "a new master", func() bool {
+		m := masterOf(t, mc, group)
+		return m != "" && m != master
+	})
+
+	var mu sync.Mutex
+	arrived := map[string][]time.Time{}
+	c, err := consumer.NewPushConsumer(consumer.WithNameServer(survivors), consumer.WithGroupName("cg-moves"),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(topic, consumer.MessageSelector{}, func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range msgs {
+			arrived[string(m.Body)] = append(arrived[string(m.Body)], time.Now())
+		}
+		return consumer.ConsumeSuccess, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Shutdown() }()
+	waitUntil(t, 90*time.Second, "the delayed and the transactional message on the new master", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(arrived["delayed"]) > 0 && len(arrived["txn-undecided"]) > 0
+	})
+	// A duplicate is the absence of an event to wait for: a second firing or commit would
+	// come within the check-back and timer checkpoint intervals, so watch a few seconds more.
+	time.Sleep(3 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(arrived["delayed"]); n != 1 {
+		t.Fatalf("the delayed message arrived %d times, want once", n)
+	}
+	if n := len(arrived["txn-undecided"]); n != 1 {
+		t.Fatalf("the committed transactional message arrived %d times, want once", n)
+	}
+	if early := arrived["delayed"][0].Sub(sent); early < delay {
+		t.Fatalf("the delayed message arrived %v after its send, before its %v delay", early, delay)
+	}
+	t.Logf("after killing the master: the delayed message arrived %v after its send (delay %v); the transaction was committed by check-back and consumed %v after the kill",
+		arrived["delayed"][0].Sub(sent).Round(time.Millisecond), delay, arrived["txn-undecided"][0].Sub(killed).Round(time.Millisecond))
 }

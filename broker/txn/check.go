@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
+	"github.com/stratamq/strata/broker/store"
 )
 
 // loop runs check rounds and checkpoints until Close.
@@ -27,7 +28,8 @@ func (s *Service) loop() {
 		}
 		next := s.checkRound(s.ctx)
 		if time.Since(lastCk) >= s.cfg.CheckpointInterval {
-			if err := s.checkpointNow(s.ctx); err != nil && s.ctx.Err() == nil {
+			// A replication follower refuses appends: the group's master checkpoints.
+			if err := s.checkpointNow(s.ctx); err != nil && s.ctx.Err() == nil && !errors.Is(err, store.ErrFollower) {
 				s.cfg.Logger.Warn("txn: writing the recovery checkpoint failed; retrying", "err", err)
 			}
 			lastCk = time.Now()
