@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,12 +46,44 @@ func TestMain(m *testing.M) {
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A port the kernel hands out for :0 is an ephemeral one, and a moment after we close it
+	// any outbound connection on the machine may take it before our child process binds it
+	// (seen: "bind: address already in use"). Ports below the ephemeral range are never
+	// taken that way; each is handed out once per test binary.
+	lo, hi := freePortRange()
+	for range 2000 {
+		port := lo + rand.IntN(hi-lo)
+		if _, taken := handedOutPorts.LoadOrStore(port, true); taken {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("no free port in [%d, %d) on 127.0.0.1", lo, hi)
+	return ""
+}
+
+// handedOutPorts are the ports freeAddr returned in this test binary.
+var handedOutPorts sync.Map
+
+// freePortRange is where freeAddr picks ports: below the kernel's ephemeral range and above
+// the well-known and registered ports Strata and its tools default to.
+func freePortRange() (lo, hi int) {
+	lo, hi = 20000, 32768
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	var first int
+	if _, err := fmt.Sscan(string(raw), &first); err == nil && first > lo+1000 {
+		hi = first
+	}
+	return lo, hi
 }
 
 // strataProc is one strata process (dev or broker) started by a test.
