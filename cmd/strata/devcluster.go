@@ -23,7 +23,6 @@ import (
 
 	"github.com/stratamq/strata/broker"
 	"github.com/stratamq/strata/meta"
-	"github.com/stratamq/strata/meta/etcdembed"
 )
 
 // `strata dev --groups G --replicas R` runs a whole local cluster for trying replication and
@@ -80,44 +79,31 @@ func (o devClusterOptions) wanted() bool {
 
 func runDevCluster(ctx context.Context, o *devOptions, stdout io.Writer) error {
 	c := o.cluster
-	data, namesrv, httpAddr, verbose := &o.data, &o.namesrv, &o.httpAddr, &o.verbose
-	groups, replicas, mode := &c.groups, &c.replicas, &c.mode
-	ttl := c.electionTTL
-	segment := o.segment
-	setupLogging(*verbose)
-	if *groups < 1 || *groups > 26 {
-		return fmt.Errorf("--groups %d: want 1..26", *groups)
+	setupLogging(o.verbose)
+	if c.groups < 1 || c.groups > 26 {
+		return fmt.Errorf("--groups %d: want 1..26", c.groups)
 	}
-	if *replicas < 1 || *replicas > 3 {
-		return fmt.Errorf("--replicas %d: a broker group has 1 to 3 members", *replicas)
+	if c.replicas < 1 || c.replicas > 3 {
+		return fmt.Errorf("--replicas %d: a broker group has 1 to 3 members", c.replicas)
 	}
-	if *mode == "" {
-		*mode = broker.ReplicationAsync
-		if *replicas > 1 {
-			*mode = broker.ReplicationSync
+	if c.mode == "" {
+		c.mode = broker.ReplicationAsync
+		if c.replicas > 1 {
+			c.mode = broker.ReplicationSync
 		}
 	}
-	if *mode != broker.ReplicationSync && *mode != broker.ReplicationAsync {
-		return fmt.Errorf("--replication %q: want sync or async", *mode)
+	if c.mode != broker.ReplicationSync && c.mode != broker.ReplicationAsync {
+		return fmt.Errorf("--replication %q: want sync or async", c.mode)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the strata binary to start members with: %w", err)
 	}
-	dir, err := filepath.Abs(*data)
+	dir, etcd, release, err := openDevData(ctx, o.data)
 	if err != nil {
 		return err
 	}
-	lock, err := lockDataDir(dir, "--data")
-	if err != nil {
-		return err
-	}
-	defer lock.release()
-	etcd, err := etcdembed.Start(ctx, filepath.Join(dir, "etcd"))
-	if err != nil {
-		return fmt.Errorf("start embedded etcd: %w", err)
-	}
-	defer etcd.Close()
+	defer release()
 	bucket := filepath.Join(dir, "bucket")
 	if err := os.MkdirAll(bucket, 0o755); err != nil {
 		return fmt.Errorf("create bucket directory: %w", err)
@@ -133,40 +119,40 @@ func runDevCluster(ctx context.Context, o *devOptions, stdout io.Writer) error {
 	}
 	defer view.Close()
 
-	nsLn, err := net.Listen("tcp", *namesrv)
+	nsLn, err := net.Listen("tcp", o.namesrv)
 	if err != nil {
-		return fmt.Errorf("listen for the name server on %s: %w", *namesrv, err)
+		return fmt.Errorf("listen for the name server on %s: %w", o.namesrv, err)
 	}
 	defer nsLn.Close()
-	httpLn, err := net.Listen("tcp", *httpAddr)
+	httpLn, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
-		return fmt.Errorf("listen for HTTP on %s: %w", *httpAddr, err)
+		return fmt.Errorf("listen for HTTP on %s: %w", o.httpAddr, err)
 	}
 
 	minISR := 1
-	if *mode == broker.ReplicationSync {
-		minISR = min(2, *replicas)
+	if c.mode == broker.ReplicationSync {
+		minISR = min(2, c.replicas)
 	}
 	var members []*devMember
 	defer func() { stopMembers(members) }()
-	for g := 0; g < *groups; g++ {
+	for g := 0; g < c.groups; g++ {
 		group := "broker-" + string(rune('a'+g))
-		for id := int64(0); id < int64(*replicas); id++ {
+		for id := int64(0); id < int64(c.replicas); id++ {
 			nc := defaultNodeConfig()
 			nc.BrokerName, nc.BrokerID = group, id
 			nc.DataDir = filepath.Join(dir, fmt.Sprintf("%s-%d", group, id))
 			nc.EtcdEndpoints = etcd.Endpoints()
 			nc.NamesrvAddr, nc.BrokerAddr, nc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 			nc.AutoCreateTopics = true
-			nc.ElectionTTL = ttl
-			nc.Store.SegmentSize = segment
+			nc.ElectionTTL = c.electionTTL
+			nc.Store.SegmentSize = o.segment
 			nc.Tier.Bucket = "file://" + bucket
-			if *replicas > 1 {
+			if c.replicas > 1 {
 				nc.Replication.Listen = "127.0.0.1:0"
-				nc.Replication.Mode = *mode
+				nc.Replication.Mode = c.mode
 				nc.Replication.MinInSyncReplicas = minISR
 			}
-			m, err := startMember(ctx, self, nc, *verbose)
+			m, err := startMember(ctx, self, nc, o.verbose)
 			if err != nil {
 				return err
 			}
@@ -175,7 +161,7 @@ func runDevCluster(ctx context.Context, o *devOptions, stdout io.Writer) error {
 	}
 
 	status := func(ctx context.Context) []devClusterMember { return clusterStatus(ctx, mc, view.Snapshot(), members) }
-	if err := waitClusterUp(ctx, view, members, *groups); err != nil {
+	if err := waitClusterUp(ctx, view, members, c.groups); err != nil {
 		return err
 	}
 	for why := clusterReady(status(ctx), minISR); why != ""; why = clusterReady(status(ctx), minISR) {
@@ -198,7 +184,7 @@ func runDevCluster(ctx context.Context, o *devOptions, stdout io.Writer) error {
 		return out
 	})
 	fmt.Fprintf(stdout, "strata dev cluster ready: clients connect to name server %s; %d group(s) × %d member(s), replication %s; members at http://%s/cluster; data in %s\n",
-		nsLn.Addr(), *groups, *replicas, *mode, httpLn.Addr(), dir)
+		nsLn.Addr(), c.groups, c.replicas, c.mode, httpLn.Addr(), dir)
 	for _, s := range status(ctx) {
 		fmt.Fprintf(stdout, "  %s %-6s broker %s pid %d\n", s.Member, s.Role, s.Addr, s.Pid)
 	}

@@ -135,22 +135,30 @@ func devFlags(fs *pflag.FlagSet) runFunc {
 	}
 }
 
-func runDev(ctx context.Context, stdout io.Writer, o *devOptions) error {
-	setupLogging(o.verbose)
-	dir, err := filepath.Abs(o.data)
-	if err != nil {
-		return err
+// openDevData locks strata dev's data directory and starts the embedded etcd in it; release
+// stops etcd and unlocks.
+func openDevData(ctx context.Context, data string) (dir string, etcd *etcdembed.Server, release func(), err error) {
+	if dir, err = filepath.Abs(data); err != nil {
+		return "", nil, nil, err
 	}
 	lock, err := lockDataDir(dir, "--data")
 	if err != nil {
+		return "", nil, nil, err
+	}
+	if etcd, err = etcdembed.Start(ctx, filepath.Join(dir, "etcd")); err != nil {
+		lock.release()
+		return "", nil, nil, fmt.Errorf("start embedded etcd: %w", err)
+	}
+	return dir, etcd, func() { etcd.Close(); lock.release() }, nil
+}
+
+func runDev(ctx context.Context, stdout io.Writer, o *devOptions) error {
+	setupLogging(o.verbose)
+	dir, etcd, release, err := openDevData(ctx, o.data)
+	if err != nil {
 		return err
 	}
-	defer lock.release()
-	etcd, err := etcdembed.Start(ctx, filepath.Join(dir, "etcd"))
-	if err != nil {
-		return fmt.Errorf("start embedded etcd: %w", err)
-	}
-	defer etcd.Close()
+	defer release()
 
 	nc := defaultNodeConfig()
 	nc.DataDir = filepath.Join(dir, "broker")
