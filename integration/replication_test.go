@@ -712,7 +712,8 @@ func TestTimersAndTransactionsMoveWithTheMaster(t *testing.T) {
 	var mu sync.Mutex
 	arrived := map[string][]time.Time{}
 	c, err := consumer.NewPushConsumer(consumer.WithNameServer(survivors), consumer.WithGroupName("cg-moves"),
-		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset))
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+		consumer.WithInstance(fmt.Sprintf("moves-%d", time.Now().UnixNano()))) // one client per run, under -count too
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -729,7 +730,15 @@ func TestTimersAndTransactionsMoveWithTheMaster(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = c.Shutdown() }()
+	// The brokers die before the consumer shuts down: the client closes its queues' channels
+	// while a pull that found messages may still send on them (a panic that kills the test
+	// binary), and a pull to a dead broker finds nothing.
+	defer func() {
+		for _, m := range members {
+			m.Kill()
+		}
+		_ = c.Shutdown()
+	}()
 	waitUntil(t, 90*time.Second, "the delayed and the transactional message on the new master", func() bool {
 		mu.Lock()
 		defer mu.Unlock()

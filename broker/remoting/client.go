@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,11 +50,18 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	d := net.Dialer{Timeout: cfg.DialTimeout}
 	var nc net.Conn
 	var err error
+	var endHint string
 	if cfg.TLS != nil {
-		td := tls.Dialer{NetDialer: &d, Config: cfg.TLS}
+		tc, asked := noteCertificateRequest(cfg.TLS)
+		td := tls.Dialer{NetDialer: &d, Config: tc}
 		nc, err = td.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("remoting: dial %s with TLS: %w", addr, tlsDialHint(err))
+		}
+		if asked.Load() {
+			// Under TLS 1.3 a server that requires a certificate refuses it after the
+			// handshake has returned here; its alert can be lost to a reset.
+			endHint = "the server asked for a client certificate and this client sent none: if it requires one, pass --tls-cert and --tls-key"
 		}
 	} else if nc, err = d.DialContext(ctx, "tcp", addr); err != nil {
 		return nil, fmt.Errorf("remoting: dial %s: %w", addr, err)
@@ -64,6 +72,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		maxInFlight:   DefaultMaxInFlightPerConn,
 		handler:       cfg.Handler,
 		credentials:   cfg.Credentials,
+		endHint:       endHint,
 	})
 	go c.serve()
 	return &Client{Conn: c}, nil
@@ -81,3 +90,22 @@ func (c *Client) Close() error {
 // Done is closed once the connection is closed and its goroutines are
 // finished, whichever side closed it.
 func (c *Client) Done() <-chan struct{} { return c.Conn.done }
+
+// certificateRequiredHint is what a client is told when a server refuses it for want of
+// a certificate.
+const certificateRequiredHint = "the server requires a client certificate: pass --tls-cert and --tls-key"
+
+// noteCertificateRequest returns cfg, or a copy of it that records whether the server
+// asked for a client certificate when cfg has none to give.
+func noteCertificateRequest(cfg *tls.Config) (*tls.Config, *atomic.Bool) {
+	asked := new(atomic.Bool)
+	if len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil {
+		return cfg, asked
+	}
+	c := cfg.Clone()
+	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		asked.Store(true)
+		return &tls.Certificate{}, nil
+	}
+	return c, asked
+}

@@ -53,6 +53,9 @@ type connConfig struct {
 	onConnect     func(*Conn)
 	// credentials sign every request this side sends (the client side; zero: none).
 	credentials Credentials
+	// endHint, when set, is added to the reason the peer ended the connection: what
+	// the dialling side knows that makes a bare reset or EOF actionable.
+	endHint string
 }
 
 var connIDs atomic.Uint64
@@ -372,7 +375,11 @@ func (c *Conn) readLoop() error {
 			default:
 			}
 			switch {
-			case c.draining.Load(), errors.Is(err, io.EOF):
+			case c.draining.Load():
+				return nil
+			case c.cfg.endHint != "":
+				return fmt.Errorf("%w (%s)", err, c.cfg.endHint)
+			case errors.Is(err, io.EOF):
 				return nil
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return fmt.Errorf("idle for %s", c.cfg.idleTimeout)

@@ -418,7 +418,7 @@ func tlsDialHint(err error) error {
 	case errors.As(err, &rec):
 		return fmt.Errorf("%w (the server does not speak TLS on this port: drop --tls, or enable tls on the broker)", err)
 	case strings.Contains(err.Error(), "certificate required"):
-		return fmt.Errorf("%w (the server requires a client certificate: pass --cert and --key)", err)
+		return fmt.Errorf("%w (%s)", err, certificateRequiredHint)
 	}
 	return err
 }
