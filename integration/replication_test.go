@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -18,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stratamq/strata/meta/netcut"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
@@ -332,62 +332,6 @@ func (a *ackLog) lastBy(host string) time.Time {
 	return last
 }
 
-// partition forwards TCP to target until cut; cut, it drops every connection and refuses new
-// ones, as a network partition between one member and etcd.
-type partition struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  []net.Conn
-}
-
-func newPartition(t *testing.T, target string) *partition {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &partition{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.cut {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *partition) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.conns = nil
-	}
-}
-
 // TestMasterCutOffFromEtcdStopsAcking cuts the master off from etcd (a proxy between it and
 // etcd drops everything) while the official client sends: the old master stops acknowledging
 // before another member is elected, every acknowledged message is on the new master, and
@@ -396,8 +340,8 @@ func TestMasterCutOffFromEtcdStopsAcking(t *testing.T) {
 	etcd := startEtcdProcess(t)
 	mc := metaClient(t, etcd)
 	const group, topic = "broker-a", "partitioned"
-	px := newPartition(t, etcd.clientAddr)
-	first := startReplicaMemberVia(t, []string{"http://" + px.ln.Addr().String()}, group, 0, "sync")
+	px := netcut.New(t, etcd.clientAddr)
+	first := startReplicaMemberVia(t, []string{"http://" + px.Addr()}, group, 0, "sync")
 	waitUntil(t, 30*time.Second, "member 0 leads", func() bool { return masterOf(t, mc, group) == first.name })
 	members := []*replicaMember{first,
 		startReplicaMember(t, etcd, group, 1, "sync"), startReplicaMember(t, etcd, group, 2, "sync")}
@@ -417,7 +361,7 @@ func TestMasterCutOffFromEtcdStopsAcking(t *testing.T) {
 	defer v.Close()
 	oldHost := msgIDHost(t, first.Broker)
 	cutAt := time.Now()
-	px.setCut(true)
+	px.SetCut(true)
 	var elected time.Time
 	for elected.IsZero() {
 		s, changed := v.Current()
@@ -448,7 +392,7 @@ func TestMasterCutOffFromEtcdStopsAcking(t *testing.T) {
 	acks.mu.Unlock()
 	got.waitFor(t, want, 120*time.Second)
 
-	px.setCut(false)
+	px.SetCut(false)
 	waitUntil(t, 60*time.Second, "the old master back in the in-sync set", func() bool {
 		return slices.Contains(inSync(t, mc, group), first.name)
 	})

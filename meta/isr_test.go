@@ -3,13 +3,12 @@ package meta
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/url"
 	"slices"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/stratamq/strata/meta/netcut"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -204,71 +203,15 @@ func TestInSyncMemberDroppedWhileQueuedResigns(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP to target until frozen; frozen, it drops every connection and accepts
-// none, as a network partition between a member and etcd.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	frozen bool
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close(); p.freeze() })
-	go p.serve()
-	return p
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.frozen {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns = append(p.conns, c, up)
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close() }()
-		go func() { _, _ = io.Copy(c, up); c.Close() }()
-	}
-}
-
-func (p *proxy) freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.frozen = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 func TestWriteLeaseEndsBeforeTheTermCanExpire(t *testing.T) {
 	srv := startEtcd(t)
 	u, err := url.Parse(srv.Endpoints()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := newProxy(t, u.Host)
+	px := netcut.New(t, u.Host)
 	// The master reaches etcd only through the proxy; the observer directly.
-	master := newTestClient(t, []string{"http://" + px.ln.Addr().String()})
+	master := newTestClient(t, []string{"http://" + px.Addr()})
 	observer := newTestClient(t, srv.Endpoints())
 	ctx := testCtx(t)
 	const ttl = 2 * time.Second
@@ -306,7 +249,7 @@ func TestWriteLeaseEndsBeforeTheTermCanExpire(t *testing.T) {
 			}
 		}
 	}()
-	px.freeze()
+	px.SetCut(true)
 	select {
 	case stillValid := <-deleted:
 		if stillValid {
