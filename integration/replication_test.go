@@ -17,13 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stratamq/strata/meta/netcut"
-
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 
 	"github.com/stratamq/strata/meta"
+	"github.com/stratamq/strata/meta/netcut"
 )
 
 // replicaMember is one member of a replicated broker group, run as `strata broker`.

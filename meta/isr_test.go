@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stratamq/strata/meta/netcut"
-
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/stratamq/strata/meta/netcut"
 )
 
 func TestInSyncSetSwapIsFenced(t *testing.T) {
