@@ -34,6 +34,7 @@ type node struct {
 // cleanly: listeners closed, offsets flushed, files closed. Every step of the start ends
 // when ctx does.
 func runNode(ctx context.Context, n node, stdout io.Writer) error {
+	tuneGC(os.LookupEnv)
 	mc, err := meta.New(ctx, n.meta)
 	if err != nil {
 		return err
