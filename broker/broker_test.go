@@ -114,11 +114,17 @@ func createTopic(t testing.TB, env *testEnv, topic string, queues int) {
 
 func send(t testing.TB, env *testEnv, topic string, queue int, tag string, body string) *remoting.Command {
 	t.Helper()
+	req := sendRequest(topic, queue, tag, body)
+	return invoke(t, env.bk, req.Code, req.ExtFields, req.Body)
+}
+
+// sendRequest is the SEND_MESSAGE request send makes.
+func sendRequest(topic string, queue int, tag string, body string) *remoting.Command {
 	props := map[string]string{}
 	if tag != "" {
 		props[message.PropertyTags] = tag
 	}
-	return invoke(t, env.bk, remoting.CodeSendMessage, remoting.ExtFields{
+	return remoting.NewRequest(remoting.CodeSendMessage, remoting.ExtFields{
 		"producerGroup": "pg", "topic": topic, "queueId": strconv.Itoa(queue), "sysFlag": "0",
 		"bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10), "flag": "0",
 		"properties": message.EncodeProperties(props), "reconsumeTimes": "0", "unitMode": "false",

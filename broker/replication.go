@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/replica"
+	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
 )
 
@@ -33,7 +34,11 @@ import (
 //     etcd once it holds everything acknowledged before), and leaves, recorded in etcd first,
 //     once it made no progress for MaxLag;
 //   - in sync mode a send is answered once every follower of the in-sync set acked its end,
-//     and refused (SLAVE_NOT_AVAILABLE, not stored) while the set is below MinInSyncReplicas.
+//     and refused (SLAVE_NOT_AVAILABLE, not stored) while the set is below MinInSyncReplicas;
+//   - a member that is not the master serves pulls only of records the in-sync set holds
+//     (store.SetReadLimit, raised by the master's watermark: masterTerm.waitFor): from start
+//     until the first watermark nothing, and a deposed master what its own set confirmed.
+//     The master serves its whole log.
 
 // rejoinLagBytes is how far behind the master's end a follower may be to become a candidate
 // for the in-sync set (it is waited for from then on, so sync sends slow down by at most that).
@@ -99,6 +104,9 @@ func (b *Broker) startReplication() error {
 	}
 	r := &replication{b: b, cfg: rc, me: b.memberName(), ln: ln, addr: addr, isrChanged: make(chan struct{})}
 	b.repl = r
+	// Not the master until elected: what this log holds past the last watermark heard is
+	// not known to be confirmed (the watermark is not kept across restarts).
+	b.store.SetReadLimit(0)
 	if rc.UncleanElection {
 		b.log.Warn("replication: unclean election is ON (replication.unclean_election): a member outside the in-sync set may become master and messages only the lost members held are then lost",
 			"group", b.cfg.BrokerName)
@@ -273,6 +281,7 @@ func (r *replication) becomeMaster(ctx context.Context, lead meta.Leadership, se
 		ln:     newChanListener(r.ln.Addr()),
 		isr:    isr, pending: map[string]int64{}, pendAt: map[string]time.Time{},
 	}
+	st.SetReadLimit(store.Unlimited) // the master's log is the truth now
 	r.mu.Lock()
 	r.term = t
 	r.notifyLocked()
@@ -288,6 +297,10 @@ func (r *replication) becomeMaster(ctx context.Context, lead meta.Leadership, se
 func (r *replication) stepDown() {
 	r.mu.Lock()
 	t := r.term
+	if t != nil && t.server != nil {
+		// Deposed: the next master may truncate what its in-sync set did not confirm.
+		r.b.store.SetReadLimit(t.server.Committed())
+	}
 	r.term = nil
 	r.notifyLocked()
 	r.mu.Unlock()
@@ -301,8 +314,32 @@ func (r *replication) stepDown() {
 }
 
 func (r *replication) notifyLocked() {
+	if t := r.term; t != nil && t.server != nil {
+		t.server.SetInSync(t.waitFor(r.me))
+	}
 	close(r.isrChanged)
 	r.isrChanged = make(chan struct{})
+}
+
+// waitFor lists the members a sync-mode send waits for: the in-sync set's other members and
+// the candidates. Caller holds replication.mu.
+//
+// Their acks also make the watermark up to which followers serve pulls (Server.SetInSync),
+// in async mode too: only in-sync members can be elected, so a record they all hold survives
+// a failover, while one only the master holds may be truncated away by it. Async mode
+// acknowledged it to the producer all the same; a consumer still must not see it and then
+// find it gone. (The master's own end would let followers serve exactly such records.)
+func (t *masterTerm) waitFor(me string) []string {
+	var need []string
+	for _, m := range t.isr.Members {
+		if m != me {
+			need = append(need, m)
+		}
+	}
+	for m := range t.pending {
+		need = append(need, m)
+	}
+	return need
 }
 
 // keepInSyncSet maintains the in-sync set from the followers' progress until ctx ends.
@@ -492,14 +529,7 @@ func (r *replication) waitInSync(ctx context.Context, end int64) error {
 		var size int
 		if t != nil && t.server != nil {
 			size = len(t.isr.Members)
-			for _, m := range t.isr.Members {
-				if m != r.me {
-					need = append(need, m)
-				}
-			}
-			for m := range t.pending {
-				need = append(need, m)
-			}
+			need = t.waitFor(r.me)
 		}
 		r.mu.Unlock()
 		if t == nil || t.server == nil {

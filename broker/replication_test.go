@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
 )
 
@@ -98,6 +100,9 @@ func TestSyncReplicationAndFailover(t *testing.T) {
 	if got := next.b.Store().EndOffset(); got < masterEnd {
 		t.Fatalf("new master's log ends at %d, below the acknowledged %d", got, masterEnd)
 	}
+	if l, max := next.b.Store().ReadLimit(), next.b.Store().MaxOffset("R", 0); l != store.Unlimited || max != 50 {
+		t.Fatalf("new master reads up to %d (max offset %d), want its whole log of 50", l, max)
+	}
 	waitFor(t, "the old master rejoins the in-sync set", func() bool { return len(inSyncSet(t, mcs[1])) >= 2 })
 	for i := 50; i < 60; i++ {
 		wantCode(t, send(t, next, "R", 0, "", fmt.Sprintf("m%03d", i)), remoting.RespSuccess)
@@ -106,6 +111,9 @@ func TestSyncReplicationAndFailover(t *testing.T) {
 	waitFor(t, "the old master follows the new one", func() bool { return a.b.Store().EndOffset() == end })
 	if refusal(a) != remoting.RespServiceNotAvailable {
 		t.Fatal("the deposed master still accepts writes")
+	}
+	if l := a.b.Store().ReadLimit(); l == store.Unlimited || l > end {
+		t.Fatalf("the deposed master's read limit is %d; want the new master's watermark, at most %d", l, end)
 	}
 }
 
@@ -145,5 +153,90 @@ func TestReplicationConfigValidate(t *testing.T) {
 	cfg = Config{DataDir: t.TempDir(), ElectionTTL: time.Second, Replication: ReplicationConfig{Listen: "127.0.0.1:0"}}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "below 2s") {
 		t.Fatalf("1s election TTL with replication: %v", err)
+	}
+}
+
+// A slave serves pulls only of records the in-sync set holds: with one in-sync member away,
+// a send's record reaches the other slave but is not pulled from it (nor acknowledged), while
+// the master serves it; once the member is back and holds it, the slave serves it too.
+func TestSlavePullsOnlyConfirmedRecords(t *testing.T) {
+	srv := startEtcd(t, t.TempDir())
+	var logs [3]syncBuffer
+	cfgs := make([]Config, 3)
+	mcs := make([]*meta.Client, 3)
+	for i := range cfgs {
+		cfgs[i] = replicaConfig(t, int64(i), &logs[i])
+		// The stopped member stays in the set, and the send waits, until it is back.
+		cfgs[i].Replication.MaxLag, cfgs[i].Replication.AckTimeout = time.Minute, time.Minute
+		mcs[i] = newMetaClient(t, srv.Endpoints(), time.Second)
+	}
+	a := startMember(t, cfgs[0], mcs[0])
+	waitFor(t, "g-0 leads", func() bool { return refusal(a) == remoting.RespSlaveNotAvailable })
+	createTopic(t, a, "W", 1)
+	b := startMember(t, cfgs[1], mcs[1])
+	c := startMember(t, cfgs[2], mcs[2])
+	waitFor(t, "all three in sync", func() bool { return len(inSyncSet(t, mcs[0])) == 3 })
+
+	pull := func(e *testEnv, offset int64, suspend time.Duration) (*remoting.Command, []string) {
+		t.Helper()
+		resp := invoke(t, e.bk, remoting.CodePullMessage, pullExt("W", 0, offset, "*", suspend), nil)
+		var bodies []string
+		if resp.Code == remoting.RespSuccess {
+			ms, err := message.DecodeAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				bodies = append(bodies, string(m.Body))
+			}
+		}
+		return resp, bodies
+	}
+	wantCode(t, send(t, a, "W", 0, "", "first"), remoting.RespSuccess)
+	// The watermark follows the acknowledgement by a round trip: a held pull waits for it.
+	if resp, got := pull(b, 0, 20*time.Second); resp.Code != remoting.RespSuccess || fmt.Sprint(got) != "[first]" {
+		t.Fatalf("slave pull of a confirmed record: code %d (%s), %v", resp.Code, resp.Remark, got)
+	}
+
+	if err := c.b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		resp *remoting.Command
+		err  error
+	}
+	sent := make(chan answer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		resp, err := a.bk.Invoke(ctx, sendRequest("W", 0, "", "second"))
+		sent <- answer{resp, err}
+	}()
+	waitFor(t, "the slave holds the unconfirmed record", func() bool {
+		end := a.b.Store().EndOffset()
+		return a.b.Store().MaxOffset("W", 0) == 2 && b.b.Store().EndOffset() == end
+	})
+	resp, _ := pull(b, 1, 0)
+	wantCode(t, resp, remoting.RespPullNotFound)
+	if resp.ExtFields["maxOffset"] != "1" || resp.ExtFields["nextBeginOffset"] != "1" {
+		t.Fatalf("slave pull past the watermark: ext %v, want max and next offset 1", resp.ExtFields)
+	}
+	resp, _ = pull(b, 1, 300*time.Millisecond) // held until its timeout, not woken by the hidden record
+	wantCode(t, resp, remoting.RespPullNotFound)
+	if resp, got := pull(a, 1, 0); resp.Code != remoting.RespSuccess || fmt.Sprint(got) != "[second]" {
+		t.Fatalf("master pull of its own record: code %d (%s), %v", resp.Code, resp.Remark, got)
+	}
+	select {
+	case r := <-sent:
+		t.Fatalf("the send was answered (%+v, %v) before the in-sync set held it", r.resp, r.err)
+	default:
+	}
+
+	startMember(t, cfgs[2], mcs[2]) // back, it catches up: the record is confirmed
+	if resp, got := pull(b, 1, 20*time.Second); resp.Code != remoting.RespSuccess || fmt.Sprint(got) != "[second]" {
+		t.Fatalf("slave pull once confirmed: code %d (%s), %v", resp.Code, resp.Remark, got)
+	}
+	if r := <-sent; r.err != nil || r.resp.Code != remoting.RespSuccess {
+		t.Fatalf("send once confirmed: %+v, %v", r.resp, r.err)
 	}
 }

@@ -90,11 +90,13 @@ func (f *Follower) Status() FollowStatus {
 }
 
 // Run puts the store in follower mode and copies the log of the master at masterAddr, elected
-// with epoch, until ctx ends (returning ctx's error). It reconnects after a dropped connection
-// (backing off up to 2 s). It returns ErrStaleEpoch if that master's epoch is older than one
-// seen, and an ErrRefused error if the master will not serve it; a store error (a write
-// failure) is returned too. When the group elects another master, cancel ctx and call Run
-// with the new address and epoch.
+// with epoch, until ctx ends (returning ctx's error). It raises the store's read limit
+// (store.SetReadLimit) to the master's watermarks as they come, so that a store limited
+// before Run serves only records the master's in-sync set holds; an unlimited store stays
+// so. It reconnects after a dropped connection (backing off up to 2 s). It returns
+// ErrStaleEpoch if that master's epoch is older than one seen, and an ErrRefused error if the
+// master will not serve it; a store error (a write failure) is returned too. When the group
+// elects another master, cancel ctx and call Run with the new address and epoch.
 func (f *Follower) Run(ctx context.Context, masterAddr string, epoch int64) error {
 	if err := f.cfg.Store.SetFollower(ctx, true); err != nil {
 		return fmt.Errorf("replication: switch the store to follower mode: %w", err)
@@ -231,6 +233,16 @@ func (f *Follower) session(ctx context.Context, addr string) (progressed bool, e
 			f.masterEnd = m.MasterEnd
 			f.mu.Unlock()
 			pending <- pendingAck{end: next}
+		case *Watermark:
+			if err := f.checkEpoch(m.Epoch, addr); err != nil {
+				return true, err
+			}
+			// Raise only: a new master's watermark starts low while its in-sync set
+			// reconnects, yet what the last master's set confirmed is held by every member
+			// that can be elected (a truncation past it lowers the limit: store.TruncateTo).
+			if m.Pos > st.ReadLimit() {
+				st.SetReadLimit(m.Pos)
+			}
 		case *Data:
 			if err := f.checkEpoch(m.Epoch, addr); err != nil {
 				return true, err

@@ -19,8 +19,9 @@ const (
 	frameAck       = 4 // follower → master: Ack
 	frameRefuse    = 5 // master → follower: Refusal, then the master closes
 	frameHeartbeat = 6 // master → follower: Heartbeat
+	frameWatermark = 7 // master → follower: Watermark (protocol version 2)
 
-	protocolVersion = 1
+	protocolVersion = 2
 	maxMemberLen    = 255
 	maxHistoryLen   = 1 << 16
 	maxReasonLen    = 4096
@@ -67,6 +68,15 @@ type Data struct {
 type Heartbeat struct {
 	Epoch     int64
 	MasterEnd int64
+}
+
+// Watermark is the master's committed position: every record that ends at or below Pos is
+// held by every member the master waits for (the in-sync set and its candidates, see
+// Server.SetInSync). The master sends it when it moves; the follower serves queue reads only
+// up to it (store.SetReadLimit) and does not ack it.
+type Watermark struct {
+	Epoch int64
+	Pos   int64
 }
 
 // Ack tells the master the follower's durable log end.
@@ -121,6 +131,12 @@ func (h *Heartbeat) appendTo(b []byte) []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(h.MasterEnd))
 }
 
+func (w *Watermark) appendTo(b []byte) []byte {
+	b = appendFrameHead(b, frameWatermark, 16)
+	b = binary.BigEndian.AppendUint64(b, uint64(w.Epoch))
+	return binary.BigEndian.AppendUint64(b, uint64(w.Pos))
+}
+
 func (a *Ack) appendTo(b []byte) []byte {
 	b = appendFrameHead(b, frameAck, 8)
 	return binary.BigEndian.AppendUint64(b, uint64(a.End))
@@ -143,8 +159,8 @@ type frameReader struct {
 	buf []byte
 }
 
-// next reads one frame and decodes it: *Hello, *Welcome, *Data, *Heartbeat, *Ack or
-// *Refusal. A Data frame's Bytes alias the reader's buffer until the next call.
+// next reads one frame and decodes it: *Hello, *Welcome, *Data, *Heartbeat, *Watermark,
+// *Ack or *Refusal. A Data frame's Bytes alias the reader's buffer until the next call.
 func (fr *frameReader) next() (any, error) {
 	var head [4]byte
 	if _, err := io.ReadFull(fr.r, head[:]); err != nil {
@@ -234,6 +250,15 @@ func decodeFrame(typ byte, b []byte) (any, error) {
 			return nil, err
 		}
 		return &Heartbeat{Epoch: int64(be.Uint64(b)), MasterEnd: int64(be.Uint64(b[8:]))}, nil
+	case frameWatermark:
+		if err := need(16); err != nil {
+			return nil, err
+		}
+		w := &Watermark{Epoch: int64(be.Uint64(b)), Pos: int64(be.Uint64(b[8:]))}
+		if w.Pos < 0 {
+			return nil, fmt.Errorf("%w: watermark at %d", ErrFrame, w.Pos)
+		}
+		return w, nil
 	case frameAck:
 		if err := need(8); err != nil {
 			return nil, err

@@ -20,6 +20,8 @@ func encodeAny(t testing.TB, m any) []byte {
 		return append(m.appendHead(nil), m.Bytes...)
 	case *Heartbeat:
 		return m.appendTo(nil)
+	case *Watermark:
+		return m.appendTo(nil)
 	case *Ack:
 		return m.appendTo(nil)
 	case *Refusal:
@@ -35,6 +37,7 @@ var sampleFrames = []any{
 	&Welcome{Epoch: 9, TruncateTo: 2000, MasterEnd: 8192, Oldest: 0},
 	&Data{Epoch: 9, DataEpoch: 7, Pos: 2000, Bytes: []byte("stored frames")},
 	&Heartbeat{Epoch: 9, MasterEnd: 8192},
+	&Watermark{Epoch: 9, Pos: 8000},
 	&Ack{End: 8192},
 	&Refusal{Epoch: 9, Reason: "deposed"},
 }

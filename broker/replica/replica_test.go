@@ -426,3 +426,83 @@ func TestFollowerRestartsAtMastersOldestSegment(t *testing.T) {
 	}
 	assertSame(t, "follower restarted at the master's oldest segment", viewOf(t, fs, 1030), viewOf(t, master, 1030))
 }
+
+// waitVisible waits until every queue of want reads on s up to the max offset it has in want.
+func waitVisible(t testing.TB, s *store.Store, want *store.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, q := range want.Queues() {
+		if max := want.MaxOffset(q.Topic, q.QueueID); max > 0 {
+			if _, err := s.WaitForAppend(ctx, q.Topic, q.QueueID, max-1); err != nil {
+				t.Fatalf("wait for %s/%d to read up to %d: %v", q.Topic, q.QueueID, max, err)
+			}
+		}
+	}
+}
+
+// maxOffsets is every queue's max offset on s.
+func maxOffsets(s *store.Store) map[store.QueueID]int64 {
+	out := map[store.QueueID]int64{}
+	for _, q := range s.Queues() {
+		out[q] = s.MaxOffset(q.Topic, q.QueueID)
+	}
+	return out
+}
+
+// A follower serves queue reads only of records every follower the master waits for holds
+// (the watermark): a record one in-sync member lacks is stored on the follower but not read.
+func TestFollowerReadsUpToWatermark(t *testing.T) {
+	master := openStore(t, t.TempDir())
+	if err := master.BeginEpoch(4); err != nil {
+		t.Fatal(err)
+	}
+	end := appendN(t, master, 0, 30)
+	srv, addr := startServer(t, master, 4)
+	srv.SetInSync([]string{"f1", "f2"})
+	f1, f2 := openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	f1.SetReadLimit(0) // as a broker that is not the master does
+	f2.SetReadLimit(0)
+	runFollower(t, f1, "f1", addr, 4)
+	waitReplicated(t, srv, end, 1)
+	if f1.EndOffset() != end || srv.Committed() != 0 {
+		t.Fatalf("f1 holds %d of %d, committed %d; want all, and nothing committed while f2 is away", f1.EndOffset(), end, srv.Committed())
+	}
+	for q, max := range maxOffsets(f1) {
+		if max != 0 {
+			t.Fatalf("f1 reads %s/%d up to %d before f2 holds anything", q.Topic, q.QueueID, max)
+		}
+	}
+
+	r2 := runFollower(t, f2, "f2", addr, 4)
+	waitVisible(t, f1, master)
+	assertSame(t, "f1 once both hold the log", viewOf(t, f1, 30), viewOf(t, master, 30))
+	waitVisible(t, f2, master)
+	confirmed := maxOffsets(master)
+
+	// f2 stops: what the master appends now reaches f1 but is not confirmed.
+	r2.stop(t)
+	later := appendN(t, master, 30, 30)
+	waitReplicated(t, srv, later, 1)
+	if f1.EndOffset() != later || srv.Committed() != end {
+		t.Fatalf("f1 holds %d of %d, committed %d; want all, committed %d", f1.EndOffset(), later, srv.Committed(), end)
+	}
+	if got := maxOffsets(f1); !reflect.DeepEqual(got, confirmed) {
+		t.Fatalf("f1 reads up to %v, want the confirmed %v", got, confirmed)
+	}
+	if got := maxOffsets(master); reflect.DeepEqual(got, confirmed) {
+		t.Fatal("the master does not read its unconfirmed records")
+	}
+	r, err := f1.Read(context.Background(), store.ReadRequest{Topic: topics[0], QueueID: 0, Offset: confirmed[store.QueueID{Topic: topics[0], QueueID: 0}]})
+	if err != nil || r.Status != store.ReadNoNewMessage {
+		t.Fatalf("read past the watermark on f1: %v, %v; want no new message", r.Status, err)
+	}
+
+	// f2 leaves the set: f1's ack alone confirms the rest.
+	srv.SetInSync([]string{"f1"})
+	waitVisible(t, f1, master)
+	assertSame(t, "f1 once the set is f1 alone", viewOf(t, f1, 60), viewOf(t, master, 60))
+	if c := srv.Committed(); c != later {
+		t.Fatalf("committed %d, want %d", c, later)
+	}
+}

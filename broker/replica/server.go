@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -47,7 +48,9 @@ type Server struct {
 
 	mu        sync.Mutex
 	followers map[string]*followerState
-	changed   chan struct{} // closed and replaced when an ack moves
+	changed   chan struct{} // closed and replaced when an ack or the in-sync set moves
+	inSync    []string      // SetInSync
+	committed int64         // the highest committed position computed (Committed)
 	lns       map[net.Listener]struct{}
 	closed    bool
 
@@ -243,6 +246,52 @@ func (s *Server) Forget(member string) {
 	}
 }
 
+// SetInSync names the followers whose acks confirm a record (Committed): the broker passes
+// the in-sync set and its candidates, without the master itself, whenever they change — the
+// members a sync-mode send waits for. With none (the default), every record the master holds
+// is committed.
+func (s *Server) SetInSync(members []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inSync = slices.Clone(members)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Committed is the master's high watermark: the commit-log position up to which every member
+// named by SetInSync has acked, i.e. what a sync-mode send waiting for them would have been
+// answered for (the master's log end when none is named). It never moves back within the
+// server's term, so a member that joins the set behind it does not hide records followers
+// already serve: such a candidate is waited for, and joins the in-sync set only once it holds
+// what was committed when it became one. Followers receive it in Watermark frames and serve
+// queue reads only up to it; the master itself serves its whole log.
+func (s *Server) Committed() int64 {
+	end := s.cfg.Store.EndOffset()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.committedLocked(end)
+}
+
+func (s *Server) committedLocked(end int64) int64 {
+	c := end
+	for _, m := range s.inSync {
+		f := s.followers[m]
+		if f == nil {
+			return s.committed // not connected in this term yet: nothing more is confirmed
+		}
+		c = min(c, f.acked)
+	}
+	s.committed = max(s.committed, c)
+	return s.committed
+}
+
+// changes is the channel closed at the next ack or SetInSync.
+func (s *Server) changes() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
 // ack records a follower's durable end. It wakes WaitReplicated callers.
 func (s *Server) ack(member string, seq uint64, end int64) {
 	masterEnd := s.cfg.Store.EndOffset()
@@ -363,11 +412,20 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-// stream sends the log from pos as it grows, and heartbeats while it does not.
+// stream sends the log from pos as it grows, the committed position as it moves, and
+// heartbeats while neither does.
 func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 	st := s.cfg.Store
 	head := make([]byte, 0, frameHeadBytes+dataHeadBytes)
+	var sentCommitted int64
 	for {
+		if w := s.Committed(); w > sentCommitted {
+			c.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := c.Write((&Watermark{Epoch: s.cfg.Epoch, Pos: w}).appendTo(head[:0])); err != nil {
+				return err
+			}
+			sentCommitted = w
+		}
 		hist := st.EpochHistory()
 		limit := s.cfg.MaxChunk
 		for _, e := range hist { // never cross a change of epoch
@@ -384,8 +442,18 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 			return err
 		}
 		if len(b) == 0 {
+			// Wait for an append, or for an ack or SetInSync that may move the watermark.
+			changed := s.changes()
 			wctx, wcancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval)
+			go func() {
+				select {
+				case <-changed:
+					wcancel()
+				case <-wctx.Done():
+				}
+			}()
 			_, err := st.WaitLogEnd(wctx, pos)
+			idle := errors.Is(wctx.Err(), context.DeadlineExceeded)
 			wcancel()
 			if ctx.Err() != nil {
 				return nil
@@ -393,7 +461,7 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 			if errors.Is(err, store.ErrClosed) {
 				return nil
 			}
-			if err != nil { // idle: heartbeat
+			if err != nil && idle { // idle: heartbeat
 				c.SetWriteDeadline(time.Now().Add(writeTimeout))
 				if _, err := c.Write((&Heartbeat{Epoch: s.cfg.Epoch, MasterEnd: st.EndOffset()}).appendTo(head[:0])); err != nil {
 					return err

@@ -65,7 +65,7 @@
 // records at given positions writes the frames, then hands the same (position, header)
 // pairs to indexRecords; it needs no second code path.
 //
-// # Replication (replicate.go, epochs.go, truncate.go)
+// # Replication (replicate.go, epochs.go, truncate.go, readlimit.go)
 //
 // A master's log is shipped as stored (ReadLog, woken by WaitLogEnd) and a follower writes it
 // at the same positions (AppendReplicated), segment headers included, so that its segments
@@ -73,5 +73,7 @@
 // and is indexed by the completer. SetFollower makes the writer refuse local appends (the
 // store, not the broker, enforces it) and stops sealing by age. The epoch history records
 // which epoch wrote which part of the log; TruncateTo drops a divergent tail by recovering
-// from a checkpoint below the cut. FORMAT.md gives the order of its steps.
+// from a checkpoint below the cut. FORMAT.md gives the order of its steps. A follower's read
+// limit (SetReadLimit: its master's high watermark) hides from queue reads the records the
+// in-sync set may not hold yet, which a failover could truncate away.
 package store

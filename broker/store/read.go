@@ -93,6 +93,20 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	q.mu.RLock()
 	v := q.viewLocked(req.Offset, req.Offset+maxScanEntries)
 	q.mu.RUnlock()
+	vis, err := s.visibleEnd(q, v.minOff, v.maxOff, s.readLimit.Load())
+	if errors.Is(err, errPageGone) { // deleted by retention meanwhile
+		minOff, _ := q.bounds()
+		return ReadResult{Status: ReadOffsetTooSmall, NextOffset: minOff, MinOffset: minOff, MaxOffset: v.maxOff}, nil
+	}
+	if err != nil {
+		return ReadResult{}, fmt.Errorf("read %s/%d: find the end under the read limit: %w", req.Topic, req.QueueID, err)
+	}
+	if req.Offset > vis && req.Offset <= v.maxOff {
+		// Stored but past the read limit (a consumer that read them from the last master):
+		// not readable yet, rather than past the queue's end.
+		return ReadResult{Status: ReadNoNewMessage, NextOffset: req.Offset, MinOffset: v.minOff, MaxOffset: vis}, nil
+	}
+	v.maxOff = vis
 	res := ReadResult{MinOffset: v.minOff, MaxOffset: v.maxOff}
 	switch {
 	case v.maxOff == 0:
@@ -112,7 +126,7 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	bytes := 0
 	off := req.Offset
 	limit := min(v.maxOff, req.Offset+maxScanEntries)
-	err := s.eachEntry(&v, off, limit, func(o int64, e cqEntry) bool {
+	err = s.eachEntry(&v, off, limit, func(o int64, e cqEntry) bool {
 		if len(picked) >= maxMsgs {
 			return false
 		}
@@ -365,12 +379,19 @@ func (s *Store) MinOffset(topic string, queueID int32) int64 {
 	return 0
 }
 
-// MaxOffset is one past the queue's last offset (0 for an unknown queue).
+// MaxOffset is one past the queue's last offset (0 for an unknown queue); under a read limit
+// (SetReadLimit), one past the last offset the limit lets a reader see.
 func (s *Store) MaxOffset(topic string, queueID int32) int64 {
 	s.truncMu.RLock()
 	defer s.truncMu.RUnlock()
 	if q := s.queue(topic, queueID, false); q != nil {
-		return q.max.Load()
+		minOff, _ := q.bounds()
+		maxOff := q.max.Load()
+		vis, err := s.visibleEnd(q, minOff, maxOff, s.readLimit.Load())
+		if err != nil {
+			return minOff // nothing readable is known past the start
+		}
+		return vis
 	}
 	return 0
 }

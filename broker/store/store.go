@@ -70,6 +70,9 @@ type Store struct {
 	epochMu      sync.Mutex
 	epochs       []EpochStart
 	truncateHook func(step string) error // tests: fail TruncateTo after a step
+	limitMu      sync.Mutex              // limitCh, changes of readLimit
+	readLimit    atomic.Int64            // readlimit.go; Unlimited by default
+	limitCh      chan struct{}           // closed when readLimit moves; nil when no one waits
 
 	failed      atomic.Pointer[error] // sticky write failure
 	lastStoreTs int64                 // writer goroutine only
@@ -120,6 +123,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 			return err
 		}
 	}
+	s.readLimit.Store(Unlimited)
 	s.initIndex()
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
@@ -365,25 +369,40 @@ func (s *Store) FirstStoreTimeFrom(pos int64) (ms int64, ok bool) {
 }
 
 // WaitForAppend blocks until the max offset of (topic, queueID) is above offset, and returns
-// it; or until ctx ends (returning the current max offset and ctx's error). A waiter costs one
-// channel per queue, shared by all waiters of that queue.
+// it; or until ctx ends (returning the current max offset and ctx's error). Under a read
+// limit (SetReadLimit) the max offset is the end of what the limit lets a reader see. A waiter
+// costs one channel per queue, shared by all waiters of that queue (and one for the limit).
 func (s *Store) WaitForAppend(ctx context.Context, topic string, queueID int32, offset int64) (int64, error) {
 	for {
 		s.truncMu.RLock()
 		q := s.queue(topic, queueID, true)
+		limit, limitCh := s.readLimit.Load(), (<-chan struct{})(nil)
+		if limit != Unlimited { // lifting the limit wakes; lowering it never needs to
+			limit, limitCh = s.readLimitWait()
+		}
 		q.mu.Lock()
 		max := q.endLocked()
+		var ch <-chan struct{}
 		if max > offset {
 			q.mu.Unlock()
+			// Stored; past the read limit, it waits for the limit to move instead.
+			vis, err := s.visibleEnd(q, offset, max, limit)
 			s.truncMu.RUnlock()
-			return max, nil
+			if err != nil {
+				return max, nil // an unreadable entry: the read that follows reports it
+			}
+			if vis > offset {
+				return vis, nil
+			}
+			max, ch = vis, limitCh
+		} else {
+			if q.waitCh == nil {
+				q.waitCh = make(chan struct{})
+			}
+			ch = q.waitCh
+			q.mu.Unlock()
+			s.truncMu.RUnlock()
 		}
-		if q.waitCh == nil {
-			q.waitCh = make(chan struct{})
-		}
-		ch := q.waitCh
-		q.mu.Unlock()
-		s.truncMu.RUnlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():

@@ -91,6 +91,7 @@ func (s *Store) truncateTo(pos int64) error {
 	}
 	s.truncMu.Lock()
 	defer s.truncMu.Unlock()
+	s.lowerReadLimit(pos) // what is written there next is the new master's, not confirmed yet
 	end := s.logEnd.Load()
 	s.segMu.RLock()
 	if first := s.segments[0].base; pos == first {

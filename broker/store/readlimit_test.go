@@ -1,0 +1,115 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// A read limit hides the records that end past it from queue reads: the queue reads as
+// ending before the first of them, also when the hidden tail spans consume-queue pages.
+func TestReadLimit(t *testing.T) {
+	s := openStore(t, replCfg(t.TempDir()))
+	const n = 400 // more than two pages (cqPageEntries) of queue 0
+	var recs []AppendResult
+	for i := 0; i < n; i += 50 {
+		var batch [][]byte
+		for j := i; j < i+50; j++ {
+			batch = append(batch, encode(t, "t", 0, body(j), nil))
+		}
+		recs = append(recs, mustAppend(t, s, batch...)...)
+	}
+	mustAppend(t, s, encode(t, "other", 0, "elsewhere", nil)) // the log goes on past queue 0
+	end := func(i int) int64 { return NextRecordPos(recs[i].CommitLogOffset, recs[i].Size) }
+	ctx := context.Background()
+	read := func(off int64) ReadResult {
+		t.Helper()
+		r, err := s.Read(ctx, ReadRequest{Topic: "t", QueueID: 0, Offset: off, MaxMessages: 1000, MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for _, c := range []struct {
+		name    string
+		limit   int64
+		visible int64
+	}{
+		{"nothing confirmed", 0, 0},
+		{"inside the first record", end(0) - 1, 0},
+		{"one record", end(0), 1},
+		{"between records", end(9) + 1, 10},
+		{"a page", end(cqPageEntries - 1), cqPageEntries},
+		{"a page and one", end(cqPageEntries), cqPageEntries + 1},
+		{"all but one", end(n - 2), n - 1},
+		{"all of the queue", end(n - 1), n},
+		{"unlimited", Unlimited, n},
+	} {
+		s.SetReadLimit(c.limit)
+		if got := s.MaxOffset("t", 0); got != c.visible {
+			t.Errorf("%s: max offset %d, want %d", c.name, got, c.visible)
+		}
+		if r := read(c.visible); (r.Status != ReadNoNewMessage && r.Status != ReadNoMessageInQueue) || r.MaxOffset != c.visible {
+			t.Errorf("%s: read at the visible end: %v, max %d", c.name, r.Status, r.MaxOffset)
+		}
+		if c.visible > 0 {
+			r := read(c.visible - 1)
+			if r.Status != ReadFound || len(r.Entries) != 1 || r.NextOffset != c.visible || r.MaxOffset != c.visible {
+				t.Errorf("%s: read of the last visible record: %v, %d entries, next %d, max %d", c.name, r.Status, len(r.Entries), r.NextOffset, r.MaxOffset)
+			}
+		}
+		if c.visible < n {
+			// A consumer ahead of the limit (it read from the last master) waits; its
+			// offset is not out of range.
+			r := read(c.visible + 1)
+			if r.Status != ReadNoNewMessage || r.NextOffset != c.visible+1 || r.MaxOffset != c.visible {
+				t.Errorf("%s: read past the visible end: %v, next %d, max %d", c.name, r.Status, r.NextOffset, r.MaxOffset)
+			}
+		}
+	}
+	if r := read(n + 1); r.Status != ReadOffsetOverflow {
+		t.Errorf("read past the queue: %v", r.Status)
+	}
+
+	// WaitForAppend waits for the limit to pass a stored record.
+	s.SetReadLimit(end(9))
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	max, err := s.WaitForAppend(short, "t", 0, 10)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || max != 10 {
+		t.Fatalf("wait for a hidden record: %d, %v; want 10 and the deadline", max, err)
+	}
+	got := make(chan int64, 1)
+	go func() {
+		max, err := s.WaitForAppend(ctx, "t", 0, 10)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- max
+	}()
+	s.SetReadLimit(end(20))
+	if max := <-got; max != 21 {
+		t.Fatalf("wait woke with max offset %d, want 21", max)
+	}
+
+	// Truncation lowers a limit above the cut; an unlimited store stays unlimited.
+	setFollower(t, s, true)
+	s.SetReadLimit(end(300))
+	if err := s.TruncateTo(recs[200].CommitLogOffset); err != nil {
+		t.Fatal(err)
+	}
+	if l := s.ReadLimit(); l != recs[200].CommitLogOffset {
+		t.Fatalf("read limit %d after truncating to %d", l, recs[200].CommitLogOffset)
+	}
+	s.SetReadLimit(Unlimited)
+	if err := s.TruncateTo(recs[100].CommitLogOffset); err != nil {
+		t.Fatal(err)
+	}
+	if l := s.ReadLimit(); l != Unlimited {
+		t.Fatalf("an unlimited store has read limit %d after a truncation", l)
+	}
+	if got := s.MaxOffset("t", 0); got != 100 {
+		t.Fatalf("max offset %d after truncating to record 100", got)
+	}
+}
