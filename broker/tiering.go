@@ -267,6 +267,13 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 		return store.ReadResult{}, true, fmt.Errorf("cold read: %w", err)
 	}
 	res := store.ReadResult{Status: store.ReadNoMatch, NextOffset: cr.NextOffset, MinOffset: hot.MinOffset, MaxOffset: hot.MaxOffset}
+	// Sized up front: growing the body record by record copied a pull's bytes several times.
+	n := 0
+	for _, rec := range cr.Records {
+		n += len(rec)
+	}
+	res.Records = make([]byte, 0, n)
+	res.Entries = make([]store.ReadEntry, 0, len(cr.Records))
 	for _, rec := range cr.Records {
 		h, err := message.ParseRecordHeader(rec)
 		if err != nil {

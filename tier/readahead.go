@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 )
 
@@ -26,7 +27,13 @@ import (
 //     one per block. Point reads (ReadAt, OffsetForTime, Lookup, Read of MaxCount 1) fetch
 //     one block;
 //   - prefetch, at the end of a Read, when less than half a window is cached or in flight
-//     ahead of the reader, and only if a GET slot is free right now.
+//     ahead of the reader, and only if a GET slot is free right now;
+//   - prefetchSpan, at the end of a Read whose run has less than half a window left ahead
+//     of the reader: the queue's next run is in another object (the next segment's, or a
+//     compacted one), so its index and first window are fetched in the background too.
+//     Without it a replay stalled at every object boundary on an index GET and then a
+//     block GET, one after the other (issue 12). So a replay has at most about one window
+//     plus one run's window in flight ahead of it, each capped by the limits below.
 //
 // Each block of a window has its own single-flight entry, so a concurrent reader of any
 // block of the window waits for that block instead of fetching it again.
@@ -105,9 +112,15 @@ func (t *Tier) fetchWindow(ctx context.Context, object string, blocks []BlockRef
 	rc, err := t.bucket.GetRange(ctx, object, first.Offset, n)
 	if err == nil {
 		defer rc.Close()
+		// One frame buffer for the window: DecodeBlock decodes into a slice of its own, so
+		// a frame is garbage once decoded and need not be allocated (and zeroed) per block.
+		var frame []byte
 		for ; k < len(calls); k++ {
 			b := blocks[k]
-			frame := make([]byte, b.Size)
+			if int64(cap(frame)) < b.Size {
+				frame = make([]byte, b.Size)
+			}
+			frame = frame[:b.Size]
 			if _, err = io.ReadFull(rc, frame); err != nil {
 				err = fmt.Errorf("read %s [%d+%d]: %w", object, b.Offset, b.Size, err)
 				break
@@ -204,11 +217,14 @@ func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i
 // prefetch starts a background window at the first block from i that is neither cached
 // nor in flight, unless half a window ahead of the reader is already cached or on its way.
 // It only uses a GET slot that is free right now: read-ahead never queues behind, or in
-// front of, demand reads.
-func (t *Tier) prefetch(object string, blocks []BlockRef, i int) {
+// front of, demand reads. It reports whether half a window from block i on is cached, in
+// flight or being fetched by a window bounded by the limits, so the caller knows whether
+// the queue's next run should be read ahead as well; with read-ahead off, or no GET slot
+// free, it reports true, since nothing more should start.
+func (t *Tier) prefetch(object string, blocks []BlockRef, i int) (covered bool) {
 	maxComp, maxRaw := t.windowLimits()
 	if maxComp == 0 {
-		return
+		return true
 	}
 	var comp, raw int64
 	t.flightMu.Lock()
@@ -221,13 +237,17 @@ func (t *Tier) prefetch(object string, blocks []BlockRef, i int) {
 		raw += blocks[i].RawSize
 		if comp >= maxComp/2 || raw >= maxRaw/2 {
 			t.flightMu.Unlock()
-			return
+			return true
 		}
 	}
-	// A block the cache cannot hold is not worth fetching ahead of time.
-	if i == len(blocks) || blocks[i].RawSize > maxRaw || !t.gets.TryAcquire(1) {
+	if i == len(blocks) {
 		t.flightMu.Unlock()
-		return
+		return false
+	}
+	// A block the cache cannot hold is not worth fetching ahead of time.
+	if blocks[i].RawSize > maxRaw || !t.gets.TryAcquire(1) {
+		t.flightMu.Unlock()
+		return true
 	}
 	calls := t.claimLocked(object, blocks, i, maxComp, maxRaw)
 	t.flightMu.Unlock()
@@ -240,5 +260,69 @@ func (t *Tier) prefetch(object string, blocks []BlockRef, i int) {
 		for _, c := range calls {
 			t.publishBlock(c, nil, fmt.Errorf("read %s: %w", object, errTierClosed))
 		}
+		return true
+	}
+	// A window that stopped before the run's end was cut by the limits: that is enough.
+	for _, b := range blocks[i : i+len(calls)] {
+		comp += b.Size
+		raw += b.RawSize
+	}
+	return i+len(calls) < len(blocks) || comp >= maxComp/2 || raw >= maxRaw/2
+}
+
+// prefetchSpan reads ahead into a queue's next run (in another object) when the reader is
+// within half a window of the end of the current one: it loads the run's index, unless
+// cached, and starts a window at the run's first block, all in a goroutine of the tier, so
+// a replay does not stall at every object boundary for an index GET and then a block GET.
+// Like prefetch it only starts when a GET slot is free right now, and it keeps one fetch
+// of an index in flight at most. Errors are dropped here: the demand read of that run
+// meets them again and returns them.
+func (t *Tier) prefetchSpan(sp span) {
+	if maxComp, _ := t.windowLimits(); maxComp == 0 {
+		return
+	}
+	key := "i:" + sp.seg.Object
+	if v, ok := t.indexes.get(key); ok {
+		t.prefetchRun(sp, v.(*SegmentIndex))
+		return
+	}
+	t.flightMu.Lock()
+	if _, ok := t.flight[key]; ok || !t.gets.TryAcquire(1) {
+		t.flightMu.Unlock()
+		return
+	}
+	t.gets.Release(1) // segmentIndex takes its own slot
+	// The index's entry in the flight table only marks the fetch as taken; nobody waits
+	// on it (a demand read of the index fetches it itself).
+	t.flight[key] = &fetchCall{key: key}
+	t.flightMu.Unlock()
+	unmark := func() {
+		t.flightMu.Lock()
+		delete(t.flight, key)
+		t.flightMu.Unlock()
+	}
+	started := t.goBackground(func() {
+		defer unmark()
+		if idx, err := t.segmentIndex(t.ctx, sp.seg); err == nil {
+			t.prefetchRun(sp, idx)
+		}
+	})
+	if !started {
+		unmark()
+	}
+}
+
+// prefetchRun starts a window at the first block of span sp that the catalog serves.
+func (t *Tier) prefetchRun(sp span, idx *SegmentIndex) {
+	run, err := spanRun(sp, idx)
+	if err != nil {
+		return
+	}
+	bi := sort.Search(len(run.Blocks), func(j int) bool {
+		b := run.Blocks[j]
+		return b.FirstOffset+b.Count > sp.q.FirstOffset
+	})
+	if bi < len(run.Blocks) {
+		t.prefetch(runObject(sp, run), run.Blocks, bi)
 	}
 }

@@ -305,7 +305,17 @@ func TestFirstRecordBeforeWindowArrives(t *testing.T) {
 		t.Fatalf("first read after a seek: %d records, %v", len(res.Records), err)
 	}
 	// The block after it belongs to the stalled window: a reader waits for it, not a GET.
-	gets := len(rl.log())
+	// (GETs of the next segment's object are read-ahead past this run; they do not count.)
+	runGets := func() int {
+		n := 0
+		for _, r := range rl.log() {
+			if r.name == probe.Manifest().Segments[0].Object {
+				n++
+			}
+		}
+		return n
+	}
+	gets := runGets()
 	done := make(chan error, 1)
 	go func() {
 		nb := run.Blocks[3]
@@ -319,7 +329,7 @@ func TestFirstRecordBeforeWindowArrives(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := len(rl.log()); n != gets {
+	if n := runGets(); n != gets {
 		t.Fatalf("reading the rest of the window made %d more GETs", n-gets)
 	}
 }

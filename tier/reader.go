@@ -57,7 +57,8 @@ func (t *Tier) QueueRange(topic string, queueID int32) (first, last int64, ok bo
 //
 // A miss fetches a window of the queue's run in one GET (readahead.go), decoded as it
 // streams in, so the first record after a seek is served once the first block arrived; the
-// read then prefetches the next window in the background. A read of MaxCount 1 starts
+// read then prefetches the next window in the background, and, near the end of a run, the
+// queue's next run in the next object. A read of MaxCount 1 starts
 // with one block (point reads), and widens only if it has to scan on.
 func (t *Tier) Read(ctx context.Context, req ReadRequest) (res ReadResult, err error) {
 	err = t.retryStale(ctx, func() error {
@@ -86,6 +87,7 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 	bytesOut, scanned := 0, 0
 	full := func() bool { return len(res.Records) >= req.MaxCount || bytesOut >= req.MaxBytes }
 	var (
+		lastSpan   = -1
 		lastObj    string
 		lastBlocks []BlockRef
 		lastNext   int
@@ -138,10 +140,10 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 				return res, fmt.Errorf("read %s/%d: block %d of %s: %w", req.Topic, req.QueueID, run.Blocks[bi].Offset, obj, err)
 			}
 		}
-		lastObj, lastBlocks, lastNext = obj, run.Blocks, bi
+		lastSpan, lastObj, lastBlocks, lastNext = i, obj, run.Blocks, bi
 	}
-	if stream && lastNext < len(lastBlocks) {
-		t.prefetch(lastObj, lastBlocks, lastNext)
+	if stream && lastSpan >= 0 && !t.prefetch(lastObj, lastBlocks, lastNext) && lastSpan+1 < len(spans) {
+		t.prefetchSpan(spans[lastSpan+1])
 	}
 	t.metrics.coldReadBytes.Add(float64(bytesOut))
 	t.metrics.coldReadSeconds.Observe(time.Since(start).Seconds())
@@ -296,6 +298,11 @@ func (t *Tier) queueRun(ctx context.Context, sp span) (*QueueRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	return spanRun(sp, idx)
+}
+
+// spanRun returns the index entry of one span from its object's index.
+func spanRun(sp span, idx *SegmentIndex) (*QueueRun, error) {
 	if sp.qi >= len(idx.Queues) {
 		return nil, fmt.Errorf("%w: %s index has %d queues, manifest %d", ErrCorrupt, sp.seg.Object, len(idx.Queues), len(sp.seg.Queues))
 	}
