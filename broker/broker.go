@@ -132,6 +132,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if err := b.prepareTier(ctx); err != nil {
 		return err
 	}
+	b.cfg.Store.Replicated = b.cfg.Replication.Enabled()
 	st, err := store.OpenContext(ctx, b.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("broker: open store: %w", err)

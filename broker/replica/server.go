@@ -418,13 +418,14 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 	st := s.cfg.Store
 	head := make([]byte, 0, frameHeadBytes+dataHeadBytes)
 	var sentCommitted int64
+	lastSent := time.Now() // of any frame: the follower's silence timeout counts from it
 	for {
 		if w := s.Committed(); w > sentCommitted {
 			c.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if _, err := c.Write((&Watermark{Epoch: s.cfg.Epoch, Pos: w}).appendTo(head[:0])); err != nil {
 				return err
 			}
-			sentCommitted = w
+			sentCommitted, lastSent = w, time.Now()
 		}
 		hist := st.EpochHistory()
 		limit := s.cfg.MaxChunk
@@ -453,7 +454,6 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 				}
 			}()
 			_, err := st.WaitLogEnd(wctx, pos)
-			idle := errors.Is(wctx.Err(), context.DeadlineExceeded)
 			wcancel()
 			if ctx.Err() != nil {
 				return nil
@@ -461,11 +461,15 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 			if errors.Is(err, store.ErrClosed) {
 				return nil
 			}
-			if err != nil && idle { // idle: heartbeat
+			// Idle for an interval: heartbeat. Counted from the last frame, not from this
+			// wait, which changes elsewhere in the group (acks, a member reconnecting) may
+			// cut short again and again.
+			if err != nil && time.Since(lastSent) >= s.cfg.HeartbeatInterval {
 				c.SetWriteDeadline(time.Now().Add(writeTimeout))
 				if _, err := c.Write((&Heartbeat{Epoch: s.cfg.Epoch, MasterEnd: st.EndOffset()}).appendTo(head[:0])); err != nil {
 					return err
 				}
+				lastSent = time.Now()
 			}
 			continue
 		}
@@ -475,6 +479,6 @@ func (s *Server) stream(ctx context.Context, c net.Conn, pos int64) error {
 		if _, err := bufs.WriteTo(c); err != nil {
 			return err
 		}
-		pos += int64(len(b))
+		pos, lastSent = pos+int64(len(b)), time.Now()
 	}
 }

@@ -74,6 +74,11 @@ type Config struct {
 	KeyIndexFileKeys int
 	// SealAfter seals a non-empty active segment once its first record is this old.
 	SealAfter time.Duration
+	// Replicated marks a member of a replicated group: its log's positions are the master's,
+	// so it seals by age only once it leads (SetFollower(false)). A follower, and a member
+	// that has not yet learnt its role, rolls where its master's stream does; rolling on its
+	// own would shift every later record off its master's position.
+	Replicated bool
 	// MaxMessageBytes bounds one encoded record (its TOTALSIZE).
 	MaxMessageBytes int
 	// BaseOffset is the commit-log position at which an empty store's first segment starts

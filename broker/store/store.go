@@ -64,6 +64,7 @@ type Store struct {
 
 	// Replication (replicate.go, epochs.go).
 	follower     atomic.Bool   // set on the writer goroutine (SetFollower)
+	leading      atomic.Bool   // age-based rolls allowed: not Replicated, or SetFollower(false) ran
 	endMu        sync.Mutex    // endCh
 	endCh        chan struct{} // closed when logEnd moves; nil when no one waits
 	truncMu      sync.RWMutex  // TruncateTo holds it; readers and maintenance take it shared
@@ -124,6 +125,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	s.readLimit.Store(Unlimited)
+	s.leading.Store(!cfg.Replicated)
 	s.initIndex()
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)

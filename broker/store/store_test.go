@@ -398,6 +398,41 @@ func TestSealAfter(t *testing.T) {
 	}
 }
 
+// TestReplicatedStoreSealsByAgeOnlyWhileLeading reopens a replicated member's store whose
+// active segment is past SealAfter: it must not roll on its own (that would shift its log off
+// the master's positions) until it leads, nor once it follows again.
+func TestReplicatedStoreSealsByAgeOnlyWhileLeading(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, SealAfter: time.Hour, Replicated: true}
+	s := openStore(t, cfg)
+	mustAppend(t, s, encode(t, "r", 0, body(0), nil))
+	act := s.activeSegment()
+	act.firstTime.Store(nowMillis() - time.Hour.Milliseconds() - 1) // as if written an hour ago
+	if s.ageRollDue(act) {
+		t.Fatal("a replicated store that has not led yet would seal by age")
+	}
+	ctx := context.Background()
+	if err := s.SetFollower(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if s.ageRollDue(act) {
+		t.Fatal("a follower would seal by age")
+	}
+	if err := s.SetFollower(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if !s.ageRollDue(act) {
+		t.Fatal("a leading replicated store does not seal an old segment by age")
+	}
+	plain := openStore(t, Config{SealAfter: time.Hour})
+	mustAppend(t, plain, encode(t, "r", 0, body(0), nil))
+	pa := plain.activeSegment()
+	pa.firstTime.Store(nowMillis() - time.Hour.Milliseconds() - 1)
+	if !plain.ageRollDue(pa) {
+		t.Fatal("a store that is not replicated does not seal an old segment by age")
+	}
+}
+
 func TestWaitForAppend(t *testing.T) {
 	s := openStore(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

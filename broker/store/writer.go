@@ -270,6 +270,7 @@ func (s *Store) commit(batch []*writeOp) {
 			op.err = s.raiseQueueBase(op.topic, op.queue, op.next)
 		case opSetFollower:
 			s.follower.Store(op.next == 1)
+			s.leading.Store(op.next == 0)
 		case opBeginEpoch:
 			op.err = s.beginEpoch(op.next)
 		case opTruncate:
@@ -443,11 +444,14 @@ func (s *Store) roll(act *segment) (*segment, error) {
 
 // rollIfOld seals the active segment if it holds records older than SealAfter.
 func (s *Store) rollIfOld() {
-	act := s.activeSegment()
-	first := act.firstTime.Load()
-	if s.cfg.SealAfter <= 0 || act.size.Load() <= segmentHeaderBytes || first == 0 ||
-		nowMillis()-first < s.cfg.SealAfter.Milliseconds() || s.failed.Load() != nil || s.follower.Load() {
-		return
+	if act := s.activeSegment(); s.ageRollDue(act) {
+		_, _ = s.roll(act) // a failure is retried on the next tick and reported by appends
 	}
-	_, _ = s.roll(act) // a failure is retried on the next tick and reported by appends
+}
+
+// ageRollDue reports whether act is to be sealed for its age (SealAfter).
+func (s *Store) ageRollDue(act *segment) bool {
+	first := act.firstTime.Load()
+	return s.cfg.SealAfter > 0 && act.size.Load() > segmentHeaderBytes && first != 0 &&
+		nowMillis()-first >= s.cfg.SealAfter.Milliseconds() && s.failed.Load() == nil && s.leading.Load()
 }
