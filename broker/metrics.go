@@ -226,7 +226,8 @@ func (l *topicLabels) label(topic string) string {
 type topicCounter struct {
 	labels *topicLabels
 	vec    *prometheus.CounterVec
-	cache  sync.Map // admitted topic → prometheus.Counter
+	cache  sync.Map                           // admitted topic → prometheus.Counter
+	other  atomic.Pointer[prometheus.Counter] // the (other) counter, once a topic needed it
 }
 
 // WithLabelValues returns the counter of topic (or of (other)), as CounterVec's does.
@@ -235,10 +236,18 @@ func (c *topicCounter) WithLabelValues(topic string) prometheus.Counter {
 		return v.(prometheus.Counter)
 	}
 	l := c.labels.label(topic)
-	ctr := c.vec.WithLabelValues(l)
-	if l == topic {
-		c.cache.Store(topic, ctr)
+	if l != topic {
+		// Past the limit (10,000 topics with the default 1,000): every send of those topics
+		// comes here, so the shared counter is kept rather than looked up in the vec.
+		if o := c.other.Load(); o != nil {
+			return *o
+		}
+		ctr := c.vec.WithLabelValues(l)
+		c.other.Store(&ctr)
+		return ctr
 	}
+	ctr := c.vec.WithLabelValues(l)
+	c.cache.Store(topic, ctr)
 	return ctr
 }
 

@@ -245,3 +245,17 @@ func TestTierBacklogMetrics(t *testing.T) {
 		t.Errorf("backlog age %vs with nothing left to offload, want 0", got)
 	}
 }
+
+// BenchmarkTopicCounter is one counter lookup of a send: a topic within the label limit
+// (cached) beside one past it (the shared (other) counter).
+func BenchmarkTopicCounter(b *testing.B) {
+	m := newMetrics(MetricsConfig{MaxTopics: 1, MaxLagQueues: 1})
+	m.messagesIn.WithLabelValues("admitted").Inc()
+	for _, topic := range []string{"admitted", "past-the-limit"} {
+		b.Run(topic, func(b *testing.B) {
+			for range b.N {
+				m.messagesIn.WithLabelValues(topic).Inc()
+			}
+		})
+	}
+}
