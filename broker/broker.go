@@ -142,10 +142,10 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("broker: %w", err)
 	}
 
-	if err := b.startReplication(); err != nil {
+	if err := b.loadTLS(); err != nil {
 		return err
 	}
-	if err := b.loadTLS(); err != nil {
+	if err := b.startReplication(); err != nil {
 		return err
 	}
 	if b.nsLn, err = net.Listen("tcp", b.cfg.NameServerListen); err != nil {

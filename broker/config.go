@@ -228,10 +228,45 @@ type ReplicationConfig struct {
 	// override when no in-sync member survives): messages acknowledged only by lost members
 	// are then lost. Logged at start and at every such win.
 	UncleanElection bool
+	// TLSCAFile holds the PEM CAs a follower verifies its master's certificate against when
+	// the broker serves TLS (Config.TLS), which then covers the replication listener too.
+	// Empty: the broker's tls.client_ca_file.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are the certificate a follower presents to its master; needed
+	// when tls.client_auth is require (the certificate must allow client authentication).
+	TLSCertFile string
+	TLSKeyFile  string
 }
 
 // Enabled reports whether the broker replicates.
 func (r ReplicationConfig) Enabled() bool { return r.Listen != "" }
+
+// validateTLS checks that a follower can reach a master behind tls (nil: plain).
+func (r ReplicationConfig) validateTLS(tls *remoting.ServerTLSConfig) error {
+	if !r.Enabled() || tls == nil {
+		return nil
+	}
+	if r.TLSCAFile == "" && tls.ClientCAFile == "" {
+		return errors.New("broker config: with tls on, the replication listener serves TLS: set replication.tls_ca_file (the CAs of the members' certificates) or tls.client_ca_file")
+	}
+	if (r.TLSCertFile == "") != (r.TLSKeyFile == "") {
+		return errors.New("broker config: replication.tls_cert_file and replication.tls_key_file go together")
+	}
+	if tls.ClientAuth == remoting.ClientAuthRequire && r.TLSCertFile == "" {
+		return errors.New("broker config: tls.client_auth require also holds for replication: set replication.tls_cert_file and tls_key_file, a member certificate that allows client authentication")
+	}
+	return nil
+}
+
+// followerTLS is the client side of the replication listener under tls: the CAs of the
+// members' certificates and this member's own, if any.
+func (r ReplicationConfig) followerTLS(tls *remoting.ServerTLSConfig) remoting.ClientTLSConfig {
+	ca := r.TLSCAFile
+	if ca == "" {
+		ca = tls.ClientCAFile
+	}
+	return remoting.ClientTLSConfig{CAFile: ca, CertFile: r.TLSCertFile, KeyFile: r.TLSKeyFile}
+}
 
 func (r *ReplicationConfig) validate() error {
 	if !r.Enabled() {
@@ -302,6 +337,9 @@ func (c *Config) Validate() error {
 		return errors.New("broker config: ElectionTTL must not be negative")
 	}
 	if err := c.Replication.validate(); err != nil {
+		return err
+	}
+	if err := c.Replication.validateTLS(c.TLS); err != nil {
 		return err
 	}
 	if c.Replication.Enabled() && c.ElectionTTL > 0 && c.ElectionTTL < 2*time.Second {

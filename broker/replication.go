@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -54,6 +55,8 @@ type replication struct {
 	ln  net.Listener
 	// addr is the advertised replication address, published in BrokerInfo.
 	addr string
+	// dial reaches a master over TLS when the broker serves TLS (nil: plain TCP).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	mu         sync.Mutex
 	term       *masterTerm // non-nil while master
@@ -89,6 +92,15 @@ func (b *Broker) startReplication() error {
 	if !rc.Enabled() {
 		return nil
 	}
+	var dial func(ctx context.Context, addr string) (net.Conn, error) // nil: plain TCP
+	if b.tls != nil {
+		tc, err := rc.followerTLS(b.cfg.TLS).Load()
+		if err != nil {
+			return fmt.Errorf("broker: replication TLS: %w", err)
+		}
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: tc}
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
 	ln, err := net.Listen("tcp", rc.Listen)
 	if err != nil {
 		return fmt.Errorf("broker: listen for replication on %s: %w", rc.Listen, err)
@@ -102,7 +114,7 @@ func (b *Broker) startReplication() error {
 	} else {
 		addr = netip.MustParseAddrPort(addr).String()
 	}
-	r := &replication{b: b, cfg: rc, me: b.memberName(), ln: ln, addr: addr, isrChanged: make(chan struct{})}
+	r := &replication{b: b, cfg: rc, me: b.memberName(), ln: b.secure(ln), addr: addr, dial: dial, isrChanged: make(chan struct{})}
 	b.repl = r
 	// Not the master until elected: what this log holds past the last watermark heard is
 	// not known to be confirmed (the watermark is not kept across restarts).
@@ -198,7 +210,7 @@ func (r *replication) reconcileFollower(snap *meta.Snapshot) {
 		return
 	}
 	if r.follow == nil {
-		r.follow = replica.NewFollower(replica.FollowerConfig{Store: r.b.store, Member: r.me, Logger: r.b.log})
+		r.follow = replica.NewFollower(replica.FollowerConfig{Store: r.b.store, Member: r.me, Logger: r.b.log, Dial: r.dial})
 	}
 	ctx, cancel := context.WithCancel(r.b.ctx)
 	done := make(chan struct{})

@@ -1,15 +1,20 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/remoting/tlstest"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
 )
@@ -160,6 +165,26 @@ func TestReplicationConfigValidate(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "below 2s") {
 		t.Fatalf("1s election TTL with replication: %v", err)
 	}
+	// Under tls the replication listener serves TLS: a follower needs the members' CAs, and a
+	// certificate of its own where client certificates are required.
+	serverTLS := remoting.ServerTLSConfig{CertFile: "c.pem", KeyFile: "k.pem"}
+	for _, tc := range []struct {
+		tls  remoting.ServerTLSConfig
+		rc   ReplicationConfig
+		want string
+	}{
+		{serverTLS, ReplicationConfig{Listen: "127.0.0.1:0"}, "replication.tls_ca_file"},
+		{serverTLS, ReplicationConfig{Listen: "127.0.0.1:0", TLSCAFile: "ca.pem", TLSCertFile: "c.pem"}, "go together"},
+		{remoting.ServerTLSConfig{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem", ClientAuth: remoting.ClientAuthRequire},
+			ReplicationConfig{Listen: "127.0.0.1:0"}, "client_auth require also holds for replication"},
+		{serverTLS, ReplicationConfig{Listen: "127.0.0.1:0", TLSCAFile: "ca.pem"}, ""},
+	} {
+		cfg := Config{DataDir: t.TempDir(), TLS: &tc.tls, Replication: tc.rc}
+		err := cfg.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("tls %+v, replication %+v: error %v, want %q", tc.tls, tc.rc, err, tc.want)
+		}
+	}
 }
 
 // A slave serves pulls only of records the in-sync set holds: with one in-sync member away,
@@ -253,5 +278,73 @@ func TestSlavePullsOnlyConfirmedRecords(t *testing.T) {
 	}
 	if r := <-sent; r.err != nil || r.resp.Code != remoting.RespSuccess {
 		t.Fatalf("send once confirmed: %+v, %v", r.resp, r.err)
+	}
+}
+
+// TestReplicationOverTLS runs a sync group of two whose brokers serve TLS: the replication
+// listener speaks TLS too (a plain peer gets nothing), the follower reaches it with the
+// members' CA, and an acknowledged send is on the follower.
+func TestReplicationOverTLS(t *testing.T) {
+	srv := startEtcd(t, t.TempDir())
+	ca := tlstest.NewCA(t, "members' CA")
+	pair := ca.Server("member")
+	var logs [2]syncBuffer
+	mcs := make([]*meta.Client, 2)
+	envs := make([]*testEnv, 2)
+	clientTLS, err := remoting.ClientTLSConfig{CAFile: ca.CertFile}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secureDial := func(addr string) *remoting.Client {
+		c, err := remoting.Dial(context.Background(), addr, remoting.ClientConfig{TLS: clientTLS})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for i := range envs {
+		cfg := replicaConfig(t, int64(i), &logs[i])
+		cfg.TLS = &remoting.ServerTLSConfig{CertFile: pair.CertFile, KeyFile: pair.KeyFile}
+		cfg.Replication.TLSCAFile = ca.CertFile
+		mcs[i] = newMetaClient(t, srv.Endpoints(), time.Second)
+		e := startMember(t, cfg, mcs[i])
+		envs[i] = &testEnv{b: e.b, ns: secureDial(e.b.NameServerAddr()), bk: secureDial(e.b.BrokerAddr())}
+		if i == 0 {
+			waitFor(t, "g-0 leads", func() bool { return refusal(envs[0]) == remoting.RespSlaveNotAvailable })
+		}
+	}
+	waitFor(t, "both members in sync", func() bool { return len(inSyncSet(t, mcs[0])) == 2 })
+
+	// The master's replication listener: a TLS handshake with the CA succeeds, plain bytes
+	// get the connection closed without a frame.
+	replAddr := envs[0].b.repl.addr
+	tc, err := tls.Dial("tcp", replAddr, clientTLS)
+	if err != nil {
+		t.Fatalf("TLS handshake with the replication listener: %v", err)
+	}
+	tc.Close()
+	plain, err := net.Dial("tcp", replAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	_ = plain.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := plain.Write(bytes.Repeat([]byte{0}, 64)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := plain.Read(make([]byte, 64)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a plain peer on the replication listener read %d bytes (%v), want the connection closed", n, err)
+	}
+
+	createTopic(t, envs[0], "S", 1)
+	resp := send(t, envs[0], "S", 0, "", "over tls")
+	wantCode(t, resp, remoting.RespSuccess)
+	_, pos, err := message.ParseOffsetMsgID(resp.ExtFields["msgId"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := envs[1].b.Store().EndOffset(); end <= pos {
+		t.Fatalf("acknowledged at position %d; the follower holds %d", pos, end)
 	}
 }

@@ -88,6 +88,9 @@ type ReplicationYAML struct {
 	MaxLag            Duration `yaml:"max_lag"`
 	AckTimeout        Duration `yaml:"ack_timeout"`
 	UncleanElection   bool     `yaml:"unclean_election"`
+	TLSCAFile         string   `yaml:"tls_ca_file"`
+	TLSCertFile       string   `yaml:"tls_cert_file"`
+	TLSKeyFile        string   `yaml:"tls_key_file"`
 }
 
 // TransactionYAML configures transactional messages (RocketMQ's transactionTimeOut,
@@ -343,7 +346,8 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 		ElectionTTL: c.ElectionTTL.duration(),
 		Replication: broker.ReplicationConfig{Listen: c.Replication.Listen, AdvertisedAddr: c.Replication.AdvertisedAddr,
 			Mode: c.Replication.Mode, MinInSyncReplicas: c.Replication.MinInSyncReplicas, MaxLag: c.Replication.MaxLag.duration(),
-			AckTimeout: c.Replication.AckTimeout.duration(), UncleanElection: c.Replication.UncleanElection},
+			AckTimeout: c.Replication.AckTimeout.duration(), UncleanElection: c.Replication.UncleanElection,
+			TLSCAFile: c.Replication.TLSCAFile, TLSCertFile: c.Replication.TLSCertFile, TLSKeyFile: c.Replication.TLSKeyFile},
 		NameServerListen:  c.NamesrvAddr,
 		BrokerListen:      c.BrokerAddr,
 		HTTPListen:        c.HTTPAddr,
