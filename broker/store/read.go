@@ -487,7 +487,8 @@ type KeyHit struct {
 }
 
 // LookupKey finds messages of topic whose KEYS contain key or whose UNIQ_KEY is key, stored
-// within [beginMs, endMs], up to max (newest first kept), returned oldest first.
+// within [beginMs, endMs], up to max (newest first kept), returned oldest first. Records past
+// the read limit (SetReadLimit) are not found, as queue reads do not serve them.
 func (s *Store) LookupKey(topic, key string, beginMs, endMs int64, max int) ([]KeyHit, error) {
 	s.truncMu.RLock()
 	defer s.truncMu.RUnlock()
@@ -497,11 +498,11 @@ func (s *Store) LookupKey(topic, key string, beginMs, endMs int64, max int) ([]K
 	s.qmu.RLock()
 	below, dead := s.deleted[topic]
 	s.qmu.RUnlock()
-	minPos := s.minPos.Load()
+	minPos, limit := s.minPos.Load(), s.readLimit.Load()
 	var hits []KeyHit
 	lastPos := int64(-1)
 	err := s.idx.keys.each(keyHash(topic, key), beginMs, endMs, func(e keyEntry) bool {
-		if e.pos < minPos || (dead && e.pos < below) || e.pos == lastPos {
+		if e.pos < minPos || (dead && e.pos < below) || e.pos == lastPos || NextRecordPos(e.pos, e.size) > limit {
 			return true
 		}
 		lastPos = e.pos // a record naming the key twice is one hit

@@ -113,3 +113,32 @@ func TestReadLimit(t *testing.T) {
 		t.Fatalf("max offset %d after truncating to record 100", got)
 	}
 }
+
+// TestReadLimitHidesKeyLookups: a lookup by key finds what the limit lets queue reads see,
+// not the records past it.
+func TestReadLimitHidesKeyLookups(t *testing.T) {
+	s := openStore(t, replCfg(t.TempDir()))
+	var recs []AppendResult
+	for i := 0; i < 3; i++ {
+		recs = append(recs, mustAppend(t, s, encode(t, "t", 0, body(i), map[string]string{"KEYS": "order-7"}))...)
+	}
+	found := func() int {
+		t.Helper()
+		hits, err := s.LookupKey("t", "order-7", 0, 1<<62, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(hits)
+	}
+	if n := found(); n != 3 {
+		t.Fatalf("unlimited: %d hits, want 3", n)
+	}
+	s.SetReadLimit(NextRecordPos(recs[1].CommitLogOffset, recs[1].Size))
+	if n := found(); n != 2 {
+		t.Fatalf("limit after the second record: %d hits, want 2", n)
+	}
+	s.SetReadLimit(0)
+	if n := found(); n != 0 {
+		t.Fatalf("limit 0: %d hits, want none", n)
+	}
+}
