@@ -281,24 +281,23 @@ func (t *Tier) prefetchSpan(sp span) {
 	if maxComp, _ := t.windowLimits(); maxComp == 0 {
 		return
 	}
-	key := "i:" + sp.seg.Object
-	if v, ok := t.indexes.get(key); ok {
+	obj := sp.seg.Object
+	if v, ok := t.indexes.get("i:" + obj); ok {
 		t.prefetchRun(sp, v.(*SegmentIndex))
 		return
 	}
 	t.flightMu.Lock()
-	if _, ok := t.flight[key]; ok || !t.gets.TryAcquire(1) {
+	if t.indexing[obj] || !t.gets.TryAcquire(1) {
 		t.flightMu.Unlock()
 		return
 	}
 	t.gets.Release(1) // segmentIndex takes its own slot
-	// The index's entry in the flight table only marks the fetch as taken; nobody waits
-	// on it (a demand read of the index fetches it itself).
-	t.flight[key] = &fetchCall{key: key}
+	// Only marks the fetch as taken; a demand read of the index fetches it itself.
+	t.indexing[obj] = true
 	t.flightMu.Unlock()
 	unmark := func() {
 		t.flightMu.Lock()
-		delete(t.flight, key)
+		delete(t.indexing, obj)
 		t.flightMu.Unlock()
 	}
 	started := t.goBackground(func() {

@@ -209,7 +209,8 @@ type Tier struct {
 	indexes  *lru[any]
 	gets     *semaphore.Weighted
 	flightMu sync.Mutex
-	flight   map[string]*fetchCall
+	flight   map[string]*fetchCall // blocks being fetched, waited on by their readers
+	indexing map[string]bool       // objects whose index a read-ahead is fetching (flightMu)
 
 	bgMu      sync.Mutex // guards closed and wg.Add of background work started by callers
 	closed    bool
@@ -287,6 +288,7 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		indexes:  newLRU[any](cfg.IndexCacheBytes),
 		gets:     semaphore.NewWeighted(int64(cfg.MaxConcurrentGets)),
 		flight:   map[string]*fetchCall{},
+		indexing: map[string]bool{},
 	}
 	t.bucket = &countingBucket{Bucket: cfg.Bucket, m: t.metrics}
 	if err := t.load(ctx); err != nil {

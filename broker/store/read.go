@@ -385,9 +385,12 @@ func (s *Store) MaxOffset(topic string, queueID int32) int64 {
 	s.truncMu.RLock()
 	defer s.truncMu.RUnlock()
 	if q := s.queue(topic, queueID, false); q != nil {
+		maxOff, limit := q.max.Load(), s.readLimit.Load()
+		if limit >= s.logEnd.Load() {
+			return maxOff // the common case, a master's: no record is past the limit
+		}
 		minOff, _ := q.bounds()
-		maxOff := q.max.Load()
-		vis, err := s.visibleEnd(q, minOff, maxOff, s.readLimit.Load())
+		vis, err := s.visibleEnd(q, minOff, maxOff, limit)
 		if err != nil {
 			return minOff // nothing readable is known past the start
 		}
