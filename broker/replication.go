@@ -117,8 +117,14 @@ func (b *Broker) startReplication() error {
 	r := &replication{b: b, cfg: rc, me: b.memberName(), ln: b.secure(ln), addr: addr, dial: dial, isrChanged: make(chan struct{})}
 	b.repl = r
 	// Not the master until elected: what this log holds past the last watermark heard is
-	// not known to be confirmed (the watermark is not kept across restarts).
-	b.store.SetReadLimit(0)
+	// not known to be confirmed. What was confirmed stays so, since only in-sync members can
+	// win; an unclean election may truncate below it, so then serve nothing until a master
+	// streams again.
+	kept := b.store.KeptReadLimit()
+	if rc.UncleanElection {
+		kept = 0
+	}
+	b.store.SetReadLimit(kept)
 	if rc.UncleanElection {
 		b.log.Warn("replication: unclean election is ON (replication.unclean_election): a member outside the in-sync set may become master and messages only the lost members held are then lost",
 			"group", b.cfg.BrokerName)

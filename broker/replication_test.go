@@ -279,6 +279,24 @@ func TestSlavePullsOnlyConfirmedRecords(t *testing.T) {
 	if r := <-sent; r.err != nil || r.resp.Code != remoting.RespSuccess {
 		t.Fatalf("send once confirmed: %+v, %v", r.resp, r.err)
 	}
+
+	// The slave keeps its watermark for its next run: restarted, it serves what was
+	// confirmed before a master streams to it (startReplication restores KeptReadLimit).
+	confirmed, scfg := b.b.Store().ReadLimit(), b.b.cfg.Store
+	if err := b.b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := st.KeptReadLimit()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if kept < confirmed || confirmed == store.Unlimited {
+		t.Fatalf("the stopped slave kept read limit %d; it served up to %d", kept, confirmed)
+	}
 }
 
 // TestReplicationOverTLS runs a sync group of two whose brokers serve TLS: the replication

@@ -37,6 +37,11 @@ func (f *Finder) ByCommitLogOffset(ctx context.Context, pos int64) ([]byte, erro
 	if pos >= f.Store.MinCommitLogOffset() {
 		rec, err := f.Store.ReadAt(pos, 0)
 		if err == nil {
+			// A follower's records past its read limit may yet be truncated by a failover;
+			// its queue reads and key lookups hide them, and so does this.
+			if limit := f.Store.ReadLimit(); store.NextRecordPos(pos, int32(len(rec))) > limit {
+				return nil, fmt.Errorf("%w: the record at commit-log offset %d is not yet confirmed by the group's in-sync set (this member serves up to %d)", ErrNotFound, pos, limit)
+			}
 			return rec, nil
 		}
 		hotErr = err

@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stratamq/strata/broker/message"
@@ -102,5 +103,29 @@ func TestFinderByKeyInBothTiers(t *testing.T) {
 	// A unique-key query does not match KEYS.
 	if recs, _ := fd.ByKey(ctx, KeyQuery{Topic: testTopic, Key: "shared3", Uniq: true}); len(recs) != 0 {
 		t.Fatalf("unique-key query matched %d messages by KEYS", len(recs))
+	}
+}
+
+// TestFinderHidesRecordsPastTheReadLimit: on a follower, a record past the store's read limit
+// (its master's in-sync set has not confirmed it) is not found by id, as its queue reads do
+// not serve it; once the limit passes it, it is.
+func TestFinderHidesRecordsPastTheReadLimit(t *testing.T) {
+	f := newFixture(t, 300)
+	fd := &Finder{Store: f.st, Tier: f.reader}
+	last := f.want[1][len(f.want[1])-1]
+	if _, err := fd.ByCommitLogOffset(testCtx(t), last.CommitLogOffset); err != nil {
+		t.Fatalf("unlimited: %v", err)
+	}
+	f.st.SetReadLimit(last.CommitLogOffset)
+	_, err := fd.ByCommitLogOffset(testCtx(t), last.CommitLogOffset)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not yet confirmed") {
+		t.Fatalf("past the limit: %v, want ErrNotFound naming the confirmation", err)
+	}
+	if _, err := fd.ByCommitLogOffset(testCtx(t), f.want[1][len(f.want[1])-2].CommitLogOffset); err != nil {
+		t.Fatalf("the record before the limit: %v", err)
+	}
+	f.st.SetReadLimit(f.st.MaxCommitLogOffset())
+	if _, err := fd.ByCommitLogOffset(testCtx(t), last.CommitLogOffset); err != nil {
+		t.Fatalf("once the limit passed it: %v", err)
 	}
 }

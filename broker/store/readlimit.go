@@ -1,8 +1,12 @@
 package store
 
 import (
+	"encoding/binary"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
+	"time"
 )
 
 // Read limit: a replication follower's high watermark. A follower's log may end with records
@@ -11,6 +15,13 @@ import (
 // SetReadLimit bounds what the queue reads serve; the records past the limit are stored and
 // indexed all the same, and a queue reads as ending at the first of them until the limit
 // passes it. The commit-log reads of replication (ReadLog, EndOffset) ignore the limit.
+//
+// A Replicated store keeps its last finite limit in keptLimitFile, so that a follower that
+// restarts can serve what its master had confirmed at once (KeptReadLimit) instead of
+// nothing until a master streams to it. A raised limit is written without fsync at most
+// every keepLimitEvery: a lost write leaves an older, lower limit, the safe side. A lowered
+// one (TruncateTo) is fsynced, since a lost lowering would leave a limit above records the
+// new master may replace.
 
 // Unlimited is the read limit of a store that serves its whole log (the default).
 const Unlimited int64 = math.MaxInt64
@@ -39,13 +50,80 @@ func (s *Store) lowerReadLimit(pos int64) {
 }
 
 func (s *Store) setReadLimitLocked(pos int64) {
-	if s.readLimit.Load() == pos {
+	old := s.readLimit.Load()
+	if old == pos {
 		return
 	}
 	s.readLimit.Store(pos)
+	if pos != Unlimited && (pos < old || time.Since(s.keptAt) >= keepLimitEvery) {
+		s.keepLimitLocked(pos, pos < old)
+	}
 	if s.limitCh != nil {
 		close(s.limitCh)
 		s.limitCh = nil
+	}
+}
+
+const (
+	keptLimitFile    = "readlimit" // FORMAT.md
+	keptLimitBytes   = 20
+	keptLimitVersion = 1
+	keepLimitEvery   = 100 * time.Millisecond
+)
+
+var keptLimitMagic = [4]byte{'S', 'R', 'L', 'M'}
+
+// KeptReadLimit is the read limit an earlier run of a Replicated store last kept, capped at
+// the log's end; 0 when none was kept or its file is unreadable.
+func (s *Store) KeptReadLimit() int64 { return min(s.keptAtOpen, s.logEnd.Load()) }
+
+// loadKeptLimit reads keptLimitFile at open.
+func (s *Store) loadKeptLimit() {
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, keptLimitFile))
+	if err != nil || len(b) != keptLimitBytes || [4]byte(b[:4]) != keptLimitMagic || b[4] != keptLimitVersion ||
+		crc32c(b[:16]) != binary.BigEndian.Uint32(b[16:]) {
+		return
+	}
+	s.keptAtOpen = max(0, int64(binary.BigEndian.Uint64(b[8:16])))
+}
+
+// keepLimitLocked writes pos to keptLimitFile (fsynced when durable). Caller holds limitMu.
+// A failed write is not an error of the store: the file then holds an older limit, or none.
+func (s *Store) keepLimitLocked(pos int64, durable bool) {
+	if !s.cfg.Replicated {
+		return
+	}
+	if s.keptFile == nil {
+		f, err := os.OpenFile(filepath.Join(s.cfg.Dir, keptLimitFile), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return
+		}
+		s.keptFile = f
+	}
+	var b [keptLimitBytes]byte
+	copy(b[:4], keptLimitMagic[:])
+	b[4] = keptLimitVersion
+	binary.BigEndian.PutUint64(b[8:16], uint64(pos))
+	binary.BigEndian.PutUint32(b[16:], crc32c(b[:16]))
+	if _, err := s.keptFile.WriteAt(b[:], 0); err != nil {
+		return
+	}
+	s.keptAt, s.keptPos = time.Now(), pos
+	if durable {
+		_ = s.keptFile.Sync()
+	}
+}
+
+// closeKeptLimit writes the last limit if a throttled write skipped it, and closes the file.
+func (s *Store) closeKeptLimit() {
+	s.limitMu.Lock()
+	defer s.limitMu.Unlock()
+	if pos := s.readLimit.Load(); pos != Unlimited && pos != s.keptPos {
+		s.keepLimitLocked(pos, true)
+	}
+	if s.keptFile != nil {
+		_ = s.keptFile.Close()
+		s.keptFile = nil
 	}
 }
 

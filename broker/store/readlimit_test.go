@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -140,5 +142,68 @@ func TestReadLimitHidesKeyLookups(t *testing.T) {
 	s.SetReadLimit(0)
 	if n := found(); n != 0 {
 		t.Fatalf("limit 0: %d hits, want none", n)
+	}
+}
+
+// TestReadLimitKeptAcrossRestarts: a Replicated store keeps its last read limit for the next
+// run (capped at its log's end), a lowered one even through a crash; a store that is not
+// Replicated keeps none.
+func TestReadLimitKeptAcrossRestarts(t *testing.T) {
+	cfg := replCfg(t.TempDir())
+	cfg.Replicated = true
+	s := openStore(t, cfg)
+	if got := s.KeptReadLimit(); got != 0 {
+		t.Fatalf("a new store kept %d, want 0", got)
+	}
+	appendBatch(t, s, 0, 100)
+	end := s.EndOffset()
+	// Raised twice in quick succession: the throttle skips the second write; Close makes it.
+	s.SetReadLimit(end / 2)
+	s.SetReadLimit(end - 1)
+	s.SetReadLimit(Unlimited) // a promotion is not kept
+	s.SetReadLimit(end)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
+	if got := s.KeptReadLimit(); got != end {
+		t.Fatalf("after a clean restart kept %d, want %d", got, end)
+	}
+	// A lowered limit is written at once and durably: it survives a crash.
+	s.SetReadLimit(end / 3)
+	s.crash()
+	s = openStore(t, cfg)
+	if got := s.KeptReadLimit(); got != end/3 {
+		t.Fatalf("after a crash kept %d, want the lowered %d", got, end/3)
+	}
+	// Capped at the log's end: a limit past a lost tail serves nothing that is not there.
+	s.SetReadLimit(end + 1000)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
+	if got := s.KeptReadLimit(); got != end {
+		t.Fatalf("a kept limit past the log's end %d: %d, want it capped", end, got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage reads as nothing kept.
+	if err := os.WriteFile(filepath.Join(cfg.Dir, keptLimitFile), []byte("SRLM\x01garbage........"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
+	if got := s.KeptReadLimit(); got != 0 {
+		t.Fatalf("a damaged file kept %d, want 0", got)
+	}
+
+	plain := openStore(t, replCfg(t.TempDir()))
+	appendBatch(t, plain, 0, 10)
+	plain.SetReadLimit(plain.EndOffset())
+	if err := plain.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(plain.cfg.Dir, keptLimitFile)); !os.IsNotExist(err) {
+		t.Fatalf("a store that is not Replicated wrote %s: %v", keptLimitFile, err)
 	}
 }

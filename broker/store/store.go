@@ -74,6 +74,10 @@ type Store struct {
 	limitMu      sync.Mutex              // limitCh, changes of readLimit
 	readLimit    atomic.Int64            // readlimit.go; Unlimited by default
 	limitCh      chan struct{}           // closed when readLimit moves; nil when no one waits
+	keptFile     *os.File                // keptLimitFile, opened at the first keep; limitMu
+	keptAt       time.Time               // when keptPos was written; limitMu
+	keptPos      int64                   // the limit last written to keptLimitFile; limitMu
+	keptAtOpen   int64                   // the limit an earlier run kept (KeptReadLimit)
 
 	failed      atomic.Pointer[error] // sticky write failure
 	lastStoreTs int64                 // writer goroutine only
@@ -126,6 +130,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.readLimit.Store(Unlimited)
 	s.leading.Store(!cfg.Replicated)
+	s.loadKeptLimit()
 	s.initIndex()
 	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: create %s: %w", s.logDir, err)
@@ -482,6 +487,7 @@ func (s *Store) Close() error {
 			errs = append(errs, fmt.Errorf("close store: final checkpoint: %w", err))
 		}
 	}
+	s.closeKeptLimit()
 	errs = append(errs, s.closeFiles())
 	s.closeErr = errors.Join(errs...)
 	return s.closeErr
