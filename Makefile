@@ -32,7 +32,7 @@ export STRATA_NATS_BIN  := $(TOOLBIN)/nats-server
 # Packages whose unit tests run with the race detector (everything but integration).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /integration)
 
-.PHONY: build run test unit integration fuzz fuzz-short bench bench-suite bench-cold lint tools nats minio etcd staticcheck arrowjs helm chromium htmx clean
+.PHONY: build run test unit integration fuzz fuzz-short bench bench-suite bench-cold bench-failover lint tools nats minio etcd staticcheck arrowjs helm chromium htmx clean
 
 build:
 	$(GO) build -o bin/strata ./cmd/strata
@@ -67,6 +67,11 @@ bench-suite: build nats
 
 bench-cold: minio
 	$(GO) test -run '^$$' -bench TierMinIOReplay -benchtime 1x -count=1 ./integration/
+
+## bench-failover: kill -9 a sync group's master ROUNDS times (10) under the official client;
+## kill → first acknowledged send (fresh and running client) and → consumer resuming, p50/max.
+bench-failover: etcd
+	$(GO) test -run '^$$' -bench Failover -benchtime $(or $(ROUNDS),10)x -count=1 -timeout 40m ./integration/
 
 lint: staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \

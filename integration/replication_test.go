@@ -33,13 +33,13 @@ type replicaMember struct {
 }
 
 // startReplicaMember runs member id of group on etcd with sync replication (min in sync 2).
-func startReplicaMember(t *testing.T, etcd *etcdProcess, group string, id int, mode string) *replicaMember {
+func startReplicaMember(t testing.TB, etcd *etcdProcess, group string, id int, mode string) *replicaMember {
 	t.Helper()
 	return startReplicaMemberVia(t, etcd.Endpoints(), group, id, mode)
 }
 
 // startReplicaMemberVia is startReplicaMember reaching etcd at endpoints (a proxy, say).
-func startReplicaMemberVia(t *testing.T, endpoints []string, group string, id int, mode string) *replicaMember {
+func startReplicaMemberVia(t testing.TB, endpoints []string, group string, id int, mode string) *replicaMember {
 	t.Helper()
 	namesrv, brokerAddr, httpAddr, replAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -68,7 +68,7 @@ replication:
 	return &replicaMember{startProc(t, namesrv, brokerAddr, httpAddr, "broker", "--config", path), fmt.Sprintf("%s-%d", group, id), dataDir}
 }
 
-func metaClient(t *testing.T, etcd *etcdProcess) *meta.Client {
+func metaClient(t testing.TB, etcd *etcdProcess) *meta.Client {
 	t.Helper()
 	mc, err := meta.New(context.Background(), meta.Config{Endpoints: etcd.Endpoints(), Cluster: "it"})
 	if err != nil {
@@ -78,7 +78,7 @@ func metaClient(t *testing.T, etcd *etcdProcess) *meta.Client {
 	return mc
 }
 
-func inSync(t *testing.T, mc *meta.Client, group string) []string {
+func inSync(t testing.TB, mc *meta.Client, group string) []string {
 	s, err := mc.GetInSyncSet(context.Background(), group)
 	if err != nil && !errors.Is(err, meta.ErrNotFound) {
 		t.Logf("read in-sync set: %v", err)
@@ -86,7 +86,7 @@ func inSync(t *testing.T, mc *meta.Client, group string) []string {
 	return s.Members
 }
 
-func masterOf(t *testing.T, mc *meta.Client, group string) string {
+func masterOf(t testing.TB, mc *meta.Client, group string) string {
 	v, err := mc.NewView(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func (a *ackLog) firstAfter(t time.Time, notHost string) time.Time {
 
 // msgIDHost is how an offset message id starts for a broker at addr (ip:port): the IPv4
 // address and the port, 8 hex digits each.
-func msgIDHost(t *testing.T, addr string) string {
+func msgIDHost(t testing.TB, addr string) string {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -206,27 +206,7 @@ func testMasterKill(t *testing.T, mode string) {
 
 	// A fresh client (its route read after the kill) shows the broker side of the failover;
 	// the running producer also waits for its 30s route poll.
-	var fresh time.Time
-	for fresh.IsZero() && time.Since(killed) < 60*time.Second {
-		var alive primitive.NamesrvAddr
-		for _, m := range members {
-			if m != victim {
-				alive = append(alive, m.Namesrv)
-			}
-		}
-		fp := newProducer(t, alive[0], producer.WithNameServer(alive), producer.WithRetry(0))
-		res, err := fp.SendSync(context.Background(), primitive.NewMessage(topic, []byte("probe")))
-		if err == nil && res.Status == primitive.SendOK {
-			fresh = time.Now()
-		}
-		_ = fp.Shutdown()
-		if fresh.IsZero() {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	if fresh.IsZero() {
-		t.Fatal("no send acknowledged by a fresh client within 60s of killing the master")
-	}
+	fresh := firstFreshAck(t, members, victim, topic, killed)
 	waitUntil(t, 90*time.Second, "the running producer's first acknowledged send after the kill", func() bool {
 		return !acks.firstAfter(killed, oldHost).IsZero()
 	})
@@ -288,8 +268,31 @@ func testMasterKill(t *testing.T, mode string) {
 	}
 }
 
+// firstFreshAck sends from a new producer, its route read from the members other than
+// victim, until a send is acknowledged, and returns when; it fails after 60s from killed.
+func firstFreshAck(t testing.TB, members []*replicaMember, victim *replicaMember, topic string, killed time.Time) time.Time {
+	t.Helper()
+	var alive primitive.NamesrvAddr
+	for _, m := range members {
+		if m != victim {
+			alive = append(alive, m.Namesrv)
+		}
+	}
+	for time.Since(killed) < 60*time.Second {
+		fp := newProducer(t, alive[0], producer.WithNameServer(alive), producer.WithRetry(0))
+		res, err := fp.SendSync(context.Background(), primitive.NewMessage(topic, []byte("probe")))
+		_ = fp.Shutdown()
+		if err == nil && res.Status == primitive.SendOK {
+			return time.Now()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("no send acknowledged by a fresh client within 60s of killing the master")
+	return time.Time{}
+}
+
 // startLoad sends from four goroutines until the returned stop is called.
-func startLoad(t *testing.T, p interface {
+func startLoad(t testing.TB, p interface {
 	SendSync(context.Context, ...*primitive.Message) (*primitive.SendResult, error)
 }, topic, prefix string) (*ackLog, func()) {
 	acks := &ackLog{notOK: map[primitive.SendStatus]int{}}
