@@ -113,7 +113,7 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		resp.ExtFields.SetInt64("nextBeginOffset", res.NextOffset)
 		resp.ExtFields.SetInt64("minOffset", res.MinOffset)
 		resp.ExtFields.SetInt64("maxOffset", res.MaxOffset)
-		resp.ExtFields["suggestWhichBrokerId"] = "0"
+		b.pullSuggestion(resp, h.queueID, res)
 		if code == remoting.RespSuccess {
 			resp.Body = res.Records
 			b.metrics.messagesOut.WithLabelValues(h.topic).Add(float64(len(res.Entries)))
