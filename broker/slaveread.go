@@ -16,15 +16,24 @@ import (
 // Strata uses a bound in bytes of commit log (SlaveReadLagBytes).
 //
 //   - The master suggests an in-sync slave for a pull whose first record lies more than the
-//     bound behind its log end, or comes from the cold tier: that consumer is replaying a
-//     backlog, whose disk and bucket reads are better spent on a slave than next to the
-//     producers. It spreads queues over the in-sync slaves by queue id, and suggests 0 when
-//     none is in sync: a slave outside the set may lack the records or serve none (its read
-//     limit stays at the last watermark it heard).
+//     bound behind its log end: that consumer is replaying a backlog, whose disk reads are
+//     better spent on a slave than next to the producers. It spreads queues over the in-sync
+//     slaves by queue id, and suggests 0 when none is in sync: a slave outside the set may
+//     lack the records or serve none (its read limit stays at the last watermark it heard).
 //   - A slave keeps suggesting itself while the consumer is still behind by the bound, and
 //     suggests 0 once it is within it, once a pull reaches the end of what the slave may serve
 //     (its read limit, the in-sync set's watermark), or finds nothing: fresh data is the
 //     master's to serve, with long polling on its appends.
+//   - Pulls served from the cold tier stay on (or go back to) the master. Only the master
+//     follows the tier's manifest as it offloads (it writes it); another member loads it at
+//     start and reloads it only when an object it names is gone, so it may not know ranges
+//     offloaded since and would answer such a pull with OFFSET_MOVED. Cold reads also cost
+//     the bucket and the network, not the disk the producers write to.
+//   - A slave with slave reads on answers what would be PULL_OFFSET_MOVED (the offset is
+//     below its log or past its end) with PULL_RETRY_IMMEDIATELY at the same offset and
+//     suggests 0, as RocketMQ's slave does without offsetCheckInSlave: only the master may
+//     tell a consumer to move its offset, so a slave that lags or holds less never makes a
+//     consumer skip or repeat messages.
 //
 // Offsets need nothing here: the Go client commits them to brokerId 0 (FindBrokerAddrByName)
 // and clears the commit-offset flag of a pull that goes to a slave; etcd holds them either way.
@@ -45,11 +54,7 @@ type pullPlacement struct {
 // lists the route ids of the in-sync slaves (asked of a master only, and only when the pull
 // is far behind); self is this slave's own route id (0 when the route does not list it).
 func suggestBrokerID(p pullPlacement, slaves func() []int64, self func() int64) int64 {
-	if !p.enabled || !p.found {
-		return 0
-	}
-	far := p.cold || p.behind > p.lagBytes
-	if !far {
+	if !p.enabled || !p.found || p.cold || p.behind <= p.lagBytes {
 		return 0
 	}
 	if p.master {
@@ -63,6 +68,13 @@ func suggestBrokerID(p pullPlacement, slaves func() []int64, self func() int64) 
 		return 0
 	}
 	return self()
+}
+
+// offsetMovedOnSlave reports whether an OFFSET_MOVED answer is a slave's to withhold: slave
+// reads are on and this member is not the master.
+func (b *Broker) offsetMovedOnSlave(code int16) bool {
+	r := b.repl
+	return code == remoting.RespPullOffsetMoved && r != nil && r.cfg.SlaveReadEnable && !r.leading.Load()
 }
 
 // pullSuggestion fills in the suggestWhichBrokerId of a pull answer and counts slave reads.

@@ -29,11 +29,11 @@ func TestSuggestBrokerIDRule(t *testing.T) {
 		{"master, far behind: queues spread over the slaves", pullPlacement{enabled: true, master: true, found: true, behind: far, queueID: 3}, []int64{1, 2}, 0, 2},
 		{"master, at the bound: stays", pullPlacement{enabled: true, master: true, found: true, behind: near}, []int64{1, 2}, 0, 0},
 		{"master, far behind, none in sync: stays", pullPlacement{enabled: true, master: true, found: true, behind: far}, nil, 0, 0},
-		{"master, cold tier: a slave", pullPlacement{enabled: true, master: true, found: true, cold: true, behind: 10}, []int64{2}, 0, 2},
+		{"master, cold tier: stays (slaves do not follow the tier's manifest)", pullPlacement{enabled: true, master: true, found: true, cold: true, behind: far}, []int64{2}, 0, 0},
 		{"master, nothing found: stays", pullPlacement{enabled: true, master: true, behind: far}, []int64{1}, 0, 0},
 		{"master, far behind and at its end: a slave (the end is the master's, not the slave's limit)", pullPlacement{enabled: true, master: true, found: true, behind: far, atEnd: true}, []int64{1}, 0, 1},
 		{"slave, far behind: keeps it", pullPlacement{enabled: true, found: true, behind: far}, nil, 2, 2},
-		{"slave, cold tier: keeps it", pullPlacement{enabled: true, found: true, cold: true}, nil, 1, 1},
+		{"slave, cold tier: back to the master", pullPlacement{enabled: true, found: true, cold: true, behind: far}, nil, 1, 0},
 		{"slave, caught up to the bound: back to the master", pullPlacement{enabled: true, found: true, behind: near}, nil, 1, 0},
 		{"slave, reached its read limit: back to the master", pullPlacement{enabled: true, found: true, behind: far, atEnd: true}, nil, 1, 0},
 		{"slave, pull not found: back to the master", pullPlacement{enabled: true, behind: far}, nil, 1, 0},
@@ -79,8 +79,9 @@ func TestSlaveReadConfigValidate(t *testing.T) {
 
 // A sync group of three with slave reads on g-0 and g-1 (not g-2) and a 4 KiB bound: a pull
 // far behind is sent by the master to slave 1, which keeps it while it is behind and sends
-// it back once within the bound, at its visible end or when nothing is left; g-2, with the
-// feature off, always answers 0. Offsets committed through a slave reach etcd.
+// it back once within the bound, at its visible end or when nothing is left, and leaves an
+// offset that moved for the master to say; g-2, with the feature off, always answers 0.
+// Offsets committed through a slave reach etcd.
 func TestSlaveReadSuggestions(t *testing.T) {
 	srv := startEtcd(t, t.TempDir())
 	var logs [3]syncBuffer
@@ -145,6 +146,23 @@ func TestSlaveReadSuggestions(t *testing.T) {
 		code, got, _ := pull(tc.e, tc.offset)
 		if code != tc.code || got != tc.want {
 			t.Errorf("%s: pull at %d: code %d, suggestWhichBrokerId %q; want code %d, %q", tc.who, tc.offset, code, got, tc.code, tc.want)
+		}
+	}
+	// Past the end: the master and a slave with slave reads off say the offset moved; a slave
+	// with them on leaves that to the master.
+	for _, tc := range []struct {
+		who  string
+		e    *testEnv
+		code int16
+		next int64
+	}{
+		{"master", a, remoting.RespPullOffsetMoved, n},
+		{"slave 1", b, remoting.RespPullRetryImmediately, n + 10},
+		{"slave 2 with slave reads off", c, remoting.RespPullOffsetMoved, n},
+	} {
+		code, s, next := pull(tc.e, n+10)
+		if code != tc.code || next != tc.next || s != "0" {
+			t.Errorf("%s: pull past the end: code %d, next %d, suggestWhichBrokerId %q; want code %d, next %d, 0", tc.who, code, next, s, tc.code, tc.next)
 		}
 	}
 	// A consumer that follows the suggestions reads everything once and ends on the master.
