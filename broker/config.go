@@ -198,6 +198,15 @@ const (
 const (
 	DefaultReplicationMaxLag     = 3 * time.Second
 	DefaultReplicationAckTimeout = 5 * time.Second
+	// DefaultSlaveReadLagBytes is how far behind the log end (in commit-log bytes) a pull
+	// must start for the master to send the consumer to a slave. RocketMQ derives its bound
+	// from 40 % of the host's RAM (accessMessageInMemoryMaxRatio): past it a read probably
+	// misses the page cache and competes with producers for the master's disk. A broker in a
+	// container cannot tell its page-cache share from the host's RAM, so Strata takes a fixed
+	// bound instead: 256 MiB is seconds to minutes of writes at common rates, well inside the
+	// page cache of any broker host, so a consumer that is merely tailing (or briefly behind)
+	// stays on the master and only a real backlog moves to a slave.
+	DefaultSlaveReadLagBytes = 256 << 20
 )
 
 // ReplicationConfig configures log replication within the broker group (DESIGN.md
@@ -236,6 +245,14 @@ type ReplicationConfig struct {
 	// when tls.client_auth is require (the certificate must allow client authentication).
 	TLSCertFile string
 	TLSKeyFile  string
+	// SlaveReadEnable lets consumers that are far behind read from an in-sync slave
+	// (RocketMQ's slaveReadEnable, default off): the master answers such a pull with
+	// suggestWhichBrokerId set to a slave, and a slave keeps its readers until they are
+	// within SlaveReadLagBytes of the log end or reach what it may serve (slaveread.go).
+	SlaveReadEnable bool
+	// SlaveReadLagBytes is how far behind the log end, in commit-log bytes, a pull's first
+	// record must lie to be served by a slave. Default DefaultSlaveReadLagBytes.
+	SlaveReadLagBytes int64
 }
 
 // Enabled reports whether the broker replicates.
@@ -273,6 +290,11 @@ func (r *ReplicationConfig) validate() error {
 		if r.Mode == ReplicationSync || r.MinInSyncReplicas > 1 {
 			return errors.New("broker config: replication mode sync or min_in_sync_replicas > 1 needs a replication listener (replication.listen)")
 		}
+		if r.SlaveReadEnable {
+			// Without replication the other members are standbys with logs of their own:
+			// sending a consumer there would serve different messages at the same offsets.
+			return errors.New("broker config: replication.slave_read_enable needs a replication listener (replication.listen): only replicating slaves hold the master's log")
+		}
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(r.Listen); err != nil {
@@ -304,6 +326,13 @@ func (r *ReplicationConfig) validate() error {
 	}
 	if r.MaxLag < 0 || r.AckTimeout < 0 {
 		return errors.New("broker config: replication max_lag and ack_timeout must be positive")
+	}
+	if r.SlaveReadLagBytes == 0 {
+		r.SlaveReadLagBytes = DefaultSlaveReadLagBytes
+	}
+	if r.SlaveReadLagBytes < 0 {
+		return fmt.Errorf("broker config: replication.slave_read_lag_bytes %d must not be negative (commit-log bytes behind the log end past which a slave serves a pull; default %d)",
+			r.SlaveReadLagBytes, DefaultSlaveReadLagBytes)
 	}
 	return nil
 }

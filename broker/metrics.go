@@ -27,6 +27,11 @@ import (
 //	strata_broker_messages_in_total{topic}, strata_broker_bytes_in_total{topic}
 //	strata_broker_messages_out_total{topic}, strata_broker_bytes_out_total{topic}
 //	strata_broker_held_pulls                                      pulls held now (a count)
+//	strata_broker_pull_slave_suggestions_total{role}  pulls answered with a slave's brokerId in
+//	    suggestWhichBrokerId (slaveread.go): role master sent the consumer to a slave, role
+//	    slave kept it there
+//	strata_broker_slave_read_messages_total   messages this member served by pull while not
+//	    the group's master
 //	strata_store_flush_duration_seconds, strata_store_flush_failures_total  commit-log fsyncs
 //	strata_broker_consumer_lag_messages{group,topic,queue}, …_seconds  (scrapemetrics.go)
 //	strata_tier_backlog_bytes, strata_tier_backlog_seconds             (scrapemetrics.go)
@@ -93,9 +98,12 @@ type metrics struct {
 	messagesOut     *topicCounter
 	bytesOut        *topicCounter
 	heldPulls       prometheus.Gauge
-	flushDuration   prometheus.Histogram
-	flushFailures   prometheus.Counter
-	state           *stateCollector // consumer lag and tier backlog, computed at scrape
+	// slave reads (slaveread.go)
+	slaveSuggestions  *prometheus.CounterVec
+	slaveReadMessages prometheus.Counter
+	flushDuration     prometheus.Histogram
+	flushFailures     prometheus.Counter
+	state             *stateCollector // consumer lag and tier backlog, computed at scrape
 }
 
 type requestKey struct {
@@ -124,6 +132,14 @@ func newMetrics(cfg MetricsConfig) *metrics {
 		heldPulls: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strata_broker_held_pulls", Help: "Long-polling pulls currently held.",
 		}),
+		slaveSuggestions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_broker_pull_slave_suggestions_total",
+			Help: "Pulls answered with a slave's brokerId as suggestWhichBrokerId (replication.slave_read_enable): role master sent the consumer to a slave, role slave kept it there.",
+		}, []string{"role"}),
+		slaveReadMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_broker_slave_read_messages_total",
+			Help: "Messages this member delivered by pulls while it was not the group's master.",
+		}),
 		flushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "strata_store_flush_duration_seconds",
 			Help:    "Commit-log fsync latency: group commits under sync flush, interval flushes under async flush, seals.",
@@ -134,7 +150,7 @@ func newMetrics(cfg MetricsConfig) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.requestDuration, m.messagesIn.vec, m.bytesIn.vec, m.messagesOut.vec, m.bytesOut.vec,
-		m.heldPulls, m.flushDuration, m.flushFailures,
+		m.heldPulls, m.slaveSuggestions, m.slaveReadMessages, m.flushDuration, m.flushFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -108,12 +108,15 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		if err != nil {
 			return nil, err
 		}
-		code := pullCode(res.Status, offset)
+		code, next := pullCode(res.Status, offset), res.NextOffset
+		if b.offsetMovedOnSlave(code) {
+			code, next = remoting.RespPullRetryImmediately, offset // the master decides (slaveread.go)
+		}
 		resp := remoting.NewResponse(req, code, "")
-		resp.ExtFields.SetInt64("nextBeginOffset", res.NextOffset)
+		resp.ExtFields.SetInt64("nextBeginOffset", next)
 		resp.ExtFields.SetInt64("minOffset", res.MinOffset)
 		resp.ExtFields.SetInt64("maxOffset", res.MaxOffset)
-		resp.ExtFields["suggestWhichBrokerId"] = "0"
+		b.pullSuggestion(resp, h.queueID, res)
 		if code == remoting.RespSuccess {
 			resp.Body = res.Records
 			b.metrics.messagesOut.WithLabelValues(h.topic).Add(float64(len(res.Entries)))

@@ -39,7 +39,10 @@ import (
 //   - a member that is not the master serves pulls only of records the in-sync set holds
 //     (store.SetReadLimit, raised by the master's watermark: masterTerm.waitFor): from start
 //     until the first watermark nothing, and a deposed master what its own set confirmed.
-//     The master serves its whole log.
+//     The master serves its whole log;
+//   - with slave_read_enable, a pull far behind the log end is answered with an in-sync
+//     slave's brokerId as suggestWhichBrokerId, and the slave sends the consumer back once it
+//     catches up (slaveread.go).
 
 // rejoinLagBytes is how far behind the master's end a follower may be to become a candidate
 // for the in-sync set (it is waited for from then on, so sync sends slow down by at most that).
@@ -69,6 +72,8 @@ type replication struct {
 	// followed is set once a follower ran: the log may hold records the transaction and timer
 	// services have not read, so promotion reopens them (reopenLogServices).
 	followed atomic.Bool
+	// leading is set while a master term serves the log (the pull path reads it without mu).
+	leading atomic.Bool
 }
 
 // masterTerm is one term as the group's replicating master.
@@ -302,6 +307,7 @@ func (r *replication) becomeMaster(ctx context.Context, lead meta.Leadership, se
 	st.SetReadLimit(store.Unlimited) // the master's log is the truth now
 	r.mu.Lock()
 	r.term = t
+	r.leading.Store(true)
 	r.notifyLocked()
 	r.mu.Unlock()
 	go func() { _ = t.server.Serve(t.ln) }()
@@ -320,6 +326,7 @@ func (r *replication) stepDown() {
 		r.b.store.SetReadLimit(t.server.Committed())
 	}
 	r.term = nil
+	r.leading.Store(false)
 	r.notifyLocked()
 	r.mu.Unlock()
 	if t == nil || t.server == nil {

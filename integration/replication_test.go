@@ -41,6 +41,13 @@ func startReplicaMember(t testing.TB, etcd *etcdProcess, group string, id int, m
 // startReplicaMemberVia is startReplicaMember reaching etcd at endpoints (a proxy, say).
 func startReplicaMemberVia(t testing.TB, endpoints []string, group string, id int, mode string) *replicaMember {
 	t.Helper()
+	return startReplicaMemberWith(t, endpoints, group, id, mode, "")
+}
+
+// startReplicaMemberWith is startReplicaMemberVia with more keys of the replication section
+// (YAML lines indented by two spaces).
+func startReplicaMemberWith(t *testing.T, endpoints []string, group string, id int, mode, replication string) *replicaMember {
+	t.Helper()
 	namesrv, brokerAddr, httpAddr, replAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	cfg := fmt.Sprintf(`cluster: it
@@ -60,7 +67,7 @@ replication:
   min_in_sync_replicas: 2
   max_lag: 1s
   ack_timeout: 3s
-`, group, id, dataDir, strings.Join(endpoints, ","), namesrv, brokerAddr, brokerAddr, httpAddr, replAddr, mode)
+%s`, group, id, dataDir, strings.Join(endpoints, ","), namesrv, brokerAddr, brokerAddr, httpAddr, replAddr, mode, replication)
 	path := filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d.yaml", group, id))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

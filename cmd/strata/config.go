@@ -91,6 +91,8 @@ type ReplicationYAML struct {
 	TLSCAFile         string   `yaml:"tls_ca_file"`
 	TLSCertFile       string   `yaml:"tls_cert_file"`
 	TLSKeyFile        string   `yaml:"tls_key_file"`
+	SlaveReadEnable   bool     `yaml:"slave_read_enable"`
+	SlaveReadLagBytes ByteSize `yaml:"slave_read_lag_bytes"`
 }
 
 // TransactionYAML configures transactional messages (RocketMQ's transactionTimeOut,
@@ -217,7 +219,8 @@ func defaultNodeConfig() NodeConfig {
 		DataDir:     "./data",
 		ElectionTTL: Duration(meta.DefaultBrokerTTL),
 		Replication: ReplicationYAML{Mode: broker.ReplicationAsync, MinInSyncReplicas: 1,
-			MaxLag: Duration(broker.DefaultReplicationMaxLag), AckTimeout: Duration(broker.DefaultReplicationAckTimeout)},
+			MaxLag: Duration(broker.DefaultReplicationMaxLag), AckTimeout: Duration(broker.DefaultReplicationAckTimeout),
+			SlaveReadLagBytes: broker.DefaultSlaveReadLagBytes},
 		EtcdEndpoints:   []string{"http://127.0.0.1:2379"},
 		EtcdDialTimeout: Duration(5 * time.Second),
 		NamesrvAddr:     "0.0.0.0:9876",
@@ -347,7 +350,8 @@ func (c NodeConfig) brokerConfig() (broker.Config, error) {
 		Replication: broker.ReplicationConfig{Listen: c.Replication.Listen, AdvertisedAddr: c.Replication.AdvertisedAddr,
 			Mode: c.Replication.Mode, MinInSyncReplicas: c.Replication.MinInSyncReplicas, MaxLag: c.Replication.MaxLag.duration(),
 			AckTimeout: c.Replication.AckTimeout.duration(), UncleanElection: c.Replication.UncleanElection,
-			TLSCAFile: c.Replication.TLSCAFile, TLSCertFile: c.Replication.TLSCertFile, TLSKeyFile: c.Replication.TLSKeyFile},
+			TLSCAFile: c.Replication.TLSCAFile, TLSCertFile: c.Replication.TLSCertFile, TLSKeyFile: c.Replication.TLSKeyFile,
+			SlaveReadEnable: c.Replication.SlaveReadEnable, SlaveReadLagBytes: int64(c.Replication.SlaveReadLagBytes)},
 		NameServerListen:  c.NamesrvAddr,
 		BrokerListen:      c.BrokerAddr,
 		HTTPListen:        c.HTTPAddr,

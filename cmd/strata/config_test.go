@@ -118,3 +118,34 @@ func TestTransactionKeysLoadAndOverride(t *testing.T) {
 		t.Fatalf("negative check_max: %v", err)
 	}
 }
+
+// The slave-read keys of the sample config load, with their defaults and from the
+// environment; a negative bound is refused with the key's name.
+func TestSlaveReadConfigKeys(t *testing.T) {
+	cfg, err := loadNodeConfig("../../deployments/broker.yaml", []string{"STRATA_REPLICATION_LISTEN=127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := cfg.brokerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bc.Replication.SlaveReadEnable || bc.Replication.SlaveReadLagBytes != 256<<20 {
+		t.Fatalf("sample slave-read settings: enable %v, lag %d; want off and 256MiB", bc.Replication.SlaveReadEnable, bc.Replication.SlaveReadLagBytes)
+	}
+	cfg, err = loadNodeConfig("../../deployments/broker.yaml", []string{"STRATA_REPLICATION_LISTEN=127.0.0.1:0",
+		"STRATA_REPLICATION_SLAVE_READ_ENABLE=true", "STRATA_REPLICATION_SLAVE_READ_LAG_BYTES=64MiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bc, err = cfg.brokerConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if !bc.Replication.SlaveReadEnable || bc.Replication.SlaveReadLagBytes != 64<<20 {
+		t.Fatalf("overridden slave-read settings: enable %v, lag %d", bc.Replication.SlaveReadEnable, bc.Replication.SlaveReadLagBytes)
+	}
+	cfg.Replication.SlaveReadLagBytes = -1
+	if _, err := cfg.brokerConfig(); err == nil || !strings.Contains(err.Error(), "slave_read_lag_bytes") {
+		t.Fatalf("negative bound: %v", err)
+	}
+}
