@@ -218,7 +218,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		// RocketMQ answers with the parked record: its offset id and queue offset.
 		res, err = b.timerService().Park(ctx, rec)
 	} else {
-		res, err = b.store.Append(ctx, rec)
+		res, err = b.store.AppendVia(ctx, wt.queue(qid), rec)
 	}
 	if err != nil {
 		return b.appendErrorResponse(req, topic, err)
@@ -371,7 +371,7 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	if refused := b.refuseWrite(req); refused != nil {
 		return refused
 	}
-	res, err := b.store.Append(ctx, recs...)
+	res, err := b.store.AppendVia(ctx, wt.queue(qid), recs...)
 	if err != nil {
 		return b.appendErrorResponse(req, h.topic, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stratamq/strata/broker/remoting"
+	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/meta"
 )
 
@@ -28,6 +29,9 @@ type writableTopic struct {
 	incarnationsVersion uint64
 	info                topicInfo
 	writeQueueNums      int32 // this broker group's write queues of the topic, > 0
+	// queues remembers each write queue's consume queue in the store, by queue id, so the
+	// append skips the store's lookup too.
+	queues []store.QueueRef
 
 	// counters are the topic's strata_broker_{messages,bytes}_in_total, fetched on the first
 	// append so a topic whose sends all fail takes no metrics label.
@@ -46,6 +50,9 @@ func (t *writableTopic) countIn(m *metrics, msgs, n int) {
 	c.messages.Add(float64(msgs))
 	c.bytes.Add(float64(n))
 }
+
+// queue returns the store's handle on the topic's write queue id (0 <= id < writeQueueNums).
+func (t *writableTopic) queue(id int32) *store.QueueRef { return &t.queues[id] }
 
 // writableTopics maps topic → *writableTopic. Entries of topics gone from the view are dropped
 // by forgetDeleted; an entry that is out of date is replaced on the next send.
@@ -131,7 +138,8 @@ func (b *Broker) writableTopic(ctx context.Context, topic string, autoCreate boo
 	}
 	// Kept under the snapshot and version read first: if the checks above created the topic or
 	// recorded its incarnation, both have moved on and the next send checks once more.
-	wt := &writableTopic{snap: snap, incarnationsVersion: version, info: t, writeQueueNums: int32(share.WriteQueueNums)}
+	wt := &writableTopic{snap: snap, incarnationsVersion: version, info: t, writeQueueNums: int32(share.WriteQueueNums),
+		queues: make([]store.QueueRef, share.WriteQueueNums)}
 	b.sendTopics.keep(wt, cached)
 	return wt, nil
 }
