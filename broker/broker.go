@@ -48,6 +48,7 @@ type Broker struct {
 	txnP         atomic.Pointer[txn.Service]
 	deleting     pendingDeletes // topics being deleted (topicdelete.go)
 	incarnations *incarnations  // which incarnation each topic's local data belongs to
+	sendTopics   writableTopics // per topic, what the last send's checks found (sendtopics.go)
 	// timerP is scheduled delivery (scheduled.go): delay levels, delivery times, retry
 	// back-off; reopened when this member is promoted.
 	timerP atomic.Pointer[timer.Service]

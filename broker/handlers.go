@@ -384,7 +384,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		}
 		props[message.PropertyDelayLevel] = strconv.Itoa(int(level))
 	}
-	qid, err := b.writableQueue(ctx, target, -1, false)
+	_, qid, err := b.writableQueue(ctx, target, -1, false)
 	if err != nil {
 		return sendErrorResponse(req, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // The topic-incarnations file records which incarnation each topic's local data belongs to
@@ -31,6 +32,9 @@ const incarnationFileVersion = 2
 type incarnations struct {
 	path  string
 	known sync.Map // topic → int64
+	// version counts changes to known, so a cache of checks against it (writableTopics)
+	// sees that it is out of date.
+	version atomic.Uint64
 
 	// mu orders changes with the deletions they cause: first records of unknown topics take
 	// it shared, so they batch; a changed incarnation and topic drops take it exclusively.
@@ -220,6 +224,7 @@ func (in *incarnations) flushLocked() {
 				in.known.Store(r.Topic, r.Rev)
 			}
 		}
+		in.version.Add(1)
 	} else {
 		in.qmu.Lock()
 		if in.failed == nil {

@@ -117,56 +117,19 @@ func sendErrorf(code int16, format string, args ...any) error {
 
 // writableQueue finds (or auto-creates) topic and resolves the queue this broker appends to.
 // queueID < 0 picks one at random.
-func (b *Broker) writableQueue(ctx context.Context, topic string, queueID int32, autoCreate bool) (int32, error) {
-	if err := validTopicName(topic); err != nil {
-		return 0, sendErrorf(remoting.RespInvalidParameter, "%v", err)
-	}
-	if isInternalTopic(topic) {
-		return 0, sendErrorf(remoting.RespNoPermission, "topic %s is a system topic of this broker; producers may not send to it", topic)
-	}
-	t, ok := b.meta.topic(topic)
-	if !ok {
-		switch {
-		case isGroupSystemTopic(topic):
-			var err error
-			if t, err = b.ensureTopic(ctx, topic, 1); err != nil {
-				return 0, sendErrorf(remoting.RespSystemError, "create %s: %v", topic, err)
-			}
-		case autoCreate && b.cfg.AutoCreateTopics:
-			var err error
-			if t, err = b.ensureTopic(ctx, topic, b.cfg.DefaultQueueNums); err != nil {
-				return 0, sendErrorf(remoting.RespSystemError, "auto-create topic %s: %v", topic, err)
-			}
-		default:
-			return 0, sendErrorf(remoting.RespTopicNotExist, "topic %s does not exist; create it with `strata topic create`", topic)
-		}
-	}
-	if t.Perm&permWrite == 0 {
-		return 0, sendErrorf(remoting.RespNoPermission, "topic %s is not writable (perm %d)", topic, t.Perm)
-	}
-	if err := b.checkIncarnation(ctx, t); err != nil {
-		return 0, sendErrorf(remoting.RespSystemError, "%v", err)
-	}
-	share, ok := t.share(b.cfg.BrokerName)
-	if !ok && isGroupSystemTopic(topic) {
-		// A broker group that joined after the consumer group's system topic was made.
-		var err error
-		if t, err = b.ensureTopic(ctx, topic, 1); err != nil {
-			return 0, sendErrorf(remoting.RespSystemError, "add broker group %s to %s: %v", b.cfg.BrokerName, topic, err)
-		}
-		share, ok = t.share(b.cfg.BrokerName)
-	}
-	if !ok || share.WriteQueueNums == 0 {
-		return 0, sendErrorf(remoting.RespTopicNotExist, "topic %s has no writable queue on broker %s; refresh the route", topic, b.cfg.BrokerName)
+func (b *Broker) writableQueue(ctx context.Context, topic string, queueID int32, autoCreate bool) (*writableTopic, int32, error) {
+	t, err := b.writableTopic(ctx, topic, autoCreate)
+	if err != nil {
+		return nil, 0, err
 	}
 	if queueID < 0 {
-		queueID = rand.Int32N(int32(share.WriteQueueNums))
+		queueID = rand.Int32N(t.writeQueueNums)
 	}
-	if int(queueID) >= share.WriteQueueNums {
-		return 0, sendErrorf(remoting.RespInvalidParameter, "queue %d of topic %s is not writable on broker %s (it has %d write queues); refresh the route",
-			queueID, topic, b.cfg.BrokerName, share.WriteQueueNums)
+	if queueID >= t.writeQueueNums {
+		return nil, 0, sendErrorf(remoting.RespInvalidParameter, "queue %d of topic %s is not writable on broker %s (it has %d write queues); refresh the route",
+			queueID, topic, b.cfg.BrokerName, t.writeQueueNums)
 	}
-	return queueID, nil
+	return t, queueID, nil
 }
 
 // isGroupSystemTopic reports whether topic is a consumer group's retry or dead-letter topic,
@@ -222,7 +185,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if topic != h.topic {
 		h.queueID = -1
 	}
-	qid, err := b.writableQueue(ctx, topic, h.queueID, true)
+	wt, qid, err := b.writableQueue(ctx, topic, h.queueID, true)
 	if err != nil {
 		return sendErrorResponse(req, err)
 	}
@@ -255,7 +218,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		// RocketMQ answers with the parked record: its offset id and queue offset.
 		res, err = b.timerService().Park(ctx, rec)
 	} else {
-		res, err = b.store.Append(ctx, rec)
+		res, err = b.store.AppendVia(ctx, wt.queue(qid), rec)
 	}
 	if err != nil {
 		return b.appendErrorResponse(req, topic, err)
@@ -263,8 +226,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if unconfirmed := b.awaitReplicated(ctx, req, recordsEnd(res)); unconfirmed != nil {
 		return unconfirmed
 	}
-	b.metrics.messagesIn.WithLabelValues(topic).Inc()
-	b.metrics.bytesIn.WithLabelValues(topic).Add(float64(len(rec)))
+	wt.countIn(b.metrics, 1, len(rec))
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.ExtFields["msgId"] = message.OffsetMsgID(b.storeHost, res[0].CommitLogOffset)
 	resp.ExtFields["queueId"] = strconv.Itoa(int(qid))
@@ -370,7 +332,7 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	if len(entries) == 0 {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "empty batch")
 	}
-	qid, err := b.writableQueue(ctx, h.topic, h.queueID, true)
+	wt, qid, err := b.writableQueue(ctx, h.topic, h.queueID, true)
 	if err != nil {
 		return sendErrorResponse(req, err)
 	}
@@ -409,15 +371,14 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	if refused := b.refuseWrite(req); refused != nil {
 		return refused
 	}
-	res, err := b.store.Append(ctx, recs...)
+	res, err := b.store.AppendVia(ctx, wt.queue(qid), recs...)
 	if err != nil {
 		return b.appendErrorResponse(req, h.topic, err)
 	}
 	if unconfirmed := b.awaitReplicated(ctx, req, recordsEnd(res)); unconfirmed != nil {
 		return unconfirmed
 	}
-	b.metrics.messagesIn.WithLabelValues(h.topic).Add(float64(len(recs)))
-	b.metrics.bytesIn.WithLabelValues(h.topic).Add(float64(total))
+	wt.countIn(b.metrics, len(recs), total)
 	ids := make([]string, len(res))
 	for i, r := range res {
 		ids[i] = message.OffsetMsgID(b.storeHost, r.CommitLogOffset)

@@ -74,6 +74,7 @@ func (b *Broker) checkIncarnation(ctx context.Context, t topicInfo) error {
 // newer incarnation, and records the incarnation of local topics not yet recorded (data
 // written before incarnations were kept belongs to the topic the view holds now).
 func (b *Broker) reconcileTopics(ctx context.Context, s *meta.Snapshot) {
+	b.sendTopics.forgetDeleted(s)
 	in := b.incarnations
 	in.mu.Lock()
 	defer in.mu.Unlock()

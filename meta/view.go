@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -130,8 +131,10 @@ type View struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// snap is read without mu (every send asks for it); mu orders a change of snap with
+	// the close of changed, so Current's pair is consistent.
+	snap    atomic.Pointer[Snapshot]
 	mu      sync.Mutex
-	snap    *Snapshot
 	changed chan struct{} // closed and replaced on every change
 
 	closeOnce sync.Once
@@ -145,7 +148,7 @@ func (c *Client) NewView(ctx context.Context) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.snap = snap
+	v.snap.Store(snap)
 	runCtx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
 	go v.run(runCtx, snap.Revision)
@@ -156,14 +159,11 @@ func (c *Client) NewView(ctx context.Context) (*View, error) {
 func (v *View) Current() (*Snapshot, <-chan struct{}) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.snap, v.changed
+	return v.snap.Load(), v.changed
 }
 
 // Snapshot returns the latest snapshot.
-func (v *View) Snapshot() *Snapshot {
-	s, _ := v.Current()
-	return s
-}
+func (v *View) Snapshot() *Snapshot { return v.snap.Load() }
 
 // Close stops the watches; idempotent.
 func (v *View) Close() error {
@@ -291,7 +291,7 @@ func mastersOf(cands map[string]candidate) map[string]string {
 
 func (v *View) publish(s *Snapshot) {
 	v.mu.Lock()
-	v.snap = s
+	v.snap.Store(s)
 	close(v.changed)
 	v.changed = make(chan struct{})
 	v.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/stratamq/strata/broker/message"
 )
@@ -66,6 +67,19 @@ const maxBatchBytes = 4 << 20
 // under FlushSync. If ctx ends first, Append returns ctx's error but the records may still be
 // stored.
 func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, error) {
+	return s.AppendVia(ctx, nil, recs...)
+}
+
+// QueueRef remembers the consume queue an appender writes to, so that its next appends skip
+// the store's lookup of the queue by topic and queue id (a map of every queue, which misses
+// the CPU caches once there are thousands). The zero QueueRef is ready to use; it may be
+// shared by concurrent appenders to the same queue of one Store.
+type QueueRef struct{ q atomic.Pointer[consumeQueue] }
+
+// AppendVia is Append with ref, when not nil, remembering the queue of the records: a record
+// of that queue uses it instead of the lookup. A ref whose topic was deleted is looked up
+// again.
+func (s *Store) AppendVia(ctx context.Context, ref *QueueRef, recs ...[]byte) ([]AppendResult, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -92,8 +106,11 @@ func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, err
 		m.tag = message.TagHashCode(h.Tags)
 		if i > 0 && op.meta[i-1].h.QueueID == h.QueueID && op.meta[i-1].h.Topic == h.Topic {
 			m.q = op.meta[i-1].q
+		} else if q := ref.queue(h.Topic, h.QueueID); q != nil {
+			m.q = q
 		} else {
 			m.q = s.queue(h.Topic, h.QueueID, true)
+			ref.keep(m.q)
 		}
 		m.k0 = int32(len(op.keys))
 		op.keys = appendKeyHashes(op.keys, &m.h)
@@ -111,6 +128,24 @@ func (s *Store) Append(ctx context.Context, recs ...[]byte) ([]AppendResult, err
 		return op.res, op.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// queue returns the remembered queue if it is (topic, id) and still live, else nil.
+func (r *QueueRef) queue(topic string, id int32) *consumeQueue {
+	if r == nil {
+		return nil
+	}
+	q := r.q.Load()
+	if q == nil || q.id != id || q.topic != topic || q.removed.Load() {
+		return nil
+	}
+	return q
+}
+
+func (r *QueueRef) keep(q *consumeQueue) {
+	if r != nil {
+		r.q.Store(q)
 	}
 }
 
