@@ -91,6 +91,17 @@ func (b *Broker) runElection(won func()) {
 			}
 			continue
 		}
+		// Consumer commits went to the last master meanwhile: answer offset queries from
+		// etcd's, not from what this member loaded when it started.
+		if err := b.meta.offsets.Refresh(b.ctx); err != nil {
+			b.log.Warn("elected master, but the consumer offsets cannot be read from etcd; resigning and campaigning again",
+				"group", b.cfg.BrokerName, "epoch", lead.Epoch, "err", err)
+			b.resign()
+			if !retry() {
+				return
+			}
+			continue
+		}
 		if b.repl != nil {
 			if err := b.repl.becomeMaster(b.ctx, lead, set); err != nil {
 				b.log.Warn("elected master, but replication cannot start; resigning and campaigning again",

@@ -93,6 +93,14 @@ func TestSyncReplicationAndFailover(t *testing.T) {
 		t.Fatalf("route addresses %v, want three with g-0 (%s) as 0", routes.Addrs, a.b.BrokerAddr())
 	}
 
+	// A consumer's commit through the master, stored in etcd: the slaves loaded their
+	// offsets before it.
+	upd := remoting.ExtFields{"consumerGroup": "cg", "topic": "R", "queueId": "0", "commitOffset": "42"}
+	wantCode(t, invoke(t, a.bk, remoting.CodeUpdateConsumerOffset, upd, nil), remoting.RespSuccess)
+	if err := a.b.meta.offsets.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
 	// The master's term ends (its lease revoked, as if it died): an in-sync slave wins.
 	masterEnd := a.b.Store().EndOffset()
 	if _, err := mcs[0].Etcd().Revoke(context.Background(), a.b.election.Lease()); err != nil {
@@ -113,6 +121,10 @@ func TestSyncReplicationAndFailover(t *testing.T) {
 	}
 	if l, max := next.b.Store().ReadLimit(), next.b.Store().MaxOffset("R", 0); l != store.Unlimited || max != 50 {
 		t.Fatalf("new master reads up to %d (max offset %d), want its whole log of 50", l, max)
+	}
+	q := remoting.ExtFields{"consumerGroup": "cg", "topic": "R", "queueId": "0"}
+	if r := invoke(t, next.bk, remoting.CodeQueryConsumerOffset, q, nil); r.Code != remoting.RespSuccess || r.ExtFields["offset"] != "42" {
+		t.Fatalf("the new master answers the offset committed through the old one with code %d, ext %v; want 42", r.Code, r.ExtFields)
 	}
 	waitFor(t, "the old master rejoins the in-sync set", func() bool { return len(inSyncSet(t, mcs[1])) >= 2 })
 	for i := 50; i < 60; i++ {

@@ -84,7 +84,7 @@ func (c *Client) NewOffsetStore(ctx context.Context, cfg OffsetStoreConfig) (*Of
 		entries: map[QueueKey]*offsetEntry{},
 		done:    make(chan struct{}),
 	}
-	if err := s.load(ctx); err != nil {
+	if err := s.Refresh(ctx); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -109,26 +109,36 @@ func (s *OffsetStore) parseKey(k string) (QueueKey, bool) {
 	return QueueKey{Group: parts[0], Topic: parts[1], QueueID: int32(id)}, true
 }
 
-func (s *OffsetStore) load(ctx context.Context) error {
-	loaded := map[QueueKey]*offsetEntry{}
+// Refresh re-reads the broker group's offsets from etcd, keeping only the commits of this
+// store not yet written (they are newer than what etcd holds; the flush settles them against
+// it). A member that was not the master kept the offsets it loaded at start while the
+// master took the group's commits: it refreshes when promoted, so that QUERY_CONSUMER_OFFSET
+// answers where consumers are, not where they were.
+func (s *OffsetStore) Refresh(ctx context.Context) error {
+	fresh := map[QueueKey]*offsetEntry{}
 	err := s.c.scanKV(ctx, s.prefix, func(k string, v []byte, modRev int64) error {
 		q, ok := s.parseKey(k)
 		if !ok {
-			return nil // not ours; ignore rather than fail a broker's start
+			return nil
 		}
 		var ov offsetValue
 		if err := json.Unmarshal(v, &ov); err != nil {
 			return fmt.Errorf("decode offset %s: %w", k, err)
 		}
-		loaded[q] = &offsetEntry{offset: ov.Offset, gen: ov.Gen, modRev: modRev, flushed: ov.Offset}
+		fresh[q] = &offsetEntry{offset: ov.Offset, gen: ov.Gen, modRev: modRev, flushed: ov.Offset}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("load offsets of broker group %s: %w", s.cfg.BrokerGroup, err)
+		return fmt.Errorf("refresh offsets of broker group %s: %w", s.cfg.BrokerGroup, err)
 	}
 	s.mu.Lock()
-	s.entries = loaded
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for q, e := range s.entries {
+		if e.dirty {
+			fresh[q] = e
+		}
+	}
+	s.entries = fresh
 	return nil
 }
 

@@ -110,7 +110,7 @@ func TestOffsetStoreResetMovesBackwardsAndWins(t *testing.T) {
 	}
 	// Within one gen the newest commit wins, even when another writer stored a higher one.
 	other := &OffsetStore{c: c, cfg: OffsetStoreConfig{BrokerGroup: "g1"}, prefix: c.key(dirOffsets, "g1/"), entries: map[QueueKey]*offsetEntry{}}
-	if err := other.load(ctx); err != nil {
+	if err := other.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	other.Commit(q, 500)
@@ -220,4 +220,57 @@ func BenchmarkOffsetCommitUnbatched(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "offsets/s")
+}
+
+// TestOffsetStoreRefreshAdoptsOtherMembersCommits: two members of a broker group each hold
+// an OffsetStore; the master's commits reach the other one's answers once it refreshes (as
+// a promoted member does), while its own unwritten commits stay, and so does a flush of them
+// afterwards.
+func TestOffsetStoreRefreshAdoptsOtherMembersCommits(t *testing.T) {
+	srv := startEtcd(t)
+	c := newTestClient(t, srv.Endpoints())
+	ctx := testCtx(t)
+	master, standby := newStore(t, c, time.Hour), newStore(t, c, time.Hour)
+	seen, gone, own := QueueKey{"cg", "orders", 0}, QueueKey{"cg", "orders", 1}, QueueKey{"cg", "audit", 0}
+	master.Commit(seen, 40)
+	master.Commit(gone, 7)
+	if err := master.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	master.Commit(seen, 90)
+	if err := master.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := master.ForgetGroup(ctx, "cg"); err != nil {
+		t.Fatal(err)
+	}
+	master.Commit(seen, 120)
+	if err := master.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	standby.Commit(own, 5) // not flushed yet
+	if o, _ := standby.Get(seen); o != 40 {
+		t.Fatalf("before the refresh the standby answers %d, want its stale 40", o)
+	}
+	if err := standby.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := standby.Get(seen); o != 120 || !ok {
+		t.Fatalf("refreshed: %d %v, want the master's 120", o, ok)
+	}
+	if _, ok := standby.Get(gone); ok {
+		t.Fatal("an offset deleted in etcd survived the refresh")
+	}
+	if o, _ := standby.Get(own); o != 5 || standby.Pending() != 1 {
+		t.Fatalf("its own unwritten commit: %d, pending %d; want 5, 1", o, standby.Pending())
+	}
+	if err := standby.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := c.GetOffset(ctx, "g1", own); err != nil || o != 5 {
+		t.Fatalf("etcd after the standby's flush: %d, %v", o, err)
+	}
 }
