@@ -46,7 +46,7 @@ func startReplicaMemberVia(t testing.TB, endpoints []string, group string, id in
 
 // startReplicaMemberWith is startReplicaMemberVia with more keys of the replication section
 // (YAML lines indented by two spaces).
-func startReplicaMemberWith(t *testing.T, endpoints []string, group string, id int, mode, replication string) *replicaMember {
+func startReplicaMemberWith(t testing.TB, endpoints []string, group string, id int, mode, replication string) *replicaMember {
 	t.Helper()
 	namesrv, brokerAddr, httpAddr, replAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
