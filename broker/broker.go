@@ -176,7 +176,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if b.nsServer, err = remoting.NewServer(rcfg, remoting.HandlerFunc(b.serveNameServer)); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	if b.brkServer, err = remoting.NewServer(rcfg, remoting.HandlerFunc(b.serveBroker)); err != nil {
+	if b.brkServer, err = remoting.NewServer(rcfg, brokerHandler{b}); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
 

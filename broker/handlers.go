@@ -16,6 +16,22 @@ import (
 	"github.com/stratamq/strata/meta"
 )
 
+// brokerHandler serves the broker role: sends take the asynchronous path where they can
+// (sendAsync), everything else serveBroker.
+type brokerHandler struct{ b *Broker }
+
+func (h brokerHandler) ServeRemoting(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	return h.b.serveBroker(ctx, conn, req)
+}
+
+func (h brokerHandler) ServeAsync(ctx context.Context, conn *remoting.Conn, req *remoting.Command, reply func(*remoting.Command)) bool {
+	switch req.Code {
+	case remoting.CodeSendMessage, remoting.CodeSendMessageV2, remoting.CodeSendReplyMessage:
+		return h.b.sendAsync(ctx, conn, req, reply)
+	}
+	return false
+}
+
 // serveBroker dispatches the broker role's requests.
 func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	start := time.Now()

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
@@ -150,20 +151,98 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
 	}
+	p, refused := b.planSend(ctx, conn, req, h)
+	if refused != nil {
+		return refused
+	}
+	return b.completeSend(ctx, p)
+}
+
+// sendAsync serves a send without a goroutine of its own where nothing on the way can wait:
+// its topic is known and writable as checked by an earlier send, and no in-sync set has to
+// confirm it (replication waits on the send's goroutine). The append is answered by the
+// store's callback. It reports false, having done nothing, for any other send; handleSend
+// serves those.
+func (b *Broker) sendAsync(ctx context.Context, conn *remoting.Conn, req *remoting.Command, reply func(*remoting.Command)) bool {
+	if b.repl != nil {
+		return false
+	}
+	h, err := parseSendHeader(req.ExtFields, req.Code == remoting.CodeSendMessageV2)
+	if err != nil || strings.HasPrefix(h.topic, retryTopicPrefix) || !b.sendTopicReady(h.topic) {
+		return false
+	}
+	start := time.Now()
+	answer := func(resp *remoting.Command) {
+		b.metrics.request(roleBroker, req.Code, resp.Code, start)
+		reply(resp)
+	}
+	ctx, deny := b.checkACL(ctx, acl.RoleBroker, conn, req)
+	if deny != nil {
+		answer(deny)
+		return true
+	}
+	p, refused := b.planSend(ctx, conn, req, h)
+	switch {
+	case refused != nil:
+		answer(refused)
+	case p.half || p.parked:
+		// The transaction log and the timer answer on the caller's goroutine.
+		go func() { answer(b.completeSend(ctx, p)) }()
+	default:
+		err := b.store.AppendAsync(p.wt.queue(p.qid), [][]byte{p.rec}, func(res []store.AppendResult, err error) {
+			if err != nil {
+				answer(b.appendErrorResponse(req, p.topic, err))
+				return
+			}
+			answer(b.sendResponse(p, res))
+		})
+		if err != nil {
+			answer(b.appendErrorResponse(req, p.topic, err))
+		}
+	}
+	return true
+}
+
+// sendTopicReady reports whether a send to topic finds it writable without looking further
+// than the topics already checked (no etcd, no auto-creation).
+func (b *Broker) sendTopicReady(topic string) bool {
+	_, ok := b.sendTopics.current(topic, b.meta.view.Snapshot(), b.incarnations.version.Load())
+	return ok
+}
+
+// sendPlan is a validated send with its record built: what remains is to append it and
+// answer.
+type sendPlan struct {
+	req    *remoting.Command
+	conn   *remoting.Conn
+	h      sendHeader
+	props  sendProps
+	m      *message.Message
+	wt     *writableTopic
+	qid    int32
+	topic  string // where it is stored: h.topic, or a dead-letter topic
+	uniq   string
+	half   bool   // a transaction's half message; rec is not built
+	parked bool   // scheduled: rec is the parked record
+	rec    []byte // the record to append
+}
+
+// planSend checks a send with header h and builds its record. A non-nil response refuses it.
+func (b *Broker) planSend(ctx context.Context, conn *remoting.Conn, req *remoting.Command, h sendHeader) (*sendPlan, *remoting.Command) {
 	if len(req.Body) > b.cfg.MaxMessageBytes {
-		return remoting.NewResponse(req, remoting.RespMessageIllegal,
+		return nil, remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body is %d bytes, over this broker's limit of %d bytes (MaxMessageBytes); send smaller messages or raise the limit", len(req.Body), b.cfg.MaxMessageBytes))
 	}
 	if timer.IsSystemTopic(h.topic) {
-		return remoting.NewResponse(req, remoting.RespNoPermission,
+		return nil, remoting.NewResponse(req, remoting.RespNoPermission,
 			fmt.Sprintf("topic %s is a system topic of scheduled delivery; send to your own topic with a delay level or a delivery time", h.topic))
 	}
 	if refused := b.refuseWrite(req); refused != nil {
-		return refused
+		return nil, refused
 	}
-	var props sendProps
-	props.parse(h.properties)
-	half := props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared
+	p := &sendPlan{req: req, conn: conn, h: h}
+	p.props.parse(h.properties)
+	p.half = p.props.get(message.PropertyTransactionPrep) == "true" || h.sysFlag&message.FlagTransactionMask == message.FlagTransactionPrepared
 	topic := h.topic
 	if strings.HasPrefix(topic, retryTopicPrefix) {
 		// Fallback retries (§5.3 step 4): past the max, or while the group holds orderly
@@ -178,60 +257,74 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		}
 		if h.reconsumeTimes > maxTimes || b.locks.holdsUnexpired(group, time.Now()) {
 			topic = dlqTopicPrefix + group
-			h.queueID = 0
-			props.set(message.PropertyDelayLevel, "-1")
+			p.h.queueID = 0
+			p.props.set(message.PropertyDelayLevel, "-1")
 		}
 	}
 	if topic != h.topic {
-		h.queueID = -1
+		p.h.queueID = -1
 	}
-	wt, qid, err := b.writableQueue(ctx, topic, h.queueID, true)
+	wt, qid, err := b.writableQueue(ctx, topic, p.h.queueID, true)
 	if err != nil {
-		return sendErrorResponse(req, err)
+		return nil, sendErrorResponse(req, err)
 	}
-	uniq := props.get(message.PropertyUniqKey)
-	if uniq == "" {
-		uniq = b.newUniqKey()
-		props.set(message.PropertyUniqKey, uniq)
+	p.wt, p.qid, p.topic = wt, qid, topic
+	p.uniq = p.props.get(message.PropertyUniqKey)
+	if p.uniq == "" {
+		p.uniq = b.newUniqKey()
+		p.props.set(message.PropertyUniqKey, p.uniq)
 	}
-	m := &message.Message{
+	p.m = &message.Message{
 		Topic: topic, QueueID: qid, Flag: h.flag, SysFlag: h.sysFlag, BornTimestamp: h.bornTimestamp,
 		BornHost: peerAddr(conn), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		Body: req.Body,
 	}
-	if half {
-		return b.handleHalfSend(ctx, conn, req, h, &props, m)
+	if p.half {
+		return p, nil
 	}
-	parked, err := b.routeVisible(m, &props)
-	if err != nil {
-		return sendErrorResponse(req, err)
+	if p.parked, err = b.routeVisible(p.m, &p.props); err != nil {
+		return nil, sendErrorResponse(req, err)
 	}
-	rec, err := props.encode(m)
-	if err != nil {
-		return remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
+	if p.rec, err = p.props.encode(p.m); err != nil {
+		return nil, remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
 	}
 	if busy := b.tierBackpressure(req); busy != nil {
-		return busy
+		return nil, busy
+	}
+	return p, nil
+}
+
+// completeSend appends a planned send (to the store, the timer or the transaction log),
+// waits for the in-sync set where replication asks it to, and answers.
+func (b *Broker) completeSend(ctx context.Context, p *sendPlan) *remoting.Command {
+	if p.half {
+		return b.handleHalfSend(ctx, p.conn, p.req, p.h, &p.props, p.m)
 	}
 	var res []store.AppendResult
-	if parked {
+	var err error
+	if p.parked {
 		// RocketMQ answers with the parked record: its offset id and queue offset.
-		res, err = b.timerService().Park(ctx, rec)
+		res, err = b.timerService().Park(ctx, p.rec)
 	} else {
-		res, err = b.store.AppendVia(ctx, wt.queue(qid), rec)
+		res, err = b.store.AppendVia(ctx, p.wt.queue(p.qid), p.rec)
 	}
 	if err != nil {
-		return b.appendErrorResponse(req, topic, err)
+		return b.appendErrorResponse(p.req, p.topic, err)
 	}
-	if unconfirmed := b.awaitReplicated(ctx, req, recordsEnd(res)); unconfirmed != nil {
+	if unconfirmed := b.awaitReplicated(ctx, p.req, recordsEnd(res)); unconfirmed != nil {
 		return unconfirmed
 	}
-	wt.countIn(b.metrics, 1, len(rec))
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	return b.sendResponse(p, res)
+}
+
+// sendResponse counts a stored send and answers it with where it was stored.
+func (b *Broker) sendResponse(p *sendPlan, res []store.AppendResult) *remoting.Command {
+	p.wt.countIn(b.metrics, 1, len(p.rec))
+	resp := remoting.NewResponse(p.req, remoting.RespSuccess, "")
 	resp.ExtFields["msgId"] = message.OffsetMsgID(b.storeHost, res[0].CommitLogOffset)
-	resp.ExtFields["queueId"] = strconv.Itoa(int(qid))
+	resp.ExtFields["queueId"] = strconv.Itoa(int(p.qid))
 	resp.ExtFields.SetInt64("queueOffset", res[0].QueueOffset)
-	resp.ExtFields["transactionId"] = uniq
+	resp.ExtFields["transactionId"] = p.uniq
 	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
 	resp.ExtFields["TRACE_ON"] = "true"
 	return resp

@@ -32,6 +32,19 @@ type Handler interface {
 	ServeRemoting(ctx context.Context, conn *Conn, req *Command) *Command
 }
 
+// AsyncHandler is a Handler that answers some requests without a goroutine of their own: a
+// pipelined sender's requests then cost no goroutine hand-off or parked goroutine each.
+type AsyncHandler interface {
+	Handler
+	// ServeAsync is called on the connection's read goroutine, in arrival order, for every
+	// request. It returns false to leave req to ServeRemoting. It returns true when it has
+	// taken req: it then calls reply exactly once, from any goroutine, with the response or
+	// nil for none (the server fixes the response as it does ServeRemoting's). reply queues
+	// the response and returns without waiting for the socket. ServeAsync holds up the
+	// connection's later requests while it runs, so it must not wait for long.
+	ServeAsync(ctx context.Context, conn *Conn, req *Command, reply func(*Command)) bool
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, conn *Conn, req *Command) *Command
 
@@ -49,6 +62,7 @@ type connConfig struct {
 	budget        *frameBudget // nil: none (the client side)
 	chunks        bodyChunks   // zero: defaultChunks
 	handler       Handler      // nil: answer REQUEST_CODE_NOT_SUPPORTED
+	async         AsyncHandler // handler, if it is one
 	logger        *slog.Logger
 	onConnect     func(*Conn)
 	// credentials sign every request this side sends (the client side; zero: none).
@@ -82,6 +96,10 @@ type Conn struct {
 	writeSpare []byte
 	flushing   bool
 	writeErr   error
+	// flushKick wakes the connection's flusher goroutine (started with the first
+	// asynchronous answer), which writes what asynchronous answers queued.
+	flushKick    chan struct{}
+	flusherStart sync.Once
 
 	nextOpaque atomic.Int32
 	pendingMu  sync.Mutex
@@ -108,16 +126,17 @@ type Conn struct {
 func newConn(nc net.Conn, cfg *connConfig) *Conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
-		nc:       nc,
-		id:       connIDs.Add(1),
-		cfg:      cfg,
-		ctx:      ctx,
-		cancel:   cancel,
-		pending:  make(map[int32]chan *Command),
-		inFlight: make(chan struct{}, cfg.maxInFlight),
-		work:     make(chan inbound),
-		closed:   make(chan struct{}),
-		done:     make(chan struct{}),
+		nc:        nc,
+		id:        connIDs.Add(1),
+		cfg:       cfg,
+		ctx:       ctx,
+		cancel:    cancel,
+		pending:   make(map[int32]chan *Command),
+		inFlight:  make(chan struct{}, cfg.maxInFlight),
+		work:      make(chan inbound),
+		flushKick: make(chan struct{}, 1),
+		closed:    make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	c.readCtx, c.readCancel = context.WithCancel(ctx)
 	c.writeCond = sync.NewCond(&c.writeMu)
@@ -305,6 +324,18 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
+	err = c.flushLocked(deadline)
+	c.writeMu.Unlock()
+	if err != nil {
+		_ = c.Close()
+	}
+	return err
+}
+
+// flushLocked writes the queue until it is empty, then ends the flush. The caller holds
+// writeMu, set flushing, and closes the connection on an error.
+func (c *Conn) flushLocked(deadline time.Time) error {
+	var err error
 	for len(c.writeBuf) > 0 {
 		buf := c.writeBuf
 		c.writeBuf = c.writeSpare[:0]
@@ -324,11 +355,62 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 		}
 	}
 	c.flushing = false
+	return err
+}
+
+// queueAsync appends one frame to the write queue without waiting: for answers given on
+// goroutines that must not block (AsyncHandler's reply). Unless a flush is under way, the
+// connection's flusher goroutine writes the queue. The queue is not bounded here; the
+// connection's in-flight limit bounds the answers that can be outstanding.
+func (c *Conn) queueAsync(appendFrame func(buf []byte) ([]byte, error)) error {
+	select {
+	case <-c.closed:
+		return ErrConnClosed
+	default:
+	}
+	c.writeMu.Lock()
+	if c.writeErr != nil {
+		err := c.writeErr
+		c.writeMu.Unlock()
+		return err
+	}
+	buf, err := appendFrame(c.writeBuf)
+	c.writeBuf = buf
+	kick := err == nil && !c.flushing
+	if kick {
+		c.flushing = true
+	}
 	c.writeMu.Unlock()
-	if err != nil {
-		_ = c.Close()
+	if kick {
+		c.flusherStart.Do(func() {
+			c.workers.Add(1)
+			go c.flusher()
+		})
+		select {
+		case c.flushKick <- struct{}{}:
+		default: // already kicked
+		}
 	}
 	return err
+}
+
+// flusher writes the write queue each time queueAsync kicks it, until the connection closes.
+func (c *Conn) flusher() {
+	defer c.workers.Done()
+	for {
+		select {
+		case <-c.flushKick:
+			c.writeMu.Lock()
+			err := c.flushLocked(time.Now().Add(c.cfg.writeTimeout))
+			c.writeMu.Unlock()
+			if err != nil {
+				_ = c.Close()
+				return
+			}
+		case <-c.closed:
+			return
+		}
+	}
 }
 
 // serve reads frames until the connection ends, then cleans up. It returns
@@ -405,6 +487,9 @@ func (c *Conn) readLoop() error {
 			continue
 		}
 		c.handlers.Add(1)
+		if c.cfg.async != nil && c.serveAsync(inbound{cmd, charged}) {
+			continue
+		}
 		c.dispatch(inbound{cmd, charged})
 	}
 }
@@ -504,18 +589,23 @@ func (c *Conn) deliver(resp *Command) {
 }
 
 func (c *Conn) handle(in inbound) {
+	c.answer(in, c.callHandler(in.req), c.enqueue)
+}
+
+// answer sends a handler's response to in with queue (enqueue, or queueAsync where the
+// caller must not block), then releases what in held.
+func (c *Conn) answer(in inbound, resp *Command, queue func(context.Context, func([]byte) ([]byte, error)) error) {
 	req := in.req
 	defer c.handlers.Done()
 	defer func() { <-c.inFlight }()
 	defer c.release(in.charged)
-	resp := c.callHandler(req)
 	if resp == nil || req.IsOneway() {
 		return
 	}
 	resp.Opaque = req.Opaque
 	resp.Flag = resp.Flag&^FlagOneway | FlagResponse
 	resp.SerializeType = req.SerializeType
-	err := c.enqueue(c.ctx, func(buf []byte) ([]byte, error) {
+	err := queue(c.ctx, func(buf []byte) ([]byte, error) {
 		out, err := AppendFrame(buf, resp)
 		if err != nil {
 			// Tell the peer rather than leave it waiting for a timeout.
@@ -526,6 +616,31 @@ func (c *Conn) handle(in inbound) {
 	if err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
 		c.cfg.logger.Warn("remoting: response not sent", "conn", c.id, "code", req.Code, "err", err.Error())
 	}
+}
+
+// serveAsync offers in to the AsyncHandler on the read goroutine and reports whether it
+// took it. A panic is answered with SYSTEM_ERROR, as callHandler does, unless the handler
+// had already replied.
+func (c *Conn) serveAsync(in inbound) (taken bool) {
+	var replied atomic.Bool
+	reply := func(resp *Command) {
+		if !replied.CompareAndSwap(false, true) {
+			panic("remoting: AsyncHandler replied twice")
+		}
+		c.answer(in, resp, func(_ context.Context, f func([]byte) ([]byte, error)) error { return c.queueAsync(f) })
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if c.cfg.logger != nil {
+				c.cfg.logger.Error("remoting: handler panic", "conn", c.id, "code", in.req.Code, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+			if !replied.Load() {
+				reply(NewResponse(in.req, RespSystemError, fmt.Sprintf("internal error serving request code %d: %v", in.req.Code, p)))
+			}
+			taken = true
+		}
+	}()
+	return c.cfg.async.ServeAsync(c.ctx, c, in.req, reply)
 }
 
 func (c *Conn) callHandler(req *Command) (resp *Command) {

@@ -132,6 +132,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, errors.New("remoting: NewServer needs a handler")
 	}
 	cfg = cfg.withDefaults()
+	async, _ := h.(AsyncHandler)
 	return &Server{
 		cfg: cfg,
 		ccfg: connConfig{
@@ -141,6 +142,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			maxInFlight:   cfg.MaxInFlightPerConn,
 			budget:        newFrameBudget(cfg.MaxInFlightFrameBytes, cfg.Logger),
 			handler:       h,
+			async:         async,
 			logger:        cfg.Logger,
 			onConnect:     cfg.OnConnect,
 		},

@@ -43,9 +43,10 @@ type writeOp struct {
 	raw    []byte      // opReplicate
 	pieces []replPiece // opReplicate: raw parsed
 
-	res  []AppendResult
-	err  error
-	done chan struct{}
+	res      []AppendResult
+	err      error
+	done     chan struct{}               // closed when answered, unless callback is set
+	callback func([]AppendResult, error) // AppendAsync's
 }
 
 // recordMeta is what the appender works out about a record before the writer sees it, so
@@ -83,10 +84,48 @@ func (s *Store) AppendVia(ctx context.Context, ref *QueueRef, recs ...[]byte) ([
 	if len(recs) == 0 {
 		return nil, nil
 	}
+	op, err := s.newAppendOp(ref, recs)
+	if err != nil {
+		return nil, err
+	}
+	op.done = make(chan struct{})
+	if err := s.submit(ctx, op); err != nil {
+		return nil, err
+	}
+	select {
+	case <-op.done:
+		return op.res, op.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// AppendAsync is AppendVia without the wait. If it refuses recs it returns the error and
+// never calls done; otherwise it returns nil once the records are queued for the writer and
+// later calls done exactly once with what AppendVia would have returned. done runs on a
+// goroutine of the store and holds up the answers of later appends while it runs, so it must
+// not block. A sender with many appends in flight (a connection's pipelined sends) saves a
+// goroutine parked on each. Queueing waits while the writer is behind, which pushes back on
+// the caller.
+func (s *Store) AppendAsync(ref *QueueRef, recs [][]byte, done func([]AppendResult, error)) error {
+	if len(recs) == 0 {
+		done(nil, nil)
+		return nil
+	}
+	op, err := s.newAppendOp(ref, recs)
+	if err != nil {
+		return err
+	}
+	op.callback = done
+	return s.submit(context.Background(), op)
+}
+
+// newAppendOp validates recs and works out what the writer needs of each record.
+func (s *Store) newAppendOp(ref *QueueRef, recs [][]byte) (*writeOp, error) {
 	if s.follower.Load() {
 		return nil, ErrFollower
 	}
-	op := &writeOp{kind: opAppend, recs: recs, meta: make([]recordMeta, len(recs)), done: make(chan struct{})}
+	op := &writeOp{kind: opAppend, recs: recs, meta: make([]recordMeta, len(recs))}
 	for i, rec := range recs {
 		if len(rec) > s.cfg.MaxMessageBytes {
 			return nil, fmt.Errorf("append record %d: %w: %d bytes, limit %d", i, ErrMessageTooLarge, len(rec), s.cfg.MaxMessageBytes)
@@ -120,15 +159,16 @@ func (s *Store) AppendVia(ctx context.Context, ref *QueueRef, recs ...[]byte) ([
 	if op.bytes > s.cfg.SegmentBytes-segmentHeaderBytes {
 		return nil, fmt.Errorf("append %d records: %w: %d bytes do not fit in one segment of %d", len(recs), ErrMessageTooLarge, op.bytes, s.cfg.SegmentBytes)
 	}
-	if err := s.submit(ctx, op); err != nil {
-		return nil, err
+	return op, nil
+}
+
+// finish answers an op: its waiter, or its callback (AppendAsync).
+func (op *writeOp) finish() {
+	if op.callback != nil {
+		op.callback(op.res, op.err)
+		return
 	}
-	select {
-	case <-op.done:
-		return op.res, op.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	close(op.done)
 }
 
 // queue returns the remembered queue if it is (topic, id) and still live, else nil.
@@ -252,7 +292,7 @@ func (s *Store) complete(cs []completion) {
 			if failErr != nil {
 				op.res, op.err = nil, failErr
 			}
-			close(op.done)
+			op.finish()
 		}
 		if c.barrier != nil {
 			close(c.barrier)
@@ -328,7 +368,7 @@ func (s *Store) commitAppends(ops []*writeOp) {
 	if s.follower.Load() {
 		for _, op := range ops {
 			op.res, op.err = nil, ErrFollower
-			close(op.done)
+			op.finish()
 		}
 		return
 	}
@@ -426,7 +466,7 @@ func (s *Store) commitAppends(ops []*writeOp) {
 	s.lastStoreTs = ts
 	for _, op := range ops[written:] { // never written: answer now
 		op.res, op.err = nil, failErr
-		close(op.done)
+		op.finish()
 	}
 	if written == 0 {
 		s.recBuf = recs[:0]
