@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,7 +59,9 @@ func parseSendHeader(ext remoting.ExtFields, v2 bool) (sendHeader, error) {
 	if h.sysFlag, err = ext.Int32Or(k("sysFlag", "f"), 0); err != nil {
 		return h, err
 	}
-	if h.bornTimestamp, err = ext.Int64Or(k("bornTimestamp", "g"), time.Now().UnixMilli()); err != nil {
+	if born := k("bornTimestamp", "g"); ext.StringOr(born, "") == "" {
+		h.bornTimestamp = time.Now().UnixMilli() // read only when needed: it showed in profiles
+	} else if h.bornTimestamp, err = ext.Int64(born); err != nil {
 		return h, err
 	}
 	if h.flag, err = ext.Int32Or(k("flag", "h"), 0); err != nil {
@@ -151,7 +152,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if err != nil {
 		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
 	}
-	p, refused := b.planSend(ctx, conn, req, h)
+	p, refused := b.planSend(ctx, conn, req, h, nil)
 	if refused != nil {
 		return refused
 	}
@@ -181,7 +182,7 @@ func (b *Broker) sendAsync(ctx context.Context, conn *remoting.Conn, req *remoti
 		answer(deny)
 		return true
 	}
-	p, refused := b.planSend(ctx, conn, req, h)
+	p, refused := b.planSend(ctx, conn, req, h, getRecordBuf())
 	switch {
 	case refused != nil:
 		answer(refused)
@@ -192,9 +193,10 @@ func (b *Broker) sendAsync(ctx context.Context, conn *remoting.Conn, req *remoti
 		err := b.store.AppendAsync(p.wt.queue(p.qid), [][]byte{p.rec}, func(res []store.AppendResult, err error) {
 			if err != nil {
 				answer(b.appendErrorResponse(req, p.topic, err))
-				return
+			} else {
+				answer(b.sendResponse(p, res))
 			}
-			answer(b.sendResponse(p, res))
+			putRecordBuf(p.rec) // the store holds no reference once it answers
 		})
 		if err != nil {
 			answer(b.appendErrorResponse(req, p.topic, err))
@@ -228,7 +230,8 @@ type sendPlan struct {
 }
 
 // planSend checks a send with header h and builds its record. A non-nil response refuses it.
-func (b *Broker) planSend(ctx context.Context, conn *remoting.Conn, req *remoting.Command, h sendHeader) (*sendPlan, *remoting.Command) {
+// buf, when not nil, is where the record is built.
+func (b *Broker) planSend(ctx context.Context, conn *remoting.Conn, req *remoting.Command, h sendHeader, buf []byte) (*sendPlan, *remoting.Command) {
 	if len(req.Body) > b.cfg.MaxMessageBytes {
 		return nil, remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body is %d bytes, over this broker's limit of %d bytes (MaxMessageBytes); send smaller messages or raise the limit", len(req.Body), b.cfg.MaxMessageBytes))
@@ -276,7 +279,7 @@ func (b *Broker) planSend(ctx context.Context, conn *remoting.Conn, req *remotin
 	}
 	p.m = &message.Message{
 		Topic: topic, QueueID: qid, Flag: h.flag, SysFlag: h.sysFlag, BornTimestamp: h.bornTimestamp,
-		BornHost: peerAddr(conn), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
+		BornHost: conn.RemoteAddrPort(), StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		Body: req.Body,
 	}
 	if p.half {
@@ -285,7 +288,7 @@ func (b *Broker) planSend(ctx context.Context, conn *remoting.Conn, req *remotin
 	if p.parked, err = b.routeVisible(p.m, &p.props); err != nil {
 		return nil, sendErrorResponse(req, err)
 	}
-	if p.rec, err = p.props.encode(p.m); err != nil {
+	if p.rec, err = p.props.encodeInto(buf, p.m); err != nil {
 		return nil, remoting.NewResponse(req, remoting.RespMessageIllegal, fmt.Sprintf("message cannot be stored: %v", err))
 	}
 	if busy := b.tierBackpressure(req); busy != nil {
@@ -389,13 +392,34 @@ func (p *sendProps) set(key, value string) {
 	}
 }
 
-// encode returns m, with these properties, in the stored record layout.
-func (p *sendProps) encode(m *message.Message) ([]byte, error) {
+// encodeInto appends m, with these properties, in the stored record layout to dst.
+func (p *sendProps) encodeInto(dst []byte, m *message.Message) ([]byte, error) {
 	if p.m != nil {
 		m.Properties = p.m
-		return m.AppendEncoded(nil)
+		return m.AppendEncoded(dst)
 	}
-	return m.AppendEncodedList(nil, &p.list)
+	return m.AppendEncodedList(dst, &p.list)
+}
+
+// recordBufs recycles the records of asynchronous sends once the store has copied them (its
+// callback), saving an allocation of the record's size per send.
+var recordBufs sync.Pool
+
+// maxPooledRecord bounds the records kept in recordBufs, so a burst of large messages does
+// not stay resident.
+const maxPooledRecord = 64 << 10
+
+func getRecordBuf() []byte {
+	if b, ok := recordBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+func putRecordBuf(b []byte) {
+	if cap(b) <= maxPooledRecord {
+		recordBufs.Put(&b)
+	}
 }
 
 // handleSendBatch serves SEND_BATCH_MESSAGE (320): each inner message becomes its own record
@@ -429,7 +453,7 @@ func (b *Broker) handleSendBatch(ctx context.Context, conn *remoting.Conn, req *
 	if err != nil {
 		return sendErrorResponse(req, err)
 	}
-	born := peerAddr(conn)
+	born := conn.RemoteAddrPort()
 	recs := make([][]byte, 0, len(entries))
 	uniq := make([]string, 0, len(entries))
 	total := 0
@@ -517,15 +541,6 @@ func (b *Broker) appendErrorResponse(req *remoting.Command, topic string, err er
 	return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("store append failed: %v", err))
 }
 
-// peerAddr is the connection's remote address as a netip.AddrPort (IPv4-mapped unmapped).
-func peerAddr(conn *remoting.Conn) netip.AddrPort {
-	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
-		ap := ta.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
-}
-
 var (
 	uniqCounter atomic.Uint32
 	uniqPID     = uint16(os.Getpid())
@@ -540,9 +555,7 @@ func (b *Broker) newUniqKey() string {
 	copy(buf[:4], ip[:])
 	binary.BigEndian.PutUint16(buf[4:], uniqPID)
 	binary.BigEndian.PutUint32(buf[6:], uniqSalt)
-	now := time.Now()
-	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, now.Location())
-	binary.BigEndian.PutUint32(buf[10:], uint32(now.Sub(month).Milliseconds()))
+	binary.BigEndian.PutUint32(buf[10:], uint32(sinceMonthStart(time.Now()).Milliseconds()))
 	binary.BigEndian.PutUint16(buf[14:], uint16(uniqCounter.Add(1)))
 	const digits = "0123456789ABCDEF"
 	var out [2 * len(buf)]byte
@@ -550,4 +563,18 @@ func (b *Broker) newUniqKey() string {
 		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0xF]
 	}
 	return string(out[:])
+}
+
+// monthStart caches the start of the current month for newUniqKey: working it out with
+// time.Date on every send cost more than the rest of the key.
+var monthStart atomic.Pointer[[2]time.Time] // [start, start of the next month]
+
+// sinceMonthStart is how long after the start of its month (local time) now is.
+func sinceMonthStart(now time.Time) time.Duration {
+	if m := monthStart.Load(); m != nil && !now.Before(m[0]) && now.Before(m[1]) {
+		return now.Sub(m[0])
+	}
+	start := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, now.Location())
+	monthStart.Store(&[2]time.Time{start, start.AddDate(0, 1, 0)})
+	return now.Sub(start)
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func FuzzValidTopicChars(f *testing.F) {
@@ -27,5 +28,21 @@ func TestNewUniqKeyLayout(t *testing.T) {
 	raw, err := hex.DecodeString(k1)
 	if err != nil || hex.EncodeToString(raw[:4]) != "0a010203" {
 		t.Fatalf("key %q does not start with the store IP: %v", k1, err)
+	}
+}
+
+// The cached month start follows the clock into the next month (and back, for a clock set
+// back).
+func TestSinceMonthStartAcrossMonths(t *testing.T) {
+	for _, now := range []time.Time{
+		time.Date(2026, 11, 30, 23, 59, 59, 0, time.Local),
+		time.Date(2026, 12, 1, 0, 0, 1, 0, time.Local),
+		time.Date(2026, 12, 31, 12, 0, 0, 0, time.Local),
+		time.Date(2026, 11, 2, 0, 0, 0, 0, time.Local),
+	} {
+		want := now.Sub(time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.Local))
+		if got := sinceMonthStart(now); got != want {
+			t.Errorf("sinceMonthStart(%s) = %s, want %s", now, got, want)
+		}
 	}
 }

@@ -5,15 +5,20 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"strings"
 )
 
 // OffsetMsgID is the broker-made message id: upper-case hex of the store IP (4 or 16 bytes),
 // the port as int32 and the commit-log offset as int64 (32 hex characters for IPv4).
 func OffsetMsgID(storeHost netip.AddrPort, commitLogOffset int64) string {
-	b := appendHost(make([]byte, 0, 28), storeHost)
+	var raw [28]byte
+	b := appendHost(raw[:0], storeHost)
 	b = binary.BigEndian.AppendUint64(b, uint64(commitLogOffset))
-	return strings.ToUpper(hex.EncodeToString(b))
+	const digits = "0123456789ABCDEF"
+	var out [56]byte
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0xF]
+	}
+	return string(out[:2*len(b)])
 }
 
 // ParseOffsetMsgID reverses OffsetMsgID. It accepts 32 (IPv4) or 56 (IPv6) hex characters in

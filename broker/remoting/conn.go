@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -78,9 +79,10 @@ var connIDs atomic.Uint64
 // from the peer go to the handler; Invoke and InvokeOneway send requests to
 // the peer on the same socket, matched to their responses by opaque.
 type Conn struct {
-	nc  net.Conn
-	id  uint64
-	cfg *connConfig
+	nc   net.Conn
+	id   uint64
+	cfg  *connConfig
+	peer netip.AddrPort // nc's remote TCP address, IPv4-mapped addresses unmapped
 
 	ctx    context.Context // cancelled when the connection closes
 	cancel context.CancelFunc
@@ -140,6 +142,10 @@ func newConn(nc net.Conn, cfg *connConfig) *Conn {
 	}
 	c.readCtx, c.readCancel = context.WithCancel(ctx)
 	c.writeCond = sync.NewCond(&c.writeMu)
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		c.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	return c
 }
 
@@ -148,6 +154,10 @@ func (c *Conn) ID() uint64 { return c.id }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// RemoteAddrPort is the peer's TCP address with IPv4-mapped addresses unmapped, or the zero
+// AddrPort when the connection is not TCP.
+func (c *Conn) RemoteAddrPort() netip.AddrPort { return c.peer }
 
 // LocalAddr is our end's address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }

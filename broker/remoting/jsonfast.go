@@ -56,11 +56,23 @@ var knownKeys = func() map[string]string {
 	return m
 }()
 
+// maxKnownKey is the length of the longest of knownKeys.
+var maxKnownKey = func() int {
+	n := 0
+	for k := range knownKeys {
+		n = max(n, len(k))
+	}
+	return n
+}()
+
 // plainInterned is plainString for names and small values that repeat on every frame.
 func (s *jsonScanner) plainInterned() (string, bool) {
 	v, ok := s.plainBytes()
 	if !ok {
 		return "", false
+	}
+	if len(v) > maxKnownKey { // a topic, properties, a group: no need to hash it for the table
+		return string(v), true
 	}
 	if k, hit := knownKeys[string(v)]; hit { // no allocation for the lookup
 		return k, true
