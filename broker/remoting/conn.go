@@ -76,12 +76,16 @@ type Conn struct {
 
 	// Frames waiting to be written. The first writer to find no flush under way becomes the
 	// flusher and writes everything queued, so concurrent responses share one syscall.
-	writeMu    sync.Mutex
-	writeCond  *sync.Cond // signalled when a flush drains the queue
-	writeBuf   []byte
-	writeSpare []byte
-	flushing   bool
-	writeErr   error
+	// writeBuf holds the encoded bytes; writeRefs the large body parts written in place.
+	writeMu       sync.Mutex
+	writeCond     *sync.Cond // signalled when a flush drains the queue
+	writeBuf      []byte
+	writeSpare    []byte
+	writeRefs     []writeRef
+	writeRefSpare []writeRef
+	writeRefBytes int // bytes in writeRefs
+	flushing      bool
+	writeErr      error
 
 	nextOpaque atomic.Int32
 	pendingMu  sync.Mutex
@@ -255,19 +259,73 @@ func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
 
 // write encodes and sends one command.
 func (c *Conn) write(ctx context.Context, cmd *Command) error {
-	return c.enqueue(ctx, func(buf []byte) ([]byte, error) { return AppendFrame(buf, cmd) })
+	return c.enqueue(ctx, cmd, nil)
 }
 
 // maxQueuedWriteBytes bounds the frames queued behind a flush; writers beyond it wait, so a
 // slow peer pushes back on the handlers answering it.
 const maxQueuedWriteBytes = 4 << 20
 
-// enqueue appends one frame to the write queue with appendFrame (which returns buf unchanged
-// with its error) and, unless another goroutine is already flushing, writes the queue. Frames
-// are encoded straight into the queue, so a response costs no buffer of its own, and are
-// written in the order they were queued. A failed write leaves the stream unusable and
-// closes the connection.
-func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte, error)) error {
+// minWriteRefBytes is the smallest body part written in place rather than copied into the
+// write queue: below it a copy is cheaper than an iovec.
+const minWriteRefBytes = 4 << 10
+
+// writeRef is a body part queued by reference, to be written after writeBuf[:at].
+type writeRef struct {
+	at int
+	b  []byte
+}
+
+// queueFrame appends cmd's frame to the write queue: the header and the body into buf, except
+// body parts of minWriteRefBytes or more, which go to refs to be written in place. On error
+// buf and refs are returned unchanged.
+func queueFrame(buf []byte, refs []writeRef, cmd *Command) ([]byte, []writeRef, error) {
+	if cmd.Body != nil || len(cmd.BodyParts) == 0 {
+		buf, err := AppendFrame(buf, cmd)
+		return buf, refs, err
+	}
+	buf, err := appendFrameHead(buf, cmd, cmd.BodyLen())
+	if err != nil {
+		return buf, refs, err
+	}
+	for _, p := range cmd.BodyParts {
+		if len(p) < minWriteRefBytes {
+			buf = append(buf, p...)
+			continue
+		}
+		refs = append(refs, writeRef{at: len(buf), b: p})
+	}
+	return buf, refs, nil
+}
+
+// writeQueued writes buf with refs spliced in, with one writev on a TCP connection.
+func (c *Conn) writeQueued(buf []byte, refs []writeRef) error {
+	if len(refs) == 0 {
+		_, err := c.nc.Write(buf)
+		return err
+	}
+	vec := make(net.Buffers, 0, 2*len(refs)+1)
+	prev := 0
+	for _, r := range refs {
+		if r.at > prev {
+			vec = append(vec, buf[prev:r.at])
+			prev = r.at
+		}
+		vec = append(vec, r.b)
+	}
+	if prev < len(buf) {
+		vec = append(vec, buf[prev:])
+	}
+	_, err := vec.WriteTo(c.nc)
+	return err
+}
+
+// enqueue appends cmd's frame to the write queue (queueFrame) and, unless another goroutine
+// is already flushing, writes the queue. If cmd does not encode, the command onEncodeError
+// (when not nil) makes of the error is queued instead. Frames are encoded straight into the queue, so a response costs no buffer
+// of its own, and are written in the order they were queued. A failed write leaves the
+// stream unusable and closes the connection.
+func (c *Conn) enqueue(ctx context.Context, cmd *Command, onEncodeError func(error) *Command) error {
 	select {
 	case <-c.closed:
 		return ErrConnClosed
@@ -277,7 +335,7 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 		return err
 	}
 	c.writeMu.Lock()
-	for c.flushing && len(c.writeBuf) >= maxQueuedWriteBytes && c.writeErr == nil {
+	for c.flushing && len(c.writeBuf)+c.writeRefBytes >= maxQueuedWriteBytes && c.writeErr == nil {
 		c.writeCond.Wait()
 	}
 	if c.writeErr != nil {
@@ -285,11 +343,18 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 		c.writeMu.Unlock()
 		return err
 	}
-	buf, err := appendFrame(c.writeBuf)
-	c.writeBuf = buf
+	nrefs := len(c.writeRefs)
+	buf, refs, err := queueFrame(c.writeBuf, c.writeRefs, cmd)
+	if err != nil && onEncodeError != nil {
+		buf, refs, err = queueFrame(c.writeBuf, c.writeRefs, onEncodeError(err))
+	}
+	c.writeBuf, c.writeRefs = buf, refs
 	if err != nil {
 		c.writeMu.Unlock()
 		return err
+	}
+	for _, r := range refs[nrefs:] {
+		c.writeRefBytes += len(r.b)
 	}
 	if c.flushing {
 		c.writeMu.Unlock()
@@ -305,21 +370,23 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	for len(c.writeBuf) > 0 {
-		buf := c.writeBuf
-		c.writeBuf = c.writeSpare[:0]
+	for len(c.writeBuf) > 0 || len(c.writeRefs) > 0 {
+		buf, refs := c.writeBuf, c.writeRefs
+		c.writeBuf, c.writeRefs, c.writeRefBytes = c.writeSpare[:0], c.writeRefSpare[:0], 0
 		c.writeMu.Unlock()
 		_ = c.nc.SetWriteDeadline(deadline)
-		_, err = c.nc.Write(buf)
+		err = c.writeQueued(buf, refs)
 		c.writeMu.Lock()
 		if cap(buf) <= maxQueuedWriteBytes {
 			c.writeSpare = buf[:0]
 		}
+		clear(refs) // let the parts' buffers go
+		c.writeRefSpare = refs[:0]
 		c.writeCond.Broadcast()
 		if err != nil {
 			err = fmt.Errorf("write frame: %w (%w)", err, ErrConnClosed)
 			c.writeErr = err
-			c.writeBuf = nil
+			c.writeBuf, c.writeRefs = nil, nil
 			break
 		}
 	}
@@ -515,13 +582,9 @@ func (c *Conn) handle(in inbound) {
 	resp.Opaque = req.Opaque
 	resp.Flag = resp.Flag&^FlagOneway | FlagResponse
 	resp.SerializeType = req.SerializeType
-	err := c.enqueue(c.ctx, func(buf []byte) ([]byte, error) {
-		out, err := AppendFrame(buf, resp)
-		if err != nil {
-			// Tell the peer rather than leave it waiting for a timeout.
-			return AppendFrame(buf, NewResponse(req, RespSystemError, err.Error()))
-		}
-		return out, nil
+	err := c.enqueue(c.ctx, resp, func(err error) *Command {
+		// Tell the peer rather than leave it waiting for a timeout.
+		return NewResponse(req, RespSystemError, err.Error())
 	})
 	if err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
 		c.cfg.logger.Warn("remoting: response not sent", "conn", c.id, "code", req.Code, "err", err.Error())
