@@ -116,11 +116,11 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		resp.ExtFields.SetInt64("nextBeginOffset", next)
 		resp.ExtFields.SetInt64("minOffset", res.MinOffset)
 		resp.ExtFields.SetInt64("maxOffset", res.MaxOffset)
-		b.pullSuggestion(resp, h.queueID, res)
+		b.pullSuggestion(resp, h.queueID, res.ReadResult)
 		if code == remoting.RespSuccess {
-			resp.Body = res.Records
+			resp.Body, resp.BodyParts = res.Records, res.parts
 			b.metrics.messagesOut.WithLabelValues(h.topic).Add(float64(len(res.Entries)))
-			b.metrics.bytesOut.WithLabelValues(h.topic).Add(float64(len(res.Records)))
+			b.metrics.bytesOut.WithLabelValues(h.topic).Add(float64(res.bodyBytes()))
 		}
 		return resp, nil
 	}
@@ -212,12 +212,29 @@ func (b *Broker) pullFilter(req *remoting.Command, conn *remoting.Conn, h pullHe
 	return sub.filter, nil
 }
 
+// pullRead is the answer of a read for a pull. The body is Records, or for a cold read parts:
+// the records where the tier decoded them (adjacent ones as one slice), sent as they are
+// (remoting.Command.BodyParts), with Records nil.
+type pullRead struct {
+	store.ReadResult
+	parts [][]byte
+}
+
+// bodyBytes is the length of the pull body.
+func (r pullRead) bodyBytes() int {
+	n := len(r.Records)
+	for _, p := range r.parts {
+		n += len(p)
+	}
+	return n
+}
+
 // readFiltered reads a queue through f. The hot tier applies a TAG filter's tag codes in the
 // consume queue, then the exact TAGS here drops hash collisions (§9.2); an SQL92 filter is
 // evaluated here on every record's properties, reading on in growing windows until maxMsgs
 // match, MaxFilterScanMessages were examined or the queue ends. The cold tier filters in
 // its block reader (readCold). The body is rebuilt only when something drops.
-func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter) (store.ReadResult, error) {
+func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter) (pullRead, error) {
 	rr := store.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxMessages: maxMsgs, MaxBytes: b.cfg.MaxPullBytes, TagCodes: f.TagCodes()}
 	res, err := b.store.Read(ctx, rr)
 	if err == nil && b.tier != nil {
@@ -227,10 +244,10 @@ func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, 
 		if ok || cerr != nil {
 			return cold, cerr
 		}
-		res = cold
+		res = cold.ReadResult
 	}
 	if err != nil || f.MatchesAll() || res.Status != store.ReadFound {
-		return res, err
+		return pullRead{ReadResult: res}, err
 	}
 	out := res
 	out.Records, out.Entries = nil, nil
@@ -244,7 +261,7 @@ func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, 
 		window = min(window*2, b.cfg.MaxFilterScanMessages-scanned)
 		rr.Offset, rr.MaxMessages = out.NextOffset, window
 		if res, err = b.store.Read(ctx, rr); err != nil {
-			return store.ReadResult{}, err
+			return pullRead{}, err
 		}
 		if res.Status != store.ReadFound {
 			break // retention moved the queue on, or nothing newer: answer what matched
@@ -253,7 +270,7 @@ func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, 
 	if len(out.Entries) == 0 {
 		out.Status, out.Records = store.ReadNoMatch, nil
 	}
-	return out, nil
+	return pullRead{ReadResult: out}, nil
 }
 
 // keepMatching adds to out the records of res that f keeps, until maxMsgs or MaxPullBytes

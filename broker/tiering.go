@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/stratamq/strata/broker/filter"
-	"github.com/stratamq/strata/broker/message"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
 	"github.com/stratamq/strata/tier"
@@ -231,15 +230,17 @@ func (b *Broker) offloadStallRemark() string {
 // readCold serves a pull from the tier when the store no longer holds the offset (below
 // its min offset, or the queue gone from local disk). The tier's block reader applies the
 // same filter as the hot path (the tag hash code first, then the record check: exact tag or
-// SQL92), so unmatched records never leave it. ok is false when the store's answer stands
-// (no tier, or the tier holds nothing at or after offset).
-func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter, hot store.ReadResult) (store.ReadResult, bool, error) {
+// SQL92), so unmatched records never leave it. The records are not copied: the answer's
+// body parts are the tier's decoded blocks, and its entries the ones the tier read from the
+// headers it checked. ok is false when the store's answer stands (no tier, or the tier
+// holds nothing at or after offset).
+func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter, hot store.ReadResult) (pullRead, bool, error) {
 	if b.tier == nil {
-		return hot, false, nil
+		return pullRead{ReadResult: hot}, false, nil
 	}
 	first, last, ok := b.tier.QueueRange(topic, queueID)
 	if !ok {
-		return hot, false, nil
+		return pullRead{ReadResult: hot}, false, nil
 	}
 	hot.MinOffset = min(hot.MinOffset, first)
 	if hot.Status == store.ReadNoMessageInQueue {
@@ -247,7 +248,7 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 		hot.MaxOffset = max(hot.MaxOffset, last+1)
 	}
 	if (hot.Status != store.ReadOffsetTooSmall && hot.Status != store.ReadNoMessageInQueue) || offset > last {
-		return hot, false, nil
+		return pullRead{ReadResult: hot}, false, nil
 	}
 	// Below the tier's first offset nothing is served, not even what an object may still
 	// hold there (a deleted topic's records, tier/tombstone.go).
@@ -261,32 +262,40 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 	}
 	cr, err := b.tier.Read(ctx, req)
 	if errors.Is(err, tier.ErrNotInTier) {
-		return hot, false, nil
+		return pullRead{ReadResult: hot}, false, nil
 	}
 	if err != nil {
-		return store.ReadResult{}, true, fmt.Errorf("cold read: %w", err)
+		return pullRead{}, true, fmt.Errorf("cold read: %w", err)
 	}
-	res := store.ReadResult{Status: store.ReadNoMatch, NextOffset: cr.NextOffset, MinOffset: hot.MinOffset, MaxOffset: hot.MaxOffset}
-	// Sized up front: growing the body record by record copied a pull's bytes several times.
-	n := 0
+	res := pullRead{ReadResult: store.ReadResult{Status: store.ReadNoMatch, NextOffset: cr.NextOffset, MinOffset: hot.MinOffset, MaxOffset: hot.MaxOffset}}
+	if len(cr.Records) == 0 {
+		return res, true, nil
+	}
+	res.Status = store.ReadFound
+	res.Entries = make([]store.ReadEntry, len(cr.Entries))
+	for i, e := range cr.Entries {
+		// TagCode stays 0: nothing downstream of a pull reads it, and the tier parsed the
+		// tags only when a filter needed them.
+		res.Entries[i] = store.ReadEntry{QueueOffset: e.QueueOffset, CommitLogOffset: e.CommitLogOffset, Size: e.TotalSize, StoreTimestamp: e.StoreTimestamp}
+	}
+	res.parts = make([][]byte, 0, 4)
 	for _, rec := range cr.Records {
-		n += len(rec)
-	}
-	res.Records = make([]byte, 0, n)
-	res.Entries = make([]store.ReadEntry, 0, len(cr.Records))
-	for _, rec := range cr.Records {
-		h, err := message.ParseRecordHeader(rec)
-		if err != nil {
-			return store.ReadResult{}, true, fmt.Errorf("cold read %s/%d at %d: %w", topic, queueID, offset, err)
-		}
-		res.Records = append(res.Records, rec...)
-		res.Entries = append(res.Entries, store.ReadEntry{QueueOffset: h.QueueOffset, CommitLogOffset: h.CommitLogOffset,
-			Size: h.TotalSize, TagCode: message.TagHashCode(h.Tags), StoreTimestamp: h.StoreTimestamp})
-	}
-	if len(res.Entries) > 0 {
-		res.Status = store.ReadFound
+		res.parts = appendAdjacent(res.parts, rec)
 	}
 	return res, true, nil
+}
+
+// appendAdjacent appends b to parts, extending the last part instead when b starts where it
+// ends in the same array, so the records of one block make one part.
+func appendAdjacent(parts [][]byte, b []byte) [][]byte {
+	if n := len(parts); n > 0 && len(b) > 0 {
+		last := parts[n-1]
+		if l := len(last); cap(last)-l >= len(b) && &last[:l+1][l] == &b[0] {
+			parts[n-1] = last[:l+len(b)]
+			return parts
+		}
+	}
+	return append(parts, b)
 }
 
 // TierStatus is the JSON of GET /tier/status and `strata tier status`.

@@ -92,7 +92,7 @@ func BenchmarkTierEndToEnd(b *testing.B) {
 			if res.Status != store.ReadFound {
 				break
 			}
-			bytesOut += int64(len(res.Records))
+			bytesOut += int64(res.bodyBytes())
 			off = res.NextOffset
 		}
 		replay := time.Since(t1)

@@ -314,3 +314,23 @@ func TestCorruptBlockIsReportedNotServed(t *testing.T) {
 		t.Fatalf("pull of a corrupt block: code %d remark %q body %d bytes", resp.Code, resp.Remark, len(resp.Body))
 	}
 }
+
+// Records that follow each other in one block make one body part; a record of another
+// array, or one that does not start where the last ends, starts a new part.
+func TestAppendAdjacentJoinsRecordsOfABlock(t *testing.T) {
+	block := []byte("aaabbbbcc")
+	other := []byte("dd")
+	var parts [][]byte
+	for _, rec := range [][]byte{block[0:3], block[3:7], block[7:9], other, block[0:2], block[3:5]} {
+		parts = appendAdjacent(parts, rec)
+	}
+	want := []string{"aaabbbbcc", "dd", "aa", "bb"}
+	if len(parts) != len(want) {
+		t.Fatalf("parts %q, want %q", parts, want)
+	}
+	for i := range want {
+		if string(parts[i]) != want[i] {
+			t.Fatalf("parts %q, want %q", parts, want)
+		}
+	}
+}

@@ -541,25 +541,35 @@ func DecodeSegmentObject(obj []byte) (*SegmentIndex, []QueueKeys, error) {
 // SplitRecords walks the records of a decoded block and calls fn with each record and its
 // header. A record that does not parse is reported as corrupt.
 func SplitRecords(raw []byte, fn func(rec []byte, h *message.RecordHeader) (bool, error)) error {
-	return splitRecordsFrom(raw, 0, fn)
+	return splitRecordsFrom(raw, 0, true, func(rec []byte, _ message.RecordEntry, h *message.RecordHeader) (bool, error) {
+		return fn(rec, h)
+	})
 }
 
-// splitRecordsFrom is SplitRecords for the records at queue offset from and later: those
-// before it are stepped over by their size alone, not parsed (the block's checksum was
-// verified), so a read that starts mid-block does not pay for parsing the records it skips.
-func splitRecordsFrom(raw []byte, from int64, fn func(rec []byte, h *message.RecordHeader) (bool, error)) error {
+// splitRecordsFrom is SplitRecords for the records at queue offset from and later, each with
+// its entry: those before it are stepped over by their size alone, not parsed (the block's
+// checksum was verified), so a read that starts mid-block does not pay for parsing the
+// records it skips. With parse false, h is nil for every record PeekRecordEntry validates,
+// so a read that needs no header fields allocates nothing per record.
+func splitRecordsFrom(raw []byte, from int64, parse bool, fn func(rec []byte, e message.RecordEntry, h *message.RecordHeader) (bool, error)) error {
 	for off := 0; off < len(raw); {
 		if size, qo, ok := message.PeekRecord(raw[off:]); ok && qo < from {
 			off += size
 			continue
 		}
-		h, err := message.ParseRecordHeader(raw[off:])
-		if err != nil {
-			return fmt.Errorf("%w: record at block byte %d: %v", ErrCorrupt, off, err)
+		e, ok := message.PeekRecordEntry(raw[off:])
+		var h *message.RecordHeader
+		if parse || !ok {
+			ph, err := message.ParseRecordHeader(raw[off:])
+			if err != nil {
+				return fmt.Errorf("%w: record at block byte %d: %v", ErrCorrupt, off, err)
+			}
+			h = &ph
+			e = message.RecordEntry{TotalSize: ph.TotalSize, QueueOffset: ph.QueueOffset, CommitLogOffset: ph.CommitLogOffset, StoreTimestamp: ph.StoreTimestamp}
 		}
-		rec := raw[off : off+int(h.TotalSize)]
-		off += int(h.TotalSize)
-		more, err := fn(rec, &h)
+		rec := raw[off : off+int(e.TotalSize)]
+		off += int(e.TotalSize)
+		more, err := fn(rec, e, h)
 		if err != nil || !more {
 			return err
 		}

@@ -216,7 +216,23 @@ func readQueue(tb testing.TB, tr *Tier, k queueKey, pageCount int) [][]byte {
 		if res.NextOffset <= off {
 			tb.Fatalf("read %v at %d: no progress (next %d)", k, off, res.NextOffset)
 		}
+		checkEntries(tb, res)
 		out = append(out, res.Records...)
 		off = res.NextOffset
+	}
+}
+
+// checkEntries asserts that a read's entries describe its records, as their headers say.
+func checkEntries(tb testing.TB, res ReadResult) {
+	tb.Helper()
+	if len(res.Entries) != len(res.Records) {
+		tb.Fatalf("read returned %d records and %d entries", len(res.Records), len(res.Entries))
+	}
+	for i, rec := range res.Records {
+		h, err := message.ParseRecordHeader(rec)
+		want := message.RecordEntry{TotalSize: h.TotalSize, QueueOffset: h.QueueOffset, CommitLogOffset: h.CommitLogOffset, StoreTimestamp: h.StoreTimestamp}
+		if err != nil || res.Entries[i] != want || int(h.TotalSize) != len(rec) {
+			tb.Fatalf("record %d of %d bytes: entry %+v, header %+v (%v)", i, len(rec), res.Entries[i], want, err)
+		}
 	}
 }

@@ -38,6 +38,9 @@ type ReadRequest struct {
 // ReadResult holds stored records (broker/message layout, ready to send) in queue order.
 type ReadResult struct {
 	Records [][]byte
+	// Entries holds each record's entry, read from the header the tier checked, so callers
+	// need not parse the records again.
+	Entries []message.RecordEntry
 	// NextOffset is the queue offset to read next: one past the last record examined,
 	// filtered-out records included.
 	NextOffset int64
@@ -84,6 +87,10 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 		return res, fmt.Errorf("read %s/%d at %d: %w", req.Topic, req.QueueID, req.Offset, ErrNotInTier)
 	}
 	wide := stream && req.MaxCount > 1
+	parse := req.TagFilter != nil || req.Match != nil // else the records' entries suffice
+	if n := min(req.MaxCount, 1024); n > 1 {
+		res.Records, res.Entries = make([][]byte, 0, n), make([]message.RecordEntry, 0, n)
+	}
 	bytesOut, scanned := 0, 0
 	full := func() bool { return len(res.Records) >= req.MaxCount || bytesOut >= req.MaxBytes }
 	var (
@@ -118,14 +125,14 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 			}
 			scanned++
 			wide = stream // a read that goes on past its first block is sequential
-			err = splitRecordsFrom(raw, res.NextOffset, func(rec []byte, h *message.RecordHeader) (bool, error) {
-				if h.QueueOffset < res.NextOffset {
+			err = splitRecordsFrom(raw, res.NextOffset, parse, func(rec []byte, e message.RecordEntry, h *message.RecordHeader) (bool, error) {
+				if e.QueueOffset < res.NextOffset {
 					return true, nil
 				}
 				if len(res.Records) > 0 && bytesOut+len(rec) > req.MaxBytes {
 					return false, nil
 				}
-				res.NextOffset = h.QueueOffset + 1
+				res.NextOffset = e.QueueOffset + 1
 				if req.TagFilter != nil && !req.TagFilter(message.TagHashCode(h.Tags)) {
 					return true, nil
 				}
@@ -133,6 +140,7 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 					return true, nil
 				}
 				res.Records = append(res.Records, rec)
+				res.Entries = append(res.Entries, e)
 				bytesOut += len(rec)
 				return !full(), nil
 			})

@@ -86,6 +86,7 @@ func TestOffloadThenColdRead(t *testing.T) {
 	if err != nil || len(res.Records) != 10 {
 		t.Fatalf("filtered read: %d records, %v", len(res.Records), err)
 	}
+	checkEntries(t, res)
 	for _, r := range res.Records {
 		if h, _ := message.ParseRecordHeader(r); h.Tags != "tag0" {
 			t.Fatalf("filter let through tag %q", h.Tags)
@@ -109,6 +110,7 @@ func TestOffloadThenColdRead(t *testing.T) {
 		if err != nil || res.NextOffset <= off {
 			t.Fatalf("matched read at %d: next %d, %v", off, res.NextOffset, err)
 		}
+		checkEntries(t, res)
 		kept = append(kept, res.Records...)
 		off = res.NextOffset
 	}

@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -113,6 +114,12 @@ func FuzzParseRecordHeader(f *testing.F) {
 		// RecordProperties accepts what the parse accepts and finds the same properties.
 		if props, err := RecordProperties(b); (err == nil) != (wantErr == nil) || err == nil && string(props) != want.Properties {
 			t.Fatalf("RecordProperties = %q, %v; the parse says %q, %v", props, err, want.Properties, wantErr)
+		}
+		// PeekRecordEntry accepts only what the parse accepts, every V1 record of those, and
+		// reads the same fields.
+		if e, ok := PeekRecordEntry(b); ok != (wantErr == nil && int32(binary.BigEndian.Uint32(b[4:])) == MagicCodeV1) ||
+			ok && e != (RecordEntry{want.TotalSize, want.QueueOffset, want.CommitLogOffset, want.StoreTimestamp}) {
+			t.Fatalf("PeekRecordEntry = %+v, %v; the parse says %+v, %v", e, ok, want, wantErr)
 		}
 		got, ok := parseRecordHeaderFast(b)
 		if !ok {

@@ -234,6 +234,32 @@ func PeekRecord(rec []byte) (size int, queueOffset int64, ok bool) {
 	return size, int64(binary.BigEndian.Uint64(rec[posQueueOffset:])), true
 }
 
+// RecordEntry holds the fields of a stored record that its consume-queue entry holds, less
+// the tag code: what a reader of a queue needs to place the record.
+type RecordEntry struct {
+	TotalSize       int32
+	QueueOffset     int64
+	CommitLogOffset int64
+	StoreTimestamp  int64
+}
+
+// PeekRecordEntry validates the record at the start of rec as ParseRecordHeader does (every
+// length against the record's total size) and returns its entry, without allocating. ok is
+// false for anything ParseRecordHeader refuses and for V2 records, which the caller parses
+// with ParseRecordHeader.
+func PeekRecordEntry(rec []byte) (e RecordEntry, ok bool) {
+	if _, ok := recordPropertiesFast(rec); !ok {
+		return e, false
+	}
+	be := binary.BigEndian
+	sys := int32(be.Uint32(rec[posSysFlag:]))
+	return RecordEntry{
+		TotalSize: int32(be.Uint32(rec)), QueueOffset: int64(be.Uint64(rec[posQueueOffset:])),
+		CommitLogOffset: int64(be.Uint64(rec[posCommitLog:])),
+		StoreTimestamp:  int64(be.Uint64(rec[posBornHost+hostLen(sys&FlagBornHostV6 != 0):])),
+	}, true
+}
+
 // RecordProperties returns the encoded properties of the record at the start of rec, as a
 // slice of rec: property filters read it in place, with no copy. It accepts exactly the
 // records ParseRecordHeader accepts.

@@ -62,6 +62,22 @@ func EncodeFrame(cmd *Command) ([]byte, error) {
 
 // AppendFrame appends the frame of cmd to dst and returns the extended slice.
 func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
+	dst, err := appendFrameHead(dst, cmd, cmd.BodyLen())
+	if err != nil {
+		return dst, err
+	}
+	if cmd.Body != nil {
+		return append(dst, cmd.Body...), nil
+	}
+	for _, p := range cmd.BodyParts {
+		dst = append(dst, p...)
+	}
+	return dst, nil
+}
+
+// appendFrameHead appends what comes before the body in cmd's frame, a body of bodyLen
+// bytes; on error it returns dst unchanged.
+func appendFrameHead(dst []byte, cmd *Command, bodyLen int) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, byte(cmd.SerializeType), 0, 0, 0)
 	var err error
@@ -80,7 +96,7 @@ func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
 	if headerLen > maxHeaderBytes {
 		return dst[:start], fmt.Errorf("encode command code %d: header of %d bytes exceeds the 24-bit limit", cmd.Code, headerLen)
 	}
-	total := len(dst) - start - 4 + len(cmd.Body)
+	total := len(dst) - start - 4 + bodyLen
 	if total > math.MaxInt32 {
 		return dst[:start], fmt.Errorf("encode command code %d: frame of %d bytes exceeds the 32-bit length", cmd.Code, total)
 	}
@@ -88,7 +104,7 @@ func AppendFrame(dst []byte, cmd *Command) ([]byte, error) {
 	dst[start+5] = byte(headerLen >> 16)
 	dst[start+6] = byte(headerLen >> 8)
 	dst[start+7] = byte(headerLen)
-	return append(dst, cmd.Body...), nil
+	return dst, nil
 }
 
 // WriteFrame encodes cmd and writes it to w in one Write call.

@@ -247,3 +247,28 @@ func TestJSONHeaderFastPathTakesEscapedProperties(t *testing.T) {
 		t.Fatalf("re-encoded header does not escape the separators as clients do: %s", out)
 	}
 }
+
+// A command with body parts encodes as the same command with the parts joined as its body.
+func TestAppendFrameJoinsBodyParts(t *testing.T) {
+	joined := NewResponse(NewRequest(CodePullMessage, nil, nil), RespSuccess, "")
+	joined.Body = []byte("abcdef")
+	split := NewResponse(NewRequest(CodePullMessage, nil, nil), RespSuccess, "")
+	split.BodyParts = [][]byte{[]byte("ab"), nil, []byte("cdef")}
+	if split.BodyLen() != 6 {
+		t.Fatalf("BodyLen = %d, want 6", split.BodyLen())
+	}
+	for _, st := range []SerializeType{SerializeJSON, SerializeRocketMQ} {
+		joined.SerializeType, split.SerializeType = st, st
+		a, err := EncodeFrame(joined)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := EncodeFrame(split)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s: parts encode as %q, joined body as %q", st, b, a)
+		}
+	}
+}

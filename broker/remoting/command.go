@@ -51,9 +51,27 @@ type Command struct {
 	ExtFields ExtFields
 	// Body is the payload: a message, JSON, or a batch. It may be nil.
 	Body []byte
+	// BodyParts, when Body is nil, is the payload in pieces, sent back to back. A connection
+	// writes the large pieces from where they are, in one writev with the frame's header, so
+	// a body gathered from several buffers (a cold pull's records, still in the blocks they
+	// were decoded into) is not copied into one. The pieces must not change until the
+	// command is written. Decoded commands never have BodyParts.
+	BodyParts [][]byte
 	// SerializeType is the header encoding used on the wire. A response is
 	// sent in its request's serialize type.
 	SerializeType SerializeType
+}
+
+// BodyLen is the length of the body: Body's, or else the sum of BodyParts'.
+func (c *Command) BodyLen() int {
+	if c.Body != nil {
+		return len(c.Body)
+	}
+	n := 0
+	for _, p := range c.BodyParts {
+		n += len(p)
+	}
+	return n
 }
 
 // IsResponse reports whether c is a response (flag bit 0).
@@ -70,7 +88,7 @@ func (c *Command) String() string {
 		kind = "response"
 	}
 	return fmt.Sprintf("%s code=%d opaque=%d flag=%d remark=%q ext=%v body=%dB",
-		kind, c.Code, c.Opaque, c.Flag, c.Remark, redacted(c.ExtFields), len(c.Body))
+		kind, c.Code, c.Opaque, c.Flag, c.Remark, redacted(c.ExtFields), c.BodyLen())
 }
 
 // secretFields are extFields whose values never go into a log line.

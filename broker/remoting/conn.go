@@ -92,12 +92,16 @@ type Conn struct {
 
 	// Frames waiting to be written. The first writer to find no flush under way becomes the
 	// flusher and writes everything queued, so concurrent responses share one syscall.
-	writeMu    sync.Mutex
-	writeCond  *sync.Cond // signalled when a flush drains the queue
-	writeBuf   []byte
-	writeSpare []byte
-	flushing   bool
-	writeErr   error
+	// writeBuf holds the encoded bytes; writeRefs the large body parts written in place.
+	writeMu       sync.Mutex
+	writeCond     *sync.Cond // signalled when a flush drains the queue
+	writeBuf      []byte
+	writeSpare    []byte
+	writeRefs     []writeRef
+	writeRefSpare []writeRef
+	writeRefBytes int // bytes in writeRefs
+	flushing      bool
+	writeErr      error
 	// flushKick wakes the connection's flusher goroutine (started with the first
 	// asynchronous answer), which writes what asynchronous answers queued.
 	flushKick    chan struct{}
@@ -284,19 +288,73 @@ func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
 
 // write encodes and sends one command.
 func (c *Conn) write(ctx context.Context, cmd *Command) error {
-	return c.enqueue(ctx, func(buf []byte) ([]byte, error) { return AppendFrame(buf, cmd) })
+	return c.enqueue(ctx, cmd, nil)
 }
 
 // maxQueuedWriteBytes bounds the frames queued behind a flush; writers beyond it wait, so a
 // slow peer pushes back on the handlers answering it.
 const maxQueuedWriteBytes = 4 << 20
 
-// enqueue appends one frame to the write queue with appendFrame (which returns buf unchanged
-// with its error) and, unless another goroutine is already flushing, writes the queue. Frames
-// are encoded straight into the queue, so a response costs no buffer of its own, and are
-// written in the order they were queued. A failed write leaves the stream unusable and
-// closes the connection.
-func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte, error)) error {
+// minWriteRefBytes is the smallest body part written in place rather than copied into the
+// write queue: below it a copy is cheaper than an iovec.
+const minWriteRefBytes = 4 << 10
+
+// writeRef is a body part queued by reference, to be written after writeBuf[:at].
+type writeRef struct {
+	at int
+	b  []byte
+}
+
+// queueFrame appends cmd's frame to the write queue: the header and the body into buf, except
+// body parts of minWriteRefBytes or more, which go to refs to be written in place. On error
+// buf and refs are returned unchanged.
+func queueFrame(buf []byte, refs []writeRef, cmd *Command) ([]byte, []writeRef, error) {
+	if cmd.Body != nil || len(cmd.BodyParts) == 0 {
+		buf, err := AppendFrame(buf, cmd)
+		return buf, refs, err
+	}
+	buf, err := appendFrameHead(buf, cmd, cmd.BodyLen())
+	if err != nil {
+		return buf, refs, err
+	}
+	for _, p := range cmd.BodyParts {
+		if len(p) < minWriteRefBytes {
+			buf = append(buf, p...)
+			continue
+		}
+		refs = append(refs, writeRef{at: len(buf), b: p})
+	}
+	return buf, refs, nil
+}
+
+// writeQueued writes buf with refs spliced in, with one writev on a TCP connection.
+func (c *Conn) writeQueued(buf []byte, refs []writeRef) error {
+	if len(refs) == 0 {
+		_, err := c.nc.Write(buf)
+		return err
+	}
+	vec := make(net.Buffers, 0, 2*len(refs)+1)
+	prev := 0
+	for _, r := range refs {
+		if r.at > prev {
+			vec = append(vec, buf[prev:r.at])
+			prev = r.at
+		}
+		vec = append(vec, r.b)
+	}
+	if prev < len(buf) {
+		vec = append(vec, buf[prev:])
+	}
+	_, err := vec.WriteTo(c.nc)
+	return err
+}
+
+// enqueue appends cmd's frame to the write queue (queueFrame) and, unless another goroutine
+// is already flushing, writes the queue. If cmd does not encode, the command onEncodeError
+// (when not nil) makes of the error is queued instead. Frames are encoded straight into the queue, so a response costs no buffer
+// of its own, and are written in the order they were queued. A failed write leaves the
+// stream unusable and closes the connection.
+func (c *Conn) enqueue(ctx context.Context, cmd *Command, onEncodeError func(error) *Command) error {
 	select {
 	case <-c.closed:
 		return ErrConnClosed
@@ -306,17 +364,10 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 		return err
 	}
 	c.writeMu.Lock()
-	for c.flushing && len(c.writeBuf) >= maxQueuedWriteBytes && c.writeErr == nil {
+	for c.flushing && len(c.writeBuf)+c.writeRefBytes >= maxQueuedWriteBytes && c.writeErr == nil {
 		c.writeCond.Wait()
 	}
-	if c.writeErr != nil {
-		err := c.writeErr
-		c.writeMu.Unlock()
-		return err
-	}
-	buf, err := appendFrame(c.writeBuf)
-	c.writeBuf = buf
-	if err != nil {
+	if err := c.queueLocked(cmd, onEncodeError); err != nil {
 		c.writeMu.Unlock()
 		return err
 	}
@@ -334,7 +385,7 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	err = c.flushLocked(deadline)
+	err := c.flushLocked(deadline)
 	c.writeMu.Unlock()
 	if err != nil {
 		_ = c.Close()
@@ -342,25 +393,49 @@ func (c *Conn) enqueue(ctx context.Context, appendFrame func(buf []byte) ([]byte
 	return err
 }
 
+// queueLocked appends cmd's frame to the write queue (queueFrame); if cmd does not encode,
+// the command onEncodeError (when not nil) makes of the error instead. The caller holds
+// writeMu.
+func (c *Conn) queueLocked(cmd *Command, onEncodeError func(error) *Command) error {
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	nrefs := len(c.writeRefs)
+	buf, refs, err := queueFrame(c.writeBuf, c.writeRefs, cmd)
+	if err != nil && onEncodeError != nil {
+		buf, refs, err = queueFrame(c.writeBuf, c.writeRefs, onEncodeError(err))
+	}
+	c.writeBuf, c.writeRefs = buf, refs
+	if err != nil {
+		return err
+	}
+	for _, r := range refs[nrefs:] {
+		c.writeRefBytes += len(r.b)
+	}
+	return nil
+}
+
 // flushLocked writes the queue until it is empty, then ends the flush. The caller holds
 // writeMu, set flushing, and closes the connection on an error.
 func (c *Conn) flushLocked(deadline time.Time) error {
 	var err error
-	for len(c.writeBuf) > 0 {
-		buf := c.writeBuf
-		c.writeBuf = c.writeSpare[:0]
+	for len(c.writeBuf) > 0 || len(c.writeRefs) > 0 {
+		buf, refs := c.writeBuf, c.writeRefs
+		c.writeBuf, c.writeRefs, c.writeRefBytes = c.writeSpare[:0], c.writeRefSpare[:0], 0
 		c.writeMu.Unlock()
 		_ = c.nc.SetWriteDeadline(deadline)
-		_, err = c.nc.Write(buf)
+		err = c.writeQueued(buf, refs)
 		c.writeMu.Lock()
 		if cap(buf) <= maxQueuedWriteBytes {
 			c.writeSpare = buf[:0]
 		}
+		clear(refs) // let the parts' buffers go
+		c.writeRefSpare = refs[:0]
 		c.writeCond.Broadcast()
 		if err != nil {
 			err = fmt.Errorf("write frame: %w (%w)", err, ErrConnClosed)
 			c.writeErr = err
-			c.writeBuf = nil
+			c.writeBuf, c.writeRefs = nil, nil
 			break
 		}
 	}
@@ -368,24 +443,18 @@ func (c *Conn) flushLocked(deadline time.Time) error {
 	return err
 }
 
-// queueAsync appends one frame to the write queue without waiting: for answers given on
+// queueAsync queues cmd's frame as enqueue does, without waiting: for answers given on
 // goroutines that must not block (AsyncHandler's reply). Unless a flush is under way, the
 // connection's flusher goroutine writes the queue. The queue is not bounded here; the
 // connection's in-flight limit bounds the answers that can be outstanding.
-func (c *Conn) queueAsync(appendFrame func(buf []byte) ([]byte, error)) error {
+func (c *Conn) queueAsync(cmd *Command, onEncodeError func(error) *Command) error {
 	select {
 	case <-c.closed:
 		return ErrConnClosed
 	default:
 	}
 	c.writeMu.Lock()
-	if c.writeErr != nil {
-		err := c.writeErr
-		c.writeMu.Unlock()
-		return err
-	}
-	buf, err := appendFrame(c.writeBuf)
-	c.writeBuf = buf
+	err := c.queueLocked(cmd, onEncodeError)
 	kick := err == nil && !c.flushing
 	if kick {
 		c.flushing = true
@@ -599,12 +668,12 @@ func (c *Conn) deliver(resp *Command) {
 }
 
 func (c *Conn) handle(in inbound) {
-	c.answer(in, c.callHandler(in.req), c.enqueue)
+	c.answer(in, c.callHandler(in.req), false)
 }
 
-// answer sends a handler's response to in with queue (enqueue, or queueAsync where the
-// caller must not block), then releases what in held.
-func (c *Conn) answer(in inbound, resp *Command, queue func(context.Context, func([]byte) ([]byte, error)) error) {
+// answer sends a handler's response to in — with queueAsync when async, where the caller
+// must not block, else with enqueue — then releases what in held.
+func (c *Conn) answer(in inbound, resp *Command, async bool) {
 	req := in.req
 	defer c.handlers.Done()
 	defer func() { <-c.inFlight }()
@@ -615,14 +684,16 @@ func (c *Conn) answer(in inbound, resp *Command, queue func(context.Context, fun
 	resp.Opaque = req.Opaque
 	resp.Flag = resp.Flag&^FlagOneway | FlagResponse
 	resp.SerializeType = req.SerializeType
-	err := queue(c.ctx, func(buf []byte) ([]byte, error) {
-		out, err := AppendFrame(buf, resp)
-		if err != nil {
-			// Tell the peer rather than leave it waiting for a timeout.
-			return AppendFrame(buf, NewResponse(req, RespSystemError, err.Error()))
-		}
-		return out, nil
-	})
+	onEncodeError := func(err error) *Command {
+		// Tell the peer rather than leave it waiting for a timeout.
+		return NewResponse(req, RespSystemError, err.Error())
+	}
+	var err error
+	if async {
+		err = c.queueAsync(resp, onEncodeError)
+	} else {
+		err = c.enqueue(c.ctx, resp, onEncodeError)
+	}
 	if err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
 		c.cfg.logger.Warn("remoting: response not sent", "conn", c.id, "code", req.Code, "err", err.Error())
 	}
@@ -637,7 +708,7 @@ func (c *Conn) serveAsync(in inbound) (taken bool) {
 		if !replied.CompareAndSwap(false, true) {
 			panic("remoting: AsyncHandler replied twice")
 		}
-		c.answer(in, resp, func(_ context.Context, f func([]byte) ([]byte, error)) error { return c.queueAsync(f) })
+		c.answer(in, resp, true)
 	}
 	defer func() {
 		if p := recover(); p != nil {

@@ -1,6 +1,7 @@
 package remoting
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -469,4 +470,59 @@ func TestCloseCutsShortAtDeadline(t *testing.T) {
 		t.Fatalf("Close past its deadline: %v, want DeadlineExceeded", err)
 	}
 	<-c.Done()
+}
+
+// A response whose body is in parts arrives as one body, the parts back to back, whether a
+// part is copied into the write queue (small) or written in place (large), and frames of
+// concurrent responses on one connection stay whole.
+func TestBodyPartsArriveAsOneBody(t *testing.T) {
+	big := make([]byte, 3*minWriteRefBytes+5)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	parts := func(i int) [][]byte {
+		small := []byte(strconv.Itoa(i) + "|")
+		switch i % 4 {
+		case 0:
+			return [][]byte{small}
+		case 1:
+			return [][]byte{big, small}
+		case 2:
+			return [][]byte{small, big[:minWriteRefBytes], big[minWriteRefBytes:], small}
+		default:
+			return [][]byte{big, big, {}, small}
+		}
+	}
+	h := HandlerFunc(func(ctx context.Context, conn *Conn, req *Command) *Command {
+		i, _ := strconv.Atoi(req.ExtFields["i"])
+		resp := NewResponse(req, RespSuccess, "")
+		resp.BodyParts = parts(i)
+		return resp
+	})
+	_, addr := startServer(t, Config{}, h)
+	c := dial(t, addr, ClientConfig{})
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, st := range []SerializeType{SerializeJSON, SerializeRocketMQ} {
+				req := NewRequest(CodePullMessage, ExtFields{"i": strconv.Itoa(i)}, nil)
+				req.SerializeType = st
+				resp, err := c.Invoke(testCtx(t), req)
+				if err != nil {
+					t.Errorf("invoke %d: %v", i, err)
+					return
+				}
+				var want []byte
+				for _, p := range parts(i) {
+					want = append(want, p...)
+				}
+				if !bytes.Equal(resp.Body, want) || len(resp.BodyParts) != 0 {
+					t.Errorf("response %d (%s): body of %d bytes, want %d", i, st, len(resp.Body), len(want))
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
