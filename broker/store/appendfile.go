@@ -25,6 +25,7 @@ type appendFile struct {
 	spare    []byte // recycled buffer
 	dirty    bool   // appended since the last takeDirty
 	flushAt  int    // buffered bytes at which append writes them out
+	finished bool   // no more appends: flush keeps no spare (finish)
 }
 
 var appendFileIDs atomic.Uint32
@@ -109,10 +110,27 @@ func (a *appendFile) flush() error {
 	}
 	a.written += int64(len(data))
 	a.inflight = nil
-	if cap(data) <= 4*a.flushAt {
+	if cap(data) <= 4*a.flushAt && !a.finished {
 		a.spare = data[:0]
 	}
 	return nil
+}
+
+// finish says nothing more will be appended: it writes the buffered bytes out (the next
+// checkpoint fsyncs them, the file stays dirty) and keeps no buffer. Without it every file
+// the store appended since it started kept up to flushAt bytes in the heap.
+func (a *appendFile) finish() error {
+	a.mu.Lock()
+	a.finished, a.spare = true, nil
+	a.mu.Unlock()
+	return a.flush()
+}
+
+// bufferedBytes is the capacity of the buffers a holds (tests).
+func (a *appendFile) bufferedBytes() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return cap(a.inflight) + cap(a.buf) + cap(a.spare)
 }
 
 // sync flushes and fsyncs.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // heapBoundBytes is what the Go heap may hold, live after a GC, with heapTestRecords
@@ -87,4 +88,44 @@ func TestHeapStaysBoundedWithLocalData(t *testing.T) {
 	}
 	s = nil
 	check(openStore(t, cfg))
+}
+
+// Index files the store no longer appends to — the consume-queue files of past segments and
+// sealed key files — hold no write buffers, checkpoint or not, so the heap does not grow with
+// the number of segments and key files written since the start.
+func TestFinishedIndexFilesHoldNoBuffers(t *testing.T) {
+	s := openStore(t, Config{SegmentBytes: 1 << 20, MaxMessageBytes: 1024, KeyIndexFileKeys: 1024, CheckpointInterval: time.Hour})
+	const batchSize = 500
+	batch := make([][]byte, batchSize)
+	for i := 0; i < 70; i++ {
+		for j := range batch {
+			batch[j] = encode(t, "buffers", int32(j%2), string(bytes.Repeat([]byte{'b'}, 200)),
+				map[string]string{"UNIQ_KEY": fmt.Sprintf("K%09d", i*batchSize+j)})
+		}
+		mustAppend(t, s, batch...)
+	}
+	x := &s.idx
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.cq) < 5 {
+		t.Fatalf("consume-queue files of %d segments, want at least 5", len(x.cq))
+	}
+	for _, f := range x.cq[:len(x.cq)-1] {
+		if n := f.pages.bufferedBytes() + f.maps.bufferedBytes(); n != 0 {
+			t.Errorf("consume-queue files of past segment %d hold %d bytes of buffers", f.seg, n)
+		}
+	}
+	sealed := 0
+	for _, kf := range x.keys.files {
+		if kf.heads.Load() != nil {
+			continue
+		}
+		sealed++
+		if n := kf.af.bufferedBytes(); n != 0 {
+			t.Errorf("sealed key index file %d holds %d bytes of buffers", kf.firstPos, n)
+		}
+	}
+	if sealed < 5 {
+		t.Fatalf("%d sealed key index files, want at least 5", sealed)
+	}
 }

@@ -172,8 +172,14 @@ func (s *Store) addEntryLocked(q *consumeQueue, off int64, e cqEntry) error {
 // curFilesLocked returns the consume-queue files of the newest segment, creating them.
 func (s *Store) curFilesLocked() (*cqFiles, error) {
 	x := &s.idx
-	if n := len(x.cq); n > 0 && x.cq[n-1].seg == x.curSeg {
+	n := len(x.cq)
+	if n > 0 && x.cq[n-1].seg == x.curSeg {
 		return x.cq[n-1], nil
+	}
+	if n > 0 { // the previous segment's files are complete
+		if err := errors.Join(x.cq[n-1].pages.finish(), x.cq[n-1].maps.finish()); err != nil {
+			return nil, err
+		}
 	}
 	maps, created, err := openAppendFile(s.indexPath(cqName(x.curSeg, cqMapExt)), 0, cqFlushBytes)
 	if err != nil {

@@ -228,6 +228,9 @@ func (x *keyIndex) seal(kf *keyFile) error {
 	if err := kf.af.append(tbl); err != nil {
 		return err
 	}
+	if err := kf.af.finish(); err != nil {
+		return err
+	}
 	kf.heads.Store(nil)
 	x.active = nil
 	return nil
