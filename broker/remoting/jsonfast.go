@@ -56,6 +56,14 @@ var knownKeys = func() map[string]string {
 	return m
 }()
 
+// oneByteStrings holds every one-byte ASCII string.
+var oneByteStrings = func() (t [utf8.RuneSelf]string) {
+	for i := range t {
+		t[i] = string(rune(i))
+	}
+	return t
+}()
+
 // maxKnownKey is the length of the longest of knownKeys.
 var maxKnownKey = func() int {
 	n := 0
@@ -70,6 +78,9 @@ func (s *jsonScanner) plainInterned() (string, bool) {
 	v, ok := s.plainBytes()
 	if !ok {
 		return "", false
+	}
+	if len(v) == 1 && v[0] < utf8.RuneSelf { // V2 headers' keys, digits: no map lookup
+		return oneByteStrings[v[0]], true
 	}
 	if len(v) > maxKnownKey { // a topic, properties, a group: no need to hash it for the table
 		return string(v), true
