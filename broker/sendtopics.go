@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -32,20 +33,19 @@ type writableTopic struct {
 	// queues remembers each write queue's consume queue in the store, by queue id, so the
 	// append skips the store's lookup too.
 	queues []store.QueueRef
-
-	// counters are the topic's strata_broker_{messages,bytes}_in_total, fetched on the first
-	// append so a topic whose sends all fail takes no metrics label.
-	counters atomic.Pointer[topicInCounters]
+	// slot is the topic's place in writableTopics, which outlives this entry and holds the
+	// topic's counters; set by writableTopics.keep.
+	slot *topicSlot
 }
 
 type topicInCounters struct{ messages, bytes prometheus.Counter }
 
 // countIn adds an append of msgs messages and n stored bytes to the topic's counters.
 func (t *writableTopic) countIn(m *metrics, msgs, n int) {
-	c := t.counters.Load()
+	c := t.slot.counters.Load()
 	if c == nil {
 		c = &topicInCounters{messages: m.messagesIn.WithLabelValues(t.info.Name), bytes: m.bytesIn.WithLabelValues(t.info.Name)}
-		t.counters.Store(c)
+		t.slot.counters.Store(c)
 	}
 	c.messages.Add(float64(msgs))
 	c.bytes.Add(float64(n))
@@ -56,34 +56,131 @@ func (t *writableTopic) queue(id int32) *store.QueueRef { return &t.queues[id] }
 
 // writableTopics maps topic → *writableTopic. Entries of topics gone from the view are dropped
 // by forgetDeleted; an entry that is out of date is replaced on the next send.
-type writableTopics struct{ m sync.Map }
+//
+// Every send reads it and few write it (once per topic and change of the view), so a read
+// takes no lock and writes nothing shared: a plain map published through an atomic pointer,
+// one probe of a Go map (sync.Map walks a trie of pointers, each a cache miss once there are
+// thousands of topics). A topic's slot holds its current entry, so replacing an entry is one
+// atomic store; a topic new to the table goes to a dirty copy under mu, which is published
+// once lookups have missed the read map as many times as the copy holds topics (sync.Map's
+// own amortisation, before Go 1.24), so building the table costs O(1) a topic.
+type writableTopics struct {
+	read   atomic.Pointer[readTopics]
+	mu     sync.Mutex
+	dirty  map[string]*topicSlot // under mu: nil, or read's topics and those added since
+	misses int                   // under mu: lookups that went past read to dirty
+}
+
+// readTopics is the published map; never modified once published.
+type readTopics struct {
+	m       map[string]*topicSlot
+	amended bool // dirty holds topics m does not
+}
+
+// topicSlot is one topic's place in writableTopics.
+type topicSlot struct {
+	cur atomic.Pointer[writableTopic]
+	// counters are the topic's strata_broker_{messages,bytes}_in_total, fetched on the first
+	// append so a topic whose sends all fail takes no metrics label.
+	counters atomic.Pointer[topicInCounters]
+}
+
+func (w *writableTopics) loadRead() *readTopics {
+	if r := w.read.Load(); r != nil {
+		return r
+	}
+	return &readTopics{}
+}
+
+// slot returns topic's slot, or nil.
+func (w *writableTopics) slot(topic string) *topicSlot {
+	r := w.loadRead()
+	if s, ok := r.m[topic]; ok || !r.amended {
+		return s
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r = w.loadRead()
+	if s, ok := r.m[topic]; ok || !r.amended {
+		return s
+	}
+	s := w.dirty[topic]
+	if w.misses++; w.misses >= len(w.dirty) {
+		w.promoteLocked()
+	}
+	return s
+}
+
+// promoteLocked publishes dirty as the read map.
+func (w *writableTopics) promoteLocked() {
+	if w.dirty == nil {
+		return
+	}
+	w.read.Store(&readTopics{m: w.dirty})
+	w.dirty, w.misses = nil, 0
+}
 
 // current returns topic's entry if it still holds for snap and the incarnations' version.
 func (w *writableTopics) current(topic string, snap *meta.Snapshot, incarnationsVersion uint64) (*writableTopic, bool) {
-	v, ok := w.m.Load(topic)
-	if !ok {
+	s := w.slot(topic)
+	if s == nil {
 		return nil, false
 	}
-	t := v.(*writableTopic)
+	t := s.cur.Load()
 	return t, t.snap == snap && t.incarnationsVersion == incarnationsVersion
 }
 
-// keep stores t, carrying over the counters of the entry it replaces.
-func (w *writableTopics) keep(t *writableTopic, old *writableTopic) {
-	if old != nil {
-		t.counters.Store(old.counters.Load())
+// keep stores t as its topic's entry, replacing any.
+func (w *writableTopics) keep(t *writableTopic) {
+	if s := w.slot(t.info.Name); s != nil {
+		t.slot = s
+		s.cur.Store(t)
+		return
 	}
-	w.m.Store(t.info.Name, t)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.loadRead()
+	s, ok := r.m[t.info.Name]
+	if !ok {
+		s, ok = w.dirty[t.info.Name]
+	}
+	if !ok {
+		if w.dirty == nil {
+			w.dirty = maps.Clone(r.m)
+			if w.dirty == nil {
+				w.dirty = make(map[string]*topicSlot)
+			}
+			w.read.Store(&readTopics{m: r.m, amended: true})
+		}
+		s = &topicSlot{}
+		w.dirty[t.info.Name] = s
+	}
+	t.slot = s
+	s.cur.Store(t)
 }
 
 // forgetDeleted drops the entries of topics s no longer has.
 func (w *writableTopics) forgetDeleted(s *meta.Snapshot) {
-	w.m.Range(func(k, _ any) bool {
-		if _, ok := s.Topics[k.(string)]; !ok {
-			w.m.Delete(k)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.promoteLocked()
+	r := w.loadRead()
+	var keep map[string]*topicSlot
+	for topic := range r.m {
+		if _, ok := s.Topics[topic]; !ok {
+			keep = make(map[string]*topicSlot, len(r.m))
+			break
 		}
-		return true
-	})
+	}
+	if keep == nil {
+		return
+	}
+	for topic, slot := range r.m {
+		if _, ok := s.Topics[topic]; ok {
+			keep[topic] = slot
+		}
+	}
+	w.read.Store(&readTopics{m: keep})
 }
 
 // writableTopic finds (or auto-creates) topic and checks that this broker may append to it:
@@ -140,6 +237,6 @@ func (b *Broker) writableTopic(ctx context.Context, topic string, autoCreate boo
 	// recorded its incarnation, both have moved on and the next send checks once more.
 	wt := &writableTopic{snap: snap, incarnationsVersion: version, info: t, writeQueueNums: int32(share.WriteQueueNums),
 		queues: make([]store.QueueRef, share.WriteQueueNums)}
-	b.sendTopics.keep(wt, cached)
+	b.sendTopics.keep(wt)
 	return wt, nil
 }

@@ -277,3 +277,25 @@ func (s *streamSegment) Records(ctx context.Context, fn func([]byte) error) erro
 	}
 	return nil
 }
+
+// BenchmarkSegmentEncode measures regrouping a segment's records by queue (SegmentEncoder:
+// Add and Finish, no upload), for a segment spread over few queues and over many (10,000
+// topics of 4 queues, as `strata bench --topics 10000` writes them).
+//
+//	go test -run=NONE -bench=BenchmarkSegmentEncode -benchmem ./tier/
+func BenchmarkSegmentEncode(b *testing.B) {
+	for _, queues := range []int{4, 40000} {
+		b.Run(fmt.Sprintf("queues=%d", queues), func(b *testing.B) {
+			g := newLogGen()
+			seg := g.segment(b, 1<<18, queueKeys(queues/4, 4), 1024)
+			b.SetBytes(seg.end - seg.base)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := EncodeSegmentFrom(context.Background(), "bench", 1, seg, 0, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

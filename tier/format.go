@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/golang/snappy"
@@ -108,7 +109,9 @@ type EncodedSegment struct {
 }
 
 // SegmentEncoder regroups a sealed segment's records by queue. Feed records in commit-log
-// order with Add, then call Finish. Memory use is about the compressed size of the segment.
+// order with Add, then call Finish. Memory use is the compressed size of the segment plus
+// each queue's open block: up to blockBytes a queue, so up to the raw segment when it is
+// spread over many queues too small to fill a block.
 type SegmentEncoder struct {
 	prefix         string
 	epoch          int64
@@ -116,6 +119,10 @@ type SegmentEncoder struct {
 	blockBytes     int
 	ownObjectBytes int64
 	queues         map[queueKey]*runBuilder
+	// scratch is what blocks are compressed into before they are copied, at their exact
+	// size, behind the queue's earlier blocks: compressing in place would need room for
+	// snappy's worst case in every queue's buffer.
+	scratch []byte
 }
 
 type queueKey struct {
@@ -179,34 +186,59 @@ func (e *SegmentEncoder) Add(rec []byte) error {
 	}
 	b.cur.Count++
 	b.cur.MaxTime = max(b.cur.MaxTime, h.StoreTimestamp)
+	b.raw = growRaw(b.raw, len(rec), e.blockBytes)
 	b.raw = append(b.raw, rec...)
 	if len(b.raw) >= e.blockBytes {
-		b.cut()
+		b.data, e.scratch = b.cutTo(b.data, 0, e.scratch)
 	}
 	return nil
 }
 
-func (b *runBuilder) cut() {
-	if len(b.raw) == 0 {
-		return
+// growRaw makes room for n more bytes in an open block, doubling it (append grows a slice
+// of this size by a quarter at a time, copying a queue's block a dozen times on its way to
+// tens of KiB), though not past limit unless the record needs it.
+func growRaw(raw []byte, n, limit int) []byte {
+	if cap(raw)-len(raw) >= n {
+		return raw
 	}
-	start := len(b.data)
-	b.data = appendBlockFrame(b.data, b.raw)
-	b.cur.Offset = int64(start)
-	b.cur.Size = int64(len(b.data) - start)
+	c := max(2*cap(raw), 4096)
+	if c > limit {
+		c = limit
+	}
+	return slices.Grow(raw, max(c, len(raw)+n)-len(raw))
+}
+
+// cutTo closes the open block: appends its frame to dst, where the queue's run starts at
+// runStart, and returns dst and scratch (grown if it had to be).
+func (b *runBuilder) cutTo(dst []byte, runStart int, scratch []byte) ([]byte, []byte) {
+	if len(b.raw) == 0 {
+		return dst, scratch
+	}
+	start := len(dst)
+	dst, scratch = appendBlockFrameVia(dst, b.raw, scratch)
+	b.cur.Offset = int64(start - runStart)
+	b.cur.Size = int64(len(dst) - start)
 	b.cur.RawSize = int64(len(b.raw))
 	b.run.Blocks = append(b.run.Blocks, b.cur)
 	b.raw = b.raw[:0]
+	return dst, scratch
 }
 
 // appendBlockFrame appends snappy(raw) followed by the CRC32C of the compressed bytes.
 func appendBlockFrame(dst, raw []byte) []byte {
-	n := snappy.MaxEncodedLen(len(raw))
-	start := len(dst)
-	dst = append(dst, make([]byte, n)...)
-	enc := snappy.Encode(dst[start:], raw)
-	dst = dst[:start+len(enc)]
-	return binary.BigEndian.AppendUint32(dst, crc32c(enc))
+	dst, _ = appendBlockFrameVia(dst, raw, nil)
+	return dst
+}
+
+// appendBlockFrameVia is appendBlockFrame compressing into scratch, which it returns,
+// grown to snappy's worst case for raw if it was smaller.
+func appendBlockFrameVia(dst, raw, scratch []byte) ([]byte, []byte) {
+	if n := snappy.MaxEncodedLen(len(raw)); len(scratch) < n {
+		scratch = make([]byte, n)
+	}
+	enc := snappy.Encode(scratch, raw)
+	dst = append(dst, enc...)
+	return binary.BigEndian.AppendUint32(dst, crc32c(enc)), scratch
 }
 
 // DecodeBlock checks a block frame's CRC32C and returns its uncompressed records.
@@ -232,7 +264,7 @@ func DecodeBlock(frame []byte, rawSize int64) ([]byte, error) {
 
 // Finish closes every block and lays out the objects: each queue's run contiguous, queues in
 // (topic, queue id) order, then the index section, the keys section and the footer. The same
-// records and epoch always give the same bytes.
+// records and epoch always give the same bytes. The encoder is spent after Finish.
 func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 	keys := make([]queueKey, 0, len(e.queues))
 	for k := range e.queues {
@@ -249,22 +281,27 @@ func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 	var allKeys []QueueKeys
 	for i, k := range keys {
 		b := e.queues[k]
-		b.cut()
-		run := b.run
-		run.Blocks = append([]BlockRef(nil), run.Blocks...)
-		if run.RawBytes >= e.ownObjectBytes {
+		if b.run.RawBytes >= e.ownObjectBytes {
+			b.data, e.scratch = b.cutTo(b.data, 0, e.scratch)
+			run := b.run
 			name := CompanionObjectName(e.prefix, e.base, e.epoch, i)
 			one := SegmentIndex{Base: e.base, End: e.end, Queues: []QueueRun{run}}
 			obj, _ := layoutObject(b.data, one, []QueueKeys{b.keys})
 			out.Companions = append(out.Companions, EncodedObject{Name: name, Data: obj})
 			run.Object = name
+			out.Index.Queues = append(out.Index.Queues, run)
 		} else {
-			for j := range run.Blocks {
-				run.Blocks[j].Offset += int64(len(data))
-			}
+			// The run's closed blocks, then its open block compressed straight behind them.
+			runStart := len(data)
 			data = append(data, b.data...)
+			data, e.scratch = b.cutTo(data, runStart, e.scratch)
+			run := b.run
+			for j := range run.Blocks {
+				run.Blocks[j].Offset += int64(runStart)
+			}
+			out.Index.Queues = append(out.Index.Queues, run)
 		}
-		out.Index.Queues = append(out.Index.Queues, run)
+		b.data, b.raw = nil, nil
 		allKeys = append(allKeys, b.keys)
 	}
 	obj, f := layoutObject(data, out.Index, allKeys)
