@@ -163,6 +163,52 @@ func TestDecodeAll(t *testing.T) {
 	}
 }
 
+// DecodeAll decodes each record as Decode does, whatever topics they carry, and keeps the
+// records before a bad one.
+func TestDecodeAllMatchesDecode(t *testing.T) {
+	var buf []byte
+	var want []*Message
+	for i, topic := range []string{"orders", "orders", "payments", "orders", "orders"} {
+		m := sampleMessage()
+		m.Topic, m.QueueOffset = topic, int64(i)
+		if i == 3 {
+			m.Properties = nil
+		}
+		start := len(buf)
+		buf, _ = m.AppendEncoded(buf)
+		d, _, err := Decode(buf[start:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, d)
+	}
+	got, err := DecodeAll(buf)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("DecodeAll = %+v, %v; want %+v", got, err, want)
+	}
+	got, err = DecodeAll(buf[:len(buf)-1])
+	if err == nil || !reflect.DeepEqual(got, want[:4]) {
+		t.Fatalf("truncated: %d messages, %v; want the first 4 and an error", len(got), err)
+	}
+}
+
+// BenchmarkDecodeAll decodes a pull body of 256 records of 1000-byte bodies, as a consumer does.
+func BenchmarkDecodeAll(b *testing.B) {
+	var buf []byte
+	for i := range 256 {
+		m := sampleMessage()
+		m.QueueOffset, m.Body = int64(i), make([]byte, 1000)
+		buf, _ = m.AppendEncoded(buf)
+	}
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeAll(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func TestProperties(t *testing.T) {
 	props := map[string]string{"a": "1", "KEYS": "x y", "empty": ""}
 	s := EncodeProperties(props)

@@ -399,33 +399,69 @@ func Decode(rec []byte) (*Message, int, error) {
 }
 
 // DecodeAll decodes records placed back to back, as in a pull response body.
+// The messages share one allocation, and messages of one topic share its string: a pull of
+// 256 records is three allocations plus the properties, not one per message and field.
 func DecodeAll(buf []byte) ([]*Message, error) {
-	var out []*Message
+	n := countRecords(buf)
+	slab := make([]Message, n)
+	out := make([]*Message, 0, n)
+	var topic string
 	for off := 0; off < len(buf); {
-		m, n, err := Decode(buf[off:])
+		var m *Message
+		if len(out) < len(slab) {
+			m = &slab[len(out)]
+		} else {
+			m = &Message{}
+		}
+		_, k, err := decodeInto(m, buf[off:], true, topic)
 		if err != nil {
 			return out, fmt.Errorf("record at byte %d: %w", off, err)
 		}
+		topic = m.Topic
 		out = append(out, m)
-		off += n
+		off += k
 	}
 	return out, nil
 }
 
+// countRecords counts the records of buf by their total-size fields, up to the first that
+// does not fit; decoding checks them properly.
+func countRecords(buf []byte) int {
+	n := 0
+	for off := 0; len(buf)-off >= 4; n++ {
+		total := int(int32(binary.BigEndian.Uint32(buf[off:])))
+		if total < MinRecordBytes || total > len(buf)-off {
+			return n + 1
+		}
+		off += total
+	}
+	return n
+}
+
 func decode(rec []byte, withProps bool) (*Message, string, int, error) {
+	m := &Message{}
+	props, n, err := decodeInto(m, rec, withProps, "")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	return m, props, n, nil
+}
+
+// decodeInto decodes the record at the start of rec into m. topicHint is a topic the caller
+// already holds as a string (the previous record's); an equal topic reuses it.
+func decodeInto(m *Message, rec []byte, withProps bool, topicHint string) (string, int, error) {
 	if len(rec) < 8 {
-		return nil, "", 0, fmt.Errorf("%w: %d bytes, shorter than a record header", ErrMalformed, len(rec))
+		return "", 0, fmt.Errorf("%w: %d bytes, shorter than a record header", ErrMalformed, len(rec))
 	}
 	total := int(int32(binary.BigEndian.Uint32(rec)))
 	if total < MinRecordBytes || total > len(rec) {
-		return nil, "", 0, fmt.Errorf("%w: total size %d outside %d..%d", ErrMalformed, total, MinRecordBytes, len(rec))
+		return "", 0, fmt.Errorf("%w: total size %d outside %d..%d", ErrMalformed, total, MinRecordBytes, len(rec))
 	}
 	magic := int32(binary.BigEndian.Uint32(rec[posMagic:]))
 	if magic != MagicCodeV1 && magic != MagicCodeV2 {
-		return nil, "", 0, fmt.Errorf("%w: magic code %#x", ErrMalformed, uint32(magic))
+		return "", 0, fmt.Errorf("%w: magic code %#x", ErrMalformed, uint32(magic))
 	}
 	r := recordReader{b: rec[:total], pos: posBodyCRC}
-	m := &Message{}
 	r.u32("body crc")
 	m.QueueID = int32(r.u32("queue id"))
 	m.Flag = int32(r.u32("flag"))
@@ -448,25 +484,29 @@ func decode(rec []byte, withProps bool) (*Message, string, int, error) {
 	} else if v := r.take(1, "topic length"); v != nil {
 		topicLen = int(v[0])
 	}
-	m.Topic = string(r.take(topicLen, "topic"))
+	if t := r.take(topicLen, "topic"); string(t) == topicHint {
+		m.Topic = topicHint
+	} else {
+		m.Topic = string(t)
+	}
 	var propLen int
 	if v := r.take(2, "properties length"); v != nil {
 		propLen = int(int16(binary.BigEndian.Uint16(v)))
 	}
 	props := string(r.take(propLen, "properties"))
 	if r.err != nil {
-		return nil, "", 0, r.err
+		return "", 0, r.err
 	}
 	if r.pos != total {
-		return nil, "", 0, fmt.Errorf("%w: fields end at byte %d but total size is %d", ErrMalformed, r.pos, total)
+		return "", 0, fmt.Errorf("%w: fields end at byte %d but total size is %d", ErrMalformed, r.pos, total)
 	}
 	if m.Topic == "" {
-		return nil, "", 0, fmt.Errorf("%w: empty topic", ErrMalformed)
+		return "", 0, fmt.Errorf("%w: empty topic", ErrMalformed)
 	}
 	if withProps {
 		m.Properties = DecodeProperties(props)
 	}
-	return m, props, total, nil
+	return props, total, nil
 }
 
 // PatchAppendFields writes the fields a store assigns at append time into an encoded record,
