@@ -224,14 +224,9 @@ func (b *runBuilder) cutTo(dst []byte, runStart int, scratch []byte) ([]byte, []
 	return dst, scratch
 }
 
-// appendBlockFrame appends snappy(raw) followed by the CRC32C of the compressed bytes.
-func appendBlockFrame(dst, raw []byte) []byte {
-	dst, _ = appendBlockFrameVia(dst, raw, nil)
-	return dst
-}
-
-// appendBlockFrameVia is appendBlockFrame compressing into scratch, which it returns,
-// grown to snappy's worst case for raw if it was smaller.
+// appendBlockFrameVia appends snappy(raw) followed by the CRC32C of the compressed bytes,
+// compressing into scratch, which it returns, grown to snappy's worst case for raw if it was
+// smaller.
 func appendBlockFrameVia(dst, raw, scratch []byte) ([]byte, []byte) {
 	if n := snappy.MaxEncodedLen(len(raw)); len(scratch) < n {
 		scratch = make([]byte, n)
@@ -594,9 +589,13 @@ func splitRecordsFrom(raw []byte, from int64, parse bool, fn func(rec []byte, e 
 			off += size
 			continue
 		}
-		e, ok := message.PeekRecordEntry(raw[off:])
+		var e message.RecordEntry
 		var h *message.RecordHeader
-		if parse || !ok {
+		ok := false
+		if !parse {
+			e, ok = message.PeekRecordEntry(raw[off:])
+		}
+		if !ok {
 			ph, err := message.ParseRecordHeader(raw[off:])
 			if err != nil {
 				return fmt.Errorf("%w: record at block byte %d: %v", ErrCorrupt, off, err)

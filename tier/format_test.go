@@ -93,7 +93,7 @@ func TestFormatRoundTrip(t *testing.T) {
 
 func TestDecodeBlockDetectsCorruption(t *testing.T) {
 	raw := bytes.Repeat([]byte("records "), 1000)
-	frame := appendBlockFrame(nil, raw)
+	frame, _ := appendBlockFrameVia(nil, raw, nil)
 	if got, err := DecodeBlock(frame, int64(len(raw))); err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("clean block: %v", err)
 	}

@@ -351,9 +351,9 @@ func (c *Conn) writeQueued(buf []byte, refs []writeRef) error {
 
 // enqueue appends cmd's frame to the write queue (queueFrame) and, unless another goroutine
 // is already flushing, writes the queue. If cmd does not encode, the command onEncodeError
-// (when not nil) makes of the error is queued instead. Frames are encoded straight into the queue, so a response costs no buffer
-// of its own, and are written in the order they were queued. A failed write leaves the
-// stream unusable and closes the connection.
+// (when not nil) makes of the error is queued instead. Frames are encoded straight into the
+// queue, so a response costs no buffer of its own, and are written in the order they were
+// queued. A failed write leaves the stream unusable and closes the connection.
 func (c *Conn) enqueue(ctx context.Context, cmd *Command, onEncodeError func(error) *Command) error {
 	select {
 	case <-c.closed:
@@ -712,11 +712,9 @@ func (c *Conn) serveAsync(in inbound) (taken bool) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			if c.cfg.logger != nil {
-				c.cfg.logger.Error("remoting: handler panic", "conn", c.id, "code", in.req.Code, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			}
+			resp := c.handlerPanicked(in.req, p)
 			if !replied.Load() {
-				reply(NewResponse(in.req, RespSystemError, fmt.Sprintf("internal error serving request code %d: %v", in.req.Code, p)))
+				reply(resp)
 			}
 			taken = true
 		}
@@ -727,14 +725,20 @@ func (c *Conn) serveAsync(in inbound) (taken bool) {
 func (c *Conn) callHandler(req *Command) (resp *Command) {
 	defer func() {
 		if p := recover(); p != nil {
-			if c.cfg.logger != nil {
-				c.cfg.logger.Error("remoting: handler panic", "conn", c.id, "code", req.Code, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			}
-			resp = NewResponse(req, RespSystemError, fmt.Sprintf("internal error serving request code %d: %v", req.Code, p))
+			resp = c.handlerPanicked(req, p)
 		}
 	}()
 	if c.cfg.handler == nil {
 		return NewNotSupportedResponse(req)
 	}
 	return c.cfg.handler.ServeRemoting(c.ctx, c, req)
+}
+
+// handlerPanicked logs a handler's panic p while serving req and returns the SYSTEM_ERROR
+// that answers it.
+func (c *Conn) handlerPanicked(req *Command, p any) *Command {
+	if c.cfg.logger != nil {
+		c.cfg.logger.Error("remoting: handler panic", "conn", c.id, "code", req.Code, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	}
+	return NewResponse(req, RespSystemError, fmt.Sprintf("internal error serving request code %d: %v", req.Code, p))
 }

@@ -104,10 +104,10 @@ func (s *Store) AppendVia(ctx context.Context, ref *QueueRef, recs ...[]byte) ([
 // never calls done; otherwise it returns nil once the records are queued for the writer and
 // later calls done exactly once with what AppendVia would have returned. done runs on a
 // goroutine of the store and holds up the answers of later appends while it runs, so it must
-// not block. The store keeps no reference to recs once it calls done, so the caller may reuse
-// them from then on. A sender with many appends in flight (a connection's pipelined sends) saves a
-// goroutine parked on each. Queueing waits while the writer is behind, which pushes back on
-// the caller.
+// not block. The store keeps no reference to recs once it calls done, so the caller may
+// reuse them from then on. A sender with many appends in flight (a connection's pipelined
+// sends) saves a goroutine parked on each. Queueing waits while the writer is behind, which
+// pushes back on the caller.
 func (s *Store) AppendAsync(ref *QueueRef, recs [][]byte, done func([]AppendResult, error)) error {
 	if len(recs) == 0 {
 		done(nil, nil)
