@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 
@@ -131,11 +132,12 @@ type queueKey struct {
 }
 
 type runBuilder struct {
-	run  QueueRun
-	keys QueueKeys
-	data []byte // compressed block frames, offsets relative to the run start
-	raw  []byte // the open block
-	cur  BlockRef
+	run    QueueRun
+	keys   QueueKeys
+	frames [][]byte // closed block frames, each at its exact size
+	size   int      // their total bytes: block offsets are relative to the run start
+	raw    []byte   // the open block
+	cur    BlockRef
 }
 
 // NewSegmentEncoder starts encoding the segment [base, end) whose objects are named under
@@ -189,7 +191,7 @@ func (e *SegmentEncoder) Add(rec []byte) error {
 	b.raw = growRaw(b.raw, len(rec), e.blockBytes)
 	b.raw = append(b.raw, rec...)
 	if len(b.raw) >= e.blockBytes {
-		b.data, e.scratch = b.cutTo(b.data, 0, e.scratch)
+		e.scratch = b.cut(e.scratch)
 	}
 	return nil
 }
@@ -208,32 +210,29 @@ func growRaw(raw []byte, n, limit int) []byte {
 	return slices.Grow(raw, max(c, len(raw)+n)-len(raw))
 }
 
-// cutTo closes the open block: appends its frame to dst, where the queue's run starts at
-// runStart, and returns dst and scratch (grown if it had to be).
-func (b *runBuilder) cutTo(dst []byte, runStart int, scratch []byte) ([]byte, []byte) {
+// cut closes the open block into a frame of its own and returns scratch, grown to snappy's
+// worst case for the block if it was smaller. Frames are copied into their object once, in
+// Finish, at its final size: appending them to a growing run copied a large queue's data
+// several times over, a tenth of the offload's CPU.
+func (b *runBuilder) cut(scratch []byte) []byte {
 	if len(b.raw) == 0 {
-		return dst, scratch
+		return scratch
 	}
-	start := len(dst)
-	dst, scratch = appendBlockFrameVia(dst, b.raw, scratch)
-	b.cur.Offset = int64(start - runStart)
-	b.cur.Size = int64(len(dst) - start)
-	b.cur.RawSize = int64(len(b.raw))
-	b.run.Blocks = append(b.run.Blocks, b.cur)
-	b.raw = b.raw[:0]
-	return dst, scratch
-}
-
-// appendBlockFrameVia appends snappy(raw) followed by the CRC32C of the compressed bytes,
-// compressing into scratch, which it returns, grown to snappy's worst case for raw if it was
-// smaller.
-func appendBlockFrameVia(dst, raw, scratch []byte) ([]byte, []byte) {
-	if n := snappy.MaxEncodedLen(len(raw)); len(scratch) < n {
+	if n := snappy.MaxEncodedLen(len(b.raw)); len(scratch) < n {
 		scratch = make([]byte, n)
 	}
-	enc := snappy.Encode(scratch, raw)
-	dst = append(dst, enc...)
-	return binary.BigEndian.AppendUint32(dst, crc32c(enc)), scratch
+	enc := snappy.Encode(scratch, b.raw)
+	frame := make([]byte, len(enc)+4)
+	copy(frame, enc)
+	binary.BigEndian.PutUint32(frame[len(enc):], crc32c(enc))
+	b.cur.Offset = int64(b.size)
+	b.cur.Size = int64(len(frame))
+	b.cur.RawSize = int64(len(b.raw))
+	b.run.Blocks = append(b.run.Blocks, b.cur)
+	b.frames = append(b.frames, frame)
+	b.size += len(frame)
+	b.raw = b.raw[:0]
+	return scratch
 }
 
 // DecodeBlock checks a block frame's CRC32C and returns its uncompressed records.
@@ -272,45 +271,68 @@ func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 		return keys[i].queue < keys[j].queue
 	})
 	out := &EncodedSegment{Index: SegmentIndex{Base: e.base, End: e.end}}
-	var data []byte
-	var allKeys []QueueKeys
+	var mainRuns []*runBuilder
+	mainSize := 0
+	allKeys := make([]QueueKeys, 0, len(keys))
 	for i, k := range keys {
 		b := e.queues[k]
+		e.scratch = b.cut(e.scratch)
+		b.raw = nil
+		run := b.run
 		if b.run.RawBytes >= e.ownObjectBytes {
-			b.data, e.scratch = b.cutTo(b.data, 0, e.scratch)
-			run := b.run
 			name := CompanionObjectName(e.prefix, e.base, e.epoch, i)
 			one := SegmentIndex{Base: e.base, End: e.end, Queues: []QueueRun{run}}
-			obj, _ := layoutObject(b.data, one, []QueueKeys{b.keys})
+			obj, _ := layoutRuns([]*runBuilder{b}, one, []QueueKeys{b.keys})
 			out.Companions = append(out.Companions, EncodedObject{Name: name, Data: obj})
 			run.Object = name
-			out.Index.Queues = append(out.Index.Queues, run)
 		} else {
-			// The run's closed blocks, then its open block compressed straight behind them.
-			runStart := len(data)
-			data = append(data, b.data...)
-			data, e.scratch = b.cutTo(data, runStart, e.scratch)
-			run := b.run
+			// The main object holds the small runs back to back.
 			for j := range run.Blocks {
-				run.Blocks[j].Offset += int64(runStart)
+				run.Blocks[j].Offset += int64(mainSize)
 			}
-			out.Index.Queues = append(out.Index.Queues, run)
+			mainSize += b.size
+			mainRuns = append(mainRuns, b)
 		}
-		b.data, b.raw = nil, nil
+		out.Index.Queues = append(out.Index.Queues, run)
 		allKeys = append(allKeys, b.keys)
 	}
-	obj, f := layoutObject(data, out.Index, allKeys)
+	obj, f := layoutRuns(mainRuns, out.Index, allKeys)
 	out.Main = EncodedObject{Name: SegmentObjectName(e.prefix, e.base, e.epoch), Data: obj}
 	out.Footer = f
 	return out, nil
 }
 
+// layoutRuns writes an object of exactly its size: the runs' block frames in order, then
+// the index section, the keys section and the footer. Each frame is dropped once copied.
+func layoutRuns(runs []*runBuilder, idx SegmentIndex, keys []QueueKeys) ([]byte, Footer) {
+	index := appendIndex(nil, &idx)
+	size := len(index) + keysSize(keys) + FooterBytes
+	for _, b := range runs {
+		size += b.size
+	}
+	data := make([]byte, 0, size)
+	for _, b := range runs {
+		for i, fr := range b.frames {
+			data = append(data, fr...)
+			b.frames[i] = nil
+		}
+	}
+	return appendTail(data, index, keys)
+}
+
+// layoutObject appends the index section, the keys section and the footer behind data, the
+// object's block frames.
 func layoutObject(data []byte, idx SegmentIndex, keys []QueueKeys) ([]byte, Footer) {
+	return appendTail(data, appendIndex(nil, &idx), keys)
+}
+
+func appendTail(data, index []byte, keys []QueueKeys) ([]byte, Footer) {
+	data = slices.Grow(data, len(index)+keysSize(keys)+FooterBytes)
 	var f Footer
 	f.IndexOffset = int64(len(data))
-	data = appendIndex(data, &idx)
-	f.IndexLength = int64(len(data)) - f.IndexOffset
-	f.IndexCRC = crc32c(data[f.IndexOffset:])
+	data = append(data, index...)
+	f.IndexLength = int64(len(index))
+	f.IndexCRC = crc32c(index)
 	f.KeysOffset = int64(len(data))
 	data = appendKeys(data, keys)
 	f.KeysLength = int64(len(data)) - f.KeysOffset
@@ -388,6 +410,32 @@ func appendIndex(dst []byte, idx *SegmentIndex) []byte {
 		}
 	}
 	return dst
+}
+
+// keysSize is the length appendKeys gives keys.
+func keysSize(keys []QueueKeys) int {
+	n := uvarintLen(uint64(len(keys)))
+	for _, qk := range keys {
+		for _, list := range [][]KeyEntry{qk.Keys, qk.UniqKeys} {
+			n += uvarintLen(uint64(len(list)))
+			for _, k := range list {
+				n += uvarintLen(uint64(len(k.Key))) + len(k.Key) + varintLen(k.QueueOffset)
+			}
+		}
+	}
+	return n
+}
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of x.
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+// varintLen is the length of binary.AppendVarint's encoding of x.
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
 }
 
 func appendKeys(dst []byte, keys []QueueKeys) []byte {

@@ -89,11 +89,19 @@ func TestFormatRoundTrip(t *testing.T) {
 	if ownObjects != 1 || len(enc.Companions) != 1 {
 		t.Fatalf("%d runs point at own objects, %d companions written", ownObjects, len(enc.Companions))
 	}
+	// Objects are written at their final size, with no spare capacity held until the upload.
+	for _, o := range append([]EncodedObject{enc.Main}, enc.Companions...) {
+		if cap(o.Data) != len(o.Data) {
+			t.Fatalf("%s: %d bytes in a buffer of %d", o.Name, len(o.Data), cap(o.Data))
+		}
+	}
 }
 
 func TestDecodeBlockDetectsCorruption(t *testing.T) {
 	raw := bytes.Repeat([]byte("records "), 1000)
-	frame, _ := appendBlockFrameVia(nil, raw, nil)
+	b := &runBuilder{raw: raw}
+	b.cut(nil)
+	frame := b.frames[0]
 	if got, err := DecodeBlock(frame, int64(len(raw))); err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("clean block: %v", err)
 	}

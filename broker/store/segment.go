@@ -108,23 +108,14 @@ func listSegments(dir string) ([]int64, error) {
 
 // checkFrame validates the frame at the start of b, which is stored at commit-log position
 // pos: size bounds, CRC32C trailer, record layout, and that the record names pos as its
-// commit-log offset. It returns the record length (without trailer).
+// commit-log offset. It returns the record's parsed header.
 func checkFrame(b []byte, pos int64, maxRecord int) (message.RecordHeader, error) {
 	var h message.RecordHeader
-	if len(b) < 4 {
-		return h, fmt.Errorf("%w: torn frame at %d", ErrCorrupt, pos)
+	n, err := checkFrameCRC(b, pos, maxRecord)
+	if err != nil {
+		return h, err
 	}
-	n := int(int32(binary.BigEndian.Uint32(b)))
-	if n < message.MinRecordBytes || n > maxRecord {
-		return h, fmt.Errorf("%w: record size %d at %d", ErrCorrupt, n, pos)
-	}
-	if len(b) < n+frameTrailerBytes {
-		return h, fmt.Errorf("%w: torn frame at %d", ErrCorrupt, pos)
-	}
-	if crc32c(b[:n]) != binary.BigEndian.Uint32(b[n:]) {
-		return h, fmt.Errorf("%w: checksum mismatch at %d", ErrCorrupt, pos)
-	}
-	h, err := message.ParseRecordHeader(b[:n])
+	h, err = message.ParseRecordHeader(b[:n])
 	if err != nil {
 		return h, fmt.Errorf("%w: record at %d: %v", ErrCorrupt, pos, err)
 	}
@@ -132,6 +123,43 @@ func checkFrame(b []byte, pos int64, maxRecord int) (message.RecordHeader, error
 		return h, fmt.Errorf("%w: record at %d names position %d", ErrCorrupt, pos, h.CommitLogOffset)
 	}
 	return h, nil
+}
+
+// verifyFrame is checkFrame for callers that do not need the header: it validates the same
+// and returns the record's length, without decoding properties or allocating.
+func verifyFrame(b []byte, pos int64, maxRecord int) (int, error) {
+	n, err := checkFrameCRC(b, pos, maxRecord)
+	if err != nil {
+		return 0, err
+	}
+	e, ok := message.PeekRecordEntry(b[:n])
+	if !ok { // V2 records and every error: the full parse says what is wrong
+		_, err := checkFrame(b, pos, maxRecord)
+		return n, err
+	}
+	if int(e.TotalSize) != n || e.CommitLogOffset != pos {
+		return 0, fmt.Errorf("%w: record at %d names position %d", ErrCorrupt, pos, e.CommitLogOffset)
+	}
+	return n, nil
+}
+
+// checkFrameCRC checks the frame's size bounds and CRC32C trailer and returns the record's
+// length.
+func checkFrameCRC(b []byte, pos int64, maxRecord int) (int, error) {
+	if len(b) < 4 {
+		return 0, fmt.Errorf("%w: torn frame at %d", ErrCorrupt, pos)
+	}
+	n := int(int32(binary.BigEndian.Uint32(b)))
+	if n < message.MinRecordBytes || n > maxRecord {
+		return 0, fmt.Errorf("%w: record size %d at %d", ErrCorrupt, n, pos)
+	}
+	if len(b) < n+frameTrailerBytes {
+		return 0, fmt.Errorf("%w: torn frame at %d", ErrCorrupt, pos)
+	}
+	if crc32c(b[:n]) != binary.BigEndian.Uint32(b[n:]) {
+		return 0, fmt.Errorf("%w: checksum mismatch at %d", ErrCorrupt, pos)
+	}
+	return n, nil
 }
 
 // SegmentIterator reads a segment's records in order. It is not safe for concurrent use.
@@ -154,26 +182,34 @@ func (it *SegmentIterator) Next() (int64, []byte, error) {
 		it.err = io.EOF
 		return 0, nil, io.EOF
 	}
-	var sz [4]byte
-	if _, err := io.ReadFull(it.r, sz[:]); err != nil {
+	sz, err := it.r.Peek(4)
+	if err != nil {
 		it.err = fmt.Errorf("read record at %d: %w", it.pos, err)
 		return 0, nil, it.err
 	}
-	n := int(int32(binary.BigEndian.Uint32(sz[:])))
+	n := int(int32(binary.BigEndian.Uint32(sz)))
 	if n < message.MinRecordBytes || n > it.maxRecord || it.pos+int64(n)+frameTrailerBytes > it.end {
 		it.err = fmt.Errorf("%w: record size %d at %d", ErrCorrupt, n, it.pos)
 		return 0, nil, it.err
 	}
-	if cap(it.buf) < n+frameTrailerBytes {
-		it.buf = make([]byte, n+frameTrailerBytes)
+	var b []byte
+	if size := n + frameTrailerBytes; size <= it.r.Size() {
+		// In the reader's buffer, not copied: the bytes stay valid until the next read.
+		if b, err = it.r.Peek(size); err == nil {
+			_, err = it.r.Discard(size)
+		}
+	} else {
+		if cap(it.buf) < size {
+			it.buf = make([]byte, size)
+		}
+		b = it.buf[:size]
+		_, err = io.ReadFull(it.r, b)
 	}
-	b := it.buf[:n+frameTrailerBytes]
-	copy(b, sz[:])
-	if _, err := io.ReadFull(it.r, b[4:]); err != nil {
+	if err != nil {
 		it.err = fmt.Errorf("read record at %d: %w", it.pos, err)
 		return 0, nil, it.err
 	}
-	if _, err := checkFrame(b, it.pos, it.maxRecord); err != nil {
+	if _, err := verifyFrame(b, it.pos, it.maxRecord); err != nil {
 		it.err = err
 		return 0, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -300,6 +301,46 @@ func TestFsyncErrorIsSticky(t *testing.T) {
 	}
 	if got := readAll(t, s, "t", 0); len(got) != 1 {
 		t.Fatalf("%d messages visible, want the 1 acknowledged", len(got))
+	}
+}
+
+// Records larger than the iterator's read buffer come back whole, between small ones.
+func TestSegmentIteratorLargeRecords(t *testing.T) {
+	s := openStore(t, Config{SegmentBytes: 8 << 20, MaxMessageBytes: 3 << 20})
+	sealed := make(chan SealedSegment, 10)
+	s.OnSeal(func(g SealedSegment) { sealed <- g })
+	sizes := []int{10, 1<<20 + 5000, 10, 5 << 19, 10, 1<<20 - 300}
+	var want []string
+	for i, n := range sizes {
+		b := strings.Repeat(string(rune('a'+i)), n)
+		want = append(want, b)
+		mustAppend(t, s, encode(t, "big", 0, b, nil))
+	}
+	for len(sealed) == 0 {
+		want = append(want, body(len(want)))
+		mustAppend(t, s, encode(t, "big", 0, want[len(want)-1], nil))
+	}
+	it, err := s.OpenSegment((<-sealed).BaseOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for ; ; n++ {
+		_, rec, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("record %d: %v", n, err)
+		}
+		m, _, err := message.Decode(rec)
+		if err != nil || string(m.Body) != want[n] {
+			t.Fatalf("record %d: %v, body of %d bytes, want %d", n, err, len(m.Body), len(want[n]))
+		}
+	}
+	if n < len(sizes) {
+		t.Fatalf("iterated %d records, want at least the %d large and small ones", n, len(sizes))
 	}
 }
 

@@ -151,7 +151,7 @@ func (s *Store) checkCut(pos int64) (int, error) {
 	if _, err := g.f.ReadAt(fb, pos-g.base); err != nil {
 		return 0, err
 	}
-	if _, err := checkFrame(fb, pos, s.maxRecord); err != nil {
+	if _, err := verifyFrame(fb, pos, s.maxRecord); err != nil {
 		return 0, fmt.Errorf("no record starts there: %w", err)
 	}
 	return i + 1, nil
