@@ -40,21 +40,88 @@ func (s *jsonScanner) consume(c byte) bool {
 	return false
 }
 
-// knownKeys are the header and extFields names clients send with every request; reading
-// them through this table avoids allocating the same strings for every frame.
-var knownKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{"code", "language", "version", "opaque", "flag", "remark", "extFields",
-		"serializeTypeCurrentRPC", "producerGroup", "topic", "queueId", "sysFlag", "bornTimestamp",
-		"properties", "reconsumeTimes", "unitMode", "maxReconsumeTimes", "batch", "defaultTopic",
-		"defaultTopicQueueNums", "consumerGroup", "queueOffset", "maxMsgNums", "commitOffset",
-		"suspendTimeoutMillis", "subscription", "subVersion", "expressionType", "bname", "GO",
-		"JAVA", "TBW102", "TAG", "true", "false", "0", "1", "4",
-		"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"} {
-		m[k] = k
+// knownString returns, as a constant, the header and extFields names and values clients
+// send with every request, so reading them allocates nothing. A switch rather than a map:
+// most values looked up are not here (groups, topics, timestamps), and the compiler's
+// search by length turns them away without hashing them.
+func knownString(b []byte) (string, bool) {
+	switch string(b) {
+	case "code":
+		return "code", true
+	case "language":
+		return "language", true
+	case "version":
+		return "version", true
+	case "opaque":
+		return "opaque", true
+	case "flag":
+		return "flag", true
+	case "remark":
+		return "remark", true
+	case "extFields":
+		return "extFields", true
+	case "serializeTypeCurrentRPC":
+		return "serializeTypeCurrentRPC", true
+	case "producerGroup":
+		return "producerGroup", true
+	case "topic":
+		return "topic", true
+	case "queueId":
+		return "queueId", true
+	case "sysFlag":
+		return "sysFlag", true
+	case "bornTimestamp":
+		return "bornTimestamp", true
+	case "properties":
+		return "properties", true
+	case "reconsumeTimes":
+		return "reconsumeTimes", true
+	case "unitMode":
+		return "unitMode", true
+	case "maxReconsumeTimes":
+		return "maxReconsumeTimes", true
+	case "batch":
+		return "batch", true
+	case "defaultTopic":
+		return "defaultTopic", true
+	case "defaultTopicQueueNums":
+		return "defaultTopicQueueNums", true
+	case "consumerGroup":
+		return "consumerGroup", true
+	case "queueOffset":
+		return "queueOffset", true
+	case "maxMsgNums":
+		return "maxMsgNums", true
+	case "commitOffset":
+		return "commitOffset", true
+	case "suspendTimeoutMillis":
+		return "suspendTimeoutMillis", true
+	case "subscription":
+		return "subscription", true
+	case "subVersion":
+		return "subVersion", true
+	case "expressionType":
+		return "expressionType", true
+	case "bname":
+		return "bname", true
+	case "JAVA":
+		return "JAVA", true
+	case "TBW102":
+		return "TBW102", true
+	case "TAG":
+		return "TAG", true
+	case "true":
+		return "true", true
+	case "false":
+		return "false", true
+	case "GO":
+		return "GO", true
 	}
-	return m
-}()
+	return "", false
+}
+
+// maxKnownString is the length of the longest of knownString's strings.
+const maxKnownString = len("serializeTypeCurrentRPC")
 
 // oneByteStrings holds every one-byte ASCII string.
 var oneByteStrings = func() (t [utf8.RuneSelf]string) {
@@ -62,15 +129,6 @@ var oneByteStrings = func() (t [utf8.RuneSelf]string) {
 		t[i] = string(rune(i))
 	}
 	return t
-}()
-
-// maxKnownKey is the length of the longest of knownKeys.
-var maxKnownKey = func() int {
-	n := 0
-	for k := range knownKeys {
-		n = max(n, len(k))
-	}
-	return n
 }()
 
 // plainInterned is plainString for names and small values that repeat on every frame.
@@ -82,10 +140,10 @@ func (s *jsonScanner) plainInterned() (string, bool) {
 	if len(v) == 1 && v[0] < utf8.RuneSelf { // V2 headers' keys, digits: no map lookup
 		return oneByteStrings[v[0]], true
 	}
-	if len(v) > maxKnownKey { // a topic, properties, a group: no need to hash it for the table
+	if len(v) > maxKnownString { // properties, a long topic or group
 		return string(v), true
 	}
-	if k, hit := knownKeys[string(v)]; hit { // no allocation for the lookup
+	if k, hit := knownString(v); hit {
 		return k, true
 	}
 	return string(v), true
@@ -313,10 +371,10 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 		}
 		m := make(ExtFields, len(pairs))
 		for _, p := range pairs {
-			if _, dup := m[p[0]]; dup {
-				return nil, false // let encoding/json's rule apply
-			}
 			m[p[0]] = p[1]
+		}
+		if len(m) != len(pairs) {
+			return nil, false // a duplicate key: let encoding/json's rule apply
 		}
 		return m, true
 	}
