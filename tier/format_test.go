@@ -97,6 +97,44 @@ func TestFormatRoundTrip(t *testing.T) {
 	}
 }
 
+// Sizing queues from the previous segment changes no byte of the objects, and no block
+// passes the block size but by a record that alone is larger.
+func TestSegmentEncoderSizeHints(t *testing.T) {
+	g := newLogGen()
+	const blockBytes = 16 << 10
+	queues := queueKeys(30, 4)
+	var hints sizeHints
+	for i, n := range []int{400, 2000, 300} {
+		seg := g.segment(t, n, queues, 50+i*400)
+		plain, err := EncodeSegmentFrom(waitCtx(t), "c/g", 1, seg, blockBytes, 120<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hinted, err := encodeSegment(waitCtx(t), "c/g", 1, seg, blockBytes, 120<<10, &hints)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(plain.Main.Data, hinted.Main.Data) || len(plain.Companions) != len(hinted.Companions) {
+			t.Fatalf("segment %d: sized from the previous segment, the encoding differs", i)
+		}
+		for j := range plain.Companions {
+			if !bytes.Equal(plain.Companions[j].Data, hinted.Companions[j].Data) {
+				t.Fatalf("segment %d: companion %d differs", i, j)
+			}
+		}
+		if got := len(*hints.last.Load()); got != len(plain.Index.Queues) {
+			t.Fatalf("segment %d: sizes of %d queues kept, want %d", i, got, len(plain.Index.Queues))
+		}
+		for _, q := range plain.Index.Queues {
+			for _, b := range q.Blocks {
+				if b.RawSize > blockBytes && b.Count > 1 {
+					t.Fatalf("%s/%d: block of %d records holds %d bytes, over %d", q.Topic, q.QueueID, b.Count, b.RawSize, blockBytes)
+				}
+			}
+		}
+	}
+}
+
 func TestDecodeBlockDetectsCorruption(t *testing.T) {
 	raw := bytes.Repeat([]byte("records "), 1000)
 	b := &runBuilder{raw: raw}

@@ -178,7 +178,7 @@ func (t *Tier) uploadWithRetry(ctx context.Context, tm *term, s Segment) (Manife
 // upload encodes a segment and puts its objects, named for epoch, companions first so that
 // the segment object, once present, only refers to objects already durable.
 func (t *Tier) upload(ctx context.Context, epoch int64, s Segment) (ManifestSegment, error) {
-	enc, err := EncodeSegmentFrom(ctx, t.cfg.Prefix, epoch, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes)
+	enc, err := encodeSegment(ctx, t.cfg.Prefix, epoch, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes, &t.sizeHints)
 	if err != nil {
 		return ManifestSegment{}, err
 	}
@@ -200,7 +200,15 @@ func (e bucketWriteError) Unwrap() error { return e.err }
 // EncodeSegmentFrom reads a segment's records and encodes its objects, named for the writer
 // of epoch.
 func EncodeSegmentFrom(ctx context.Context, prefix string, epoch int64, s Segment, blockBytes int, ownObjectBytes int64) (*EncodedSegment, error) {
+	return encodeSegment(ctx, prefix, epoch, s, blockBytes, ownObjectBytes, nil)
+}
+
+// encodeSegment is EncodeSegmentFrom sizing the queues from sizes, when not nil.
+func encodeSegment(ctx context.Context, prefix string, epoch int64, s Segment, blockBytes int, ownObjectBytes int64, sizes *sizeHints) (*EncodedSegment, error) {
 	e := NewSegmentEncoder(prefix, epoch, s.Base(), s.End(), blockBytes, ownObjectBytes)
+	if sizes != nil {
+		e.sizeFrom(sizes)
+	}
 	if err := s.Records(ctx, e.Add); err != nil {
 		return nil, fmt.Errorf("offload segment %d: read records: %w", s.Base(), err)
 	}

@@ -200,6 +200,9 @@ type Tier struct {
 	wmMu      sync.Mutex
 	wmCh      chan struct{} // closed and replaced when the watermark moves
 
+	// sizeHints carries each queue's size from one offloaded segment to the next.
+	sizeHints sizeHints
+
 	submitMu  sync.Mutex
 	submitted []Segment
 	submitCh  chan struct{}
