@@ -21,6 +21,10 @@ func (r pageRef) index() uint32 { return uint32(r.ref) }
 type consumeQueue struct {
 	topic string
 	id    int32
+	// removed is set when DeleteTopic drops the queue (writer goroutine). It sits beside
+	// topic and id, which QueueRef checks on every append with it: one cache line, not two,
+	// when thousands of queues take turns.
+	removed atomic.Bool
 
 	mu       sync.RWMutex
 	num      uint32 // queue number in the page map; 0 until first written
@@ -33,9 +37,6 @@ type consumeQueue struct {
 
 	// max is the end offset, published after the entries are visible.
 	max atomic.Int64
-	// removed is set when DeleteTopic drops the queue (writer goroutine).
-	removed atomic.Bool
-
 	// Index mutex only.
 	createdPos  int64 // commit-log end when created: a later topic tombstone kills it
 	synced      int   // open[:synced] are durable in fragments
