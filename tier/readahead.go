@@ -46,7 +46,7 @@ var errTierClosed = errors.New("tier closed")
 type fetchCall struct {
 	key  string
 	done chan struct{}
-	raw  []byte
+	blk  *decodedBlock
 	err  error
 }
 
@@ -92,10 +92,10 @@ func (t *Tier) claimLocked(object string, blocks []BlockRef, i int, maxComp, max
 
 // publishBlock completes one fetch call: a good block goes to the cache before the call leaves
 // the flight table, so a later reader finds it in one or the other.
-func (t *Tier) publishBlock(c *fetchCall, raw []byte, err error) {
-	c.raw, c.err = raw, err
+func (t *Tier) publishBlock(c *fetchCall, blk *decodedBlock, err error) {
+	c.blk, c.err = blk, err
 	if err == nil {
-		t.blocks.add(c.key, raw, int64(len(raw)))
+		t.blocks.add(c.key, blk, blk.cost())
 	}
 	t.flightMu.Lock()
 	delete(t.flight, c.key)
@@ -126,10 +126,13 @@ func (t *Tier) fetchWindow(ctx context.Context, object string, blocks []BlockRef
 				break
 			}
 			raw, derr := DecodeBlock(frame, b.RawSize)
+			var blk *decodedBlock
 			if derr != nil {
 				derr = fmt.Errorf("block at %d of %s: %w", b.Offset, object, derr)
+			} else {
+				blk = newDecodedBlock(raw)
 			}
-			t.publishBlock(calls[k], raw, derr)
+			t.publishBlock(calls[k], blk, derr)
 		}
 	}
 	for ; k < len(calls); k++ {
@@ -156,20 +159,20 @@ func (t *Tier) goBackground(fn func()) bool {
 // fetches block i and, when wide, the window after it in one GET; a one-block fetch runs
 // in the caller, a window in a goroutine of the tier so the caller returns as soon as its
 // own block has arrived while the rest streams into the cache.
-func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i int, wide bool) ([]byte, error) {
+func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i int, wide bool) (*decodedBlock, error) {
 	key := blockKey(object, blocks[i].Offset)
-	if raw, ok := t.blocks.get(key); ok {
+	if blk, ok := t.blocks.get(key); ok {
 		t.metrics.cacheHits.Inc()
-		return raw, nil
+		return blk, nil
 	}
 	t.flightMu.Lock()
 	c, ok := t.flight[key]
 	var calls []*fetchCall
 	if !ok {
-		if raw, ok := t.blocks.get(key); ok { // published since the first look
+		if blk, ok := t.blocks.get(key); ok { // published since the first look
 			t.flightMu.Unlock()
 			t.metrics.cacheHits.Inc()
-			return raw, nil
+			return blk, nil
 		}
 		var maxComp, maxRaw int64
 		if wide {
@@ -188,7 +191,7 @@ func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i
 			}
 			t.fetchWindow(ctx, object, blocks[i:], calls)
 			t.gets.Release(1)
-			return c.raw, c.err
+			return c.blk, c.err
 		}
 		started := t.goBackground(func() {
 			if err := t.gets.Acquire(t.ctx, 1); err != nil {
@@ -208,7 +211,7 @@ func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i
 	}
 	select {
 	case <-c.done:
-		return c.raw, c.err
+		return c.blk, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

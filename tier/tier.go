@@ -205,7 +205,7 @@ type Tier struct {
 	submitCh  chan struct{}
 	highEnd   atomic.Int64
 
-	blocks   *lru[[]byte]
+	blocks   *lru[*decodedBlock]
 	indexes  *lru[any]
 	gets     *semaphore.Weighted
 	flightMu sync.Mutex
@@ -284,7 +284,7 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		metrics:  newMetrics(cfg.Registerer),
 		wmCh:     make(chan struct{}),
 		submitCh: make(chan struct{}, 1),
-		blocks:   newLRU[[]byte](cfg.CacheBytes),
+		blocks:   newLRU[*decodedBlock](cfg.CacheBytes),
 		indexes:  newLRU[any](cfg.IndexCacheBytes),
 		gets:     semaphore.NewWeighted(int64(cfg.MaxConcurrentGets)),
 		flight:   map[string]*fetchCall{},
