@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
@@ -44,6 +45,29 @@ type ReadResult struct {
 	// NextOffset is the queue offset to read next: one past the last record examined,
 	// filtered-out records included.
 	NextOffset int64
+	// held are the blocks Records are in, whose references Release drops.
+	held *heldBlocks
+}
+
+type heldBlocks struct {
+	once   sync.Once
+	blocks []*decodedBlock
+}
+
+// Release lets the tier reuse the memory of Records (and of every copy of the result)
+// for blocks it decodes later. A caller that sends the records calls it once they are
+// sent, and must not touch them afterwards; a caller that never calls it keeps the records
+// valid for as long as it holds them, at the cost of an allocation for a later block.
+// Calls after the first do nothing.
+func (r ReadResult) Release() {
+	if r.held == nil {
+		return
+	}
+	r.held.once.Do(func() {
+		for _, b := range r.held.blocks {
+			b.release()
+		}
+	})
 }
 
 // QueueRange returns the first and last queue offsets of a queue held in the tier.
@@ -144,6 +168,7 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 				bytesOut += len(rec)
 				return !full()
 			}
+			taken := len(res.Records)
 			if !parse && blk.split() {
 				// The entries the block was split into hold all that is needed: its bytes
 				// are not walked again.
@@ -152,11 +177,19 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 						break
 					}
 				}
-				continue
+			} else {
+				err = splitRecordsFrom(blk.raw, res.NextOffset, parse, func(rec []byte, e message.RecordEntry, h *message.RecordHeader) (bool, error) {
+					return visit(rec, e, h), nil
+				})
 			}
-			err = splitRecordsFrom(blk.raw, res.NextOffset, parse, func(rec []byte, e message.RecordEntry, h *message.RecordHeader) (bool, error) {
-				return visit(rec, e, h), nil
-			})
+			if len(res.Records) == taken {
+				blk.release() // no record of it was taken
+			} else {
+				if res.held == nil {
+					res.held = &heldBlocks{}
+				}
+				res.held.blocks = append(res.held.blocks, blk)
+			}
 			if err != nil {
 				return res, fmt.Errorf("read %s/%d: block %d of %s: %w", req.Topic, req.QueueID, run.Blocks[bi].Offset, obj, err)
 			}

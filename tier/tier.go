@@ -290,6 +290,7 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		flight:   map[string]*fetchCall{},
 		indexing: map[string]bool{},
 	}
+	t.blocks.onGet, t.blocks.onEvict = (*decodedBlock).acquire, (*decodedBlock).release
 	t.bucket = &countingBucket{Bucket: cfg.Bucket, m: t.metrics}
 	if err := t.load(ctx); err != nil {
 		return nil, err
@@ -405,6 +406,7 @@ func (t *Tier) Close() error {
 		t.bgMu.Unlock()
 		t.cancel()
 		t.wg.Wait()
+		t.blocks.clear() // their buffers go back to blockBufs once no reader holds them
 	})
 	return nil
 }
