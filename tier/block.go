@@ -98,11 +98,11 @@ func getBlockBuf(n int) []byte {
 
 // poisonReleased, set by tests, overwrites buffers as they are recycled, so a record read
 // after its block's release shows.
-var poisonReleased bool
+var poisonReleased atomic.Bool
 
 func putBlockBuf(b []byte) {
 	b = b[:cap(b)]
-	if poisonReleased {
+	if poisonReleased.Load() {
 		for i := range b {
 			b[i] = 0xEE
 		}

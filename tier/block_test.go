@@ -52,8 +52,8 @@ func TestDecodedBlockSplit(t *testing.T) {
 // released; then their buffers are recycled (and, here, overwritten at once), which is what
 // a release before the records were sent would have done to a pull response being written.
 func TestReadHoldsBlocksUntilRelease(t *testing.T) {
-	poisonReleased = true
-	t.Cleanup(func() { poisonReleased = false })
+	poisonReleased.Store(true)
+	t.Cleanup(func() { poisonReleased.Store(false) })
 	mem := objstore.NewMemory()
 	ptrs := NewMemoryPointers()
 	k := queueKey{"Topic0", 0}
