@@ -118,7 +118,7 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		resp.ExtFields.SetInt64("maxOffset", res.MaxOffset)
 		b.pullSuggestion(resp, h.queueID, res.ReadResult)
 		if code == remoting.RespSuccess {
-			resp.Body, resp.BodyParts = res.Records, res.parts
+			resp.Body, resp.BodyParts, resp.Written = res.Records, res.parts, res.release
 			b.metrics.messagesOut.WithLabelValues(h.topic).Add(float64(len(res.Entries)))
 			b.metrics.bytesOut.WithLabelValues(h.topic).Add(float64(res.bodyBytes()))
 		}
@@ -218,6 +218,9 @@ func (b *Broker) pullFilter(req *remoting.Command, conn *remoting.Conn, h pullHe
 type pullRead struct {
 	store.ReadResult
 	parts [][]byte
+	// release, when set, lets the tier reuse the blocks parts are in (tier.ReadResult.Release):
+	// the response that sends them calls it once written (remoting.Command.Written).
+	release func()
 }
 
 // bodyBytes is the length of the pull body.

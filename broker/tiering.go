@@ -282,6 +282,7 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 	for _, rec := range cr.Records {
 		res.parts = appendAdjacent(res.parts, rec)
 	}
+	res.release = cr.Release
 	return res, true, nil
 }
 

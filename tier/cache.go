@@ -12,6 +12,9 @@ type lru[V any] struct {
 	bytes    int64
 	ll       *list.List
 	items    map[string]*list.Element
+	// onGet and onEvict, when set, are called under the cache's lock with a value get
+	// returns and with a value that leaves the cache (evicted, or dropped by clear).
+	onGet, onEvict func(V)
 }
 
 type lruEntry[V any] struct {
@@ -29,7 +32,11 @@ func (c *lru[V]) get(key string) (V, bool) {
 	defer c.mu.Unlock()
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)
-		return e.Value.(*lruEntry[V]).val, true
+		v := e.Value.(*lruEntry[V]).val
+		if c.onGet != nil {
+			c.onGet(v)
+		}
+		return v, true
 	}
 	var zero V
 	return zero, false
@@ -43,24 +50,41 @@ func (c *lru[V]) contains(key string) bool {
 	return ok
 }
 
-// add stores val; a value larger than the whole budget is not cached.
-func (c *lru[V]) add(key string, val V, cost int64) {
+// add stores val and reports whether it did; a value larger than the whole budget is not
+// cached, nor one whose key is cached already.
+func (c *lru[V]) add(key string, val V, cost int64) bool {
 	if cost > c.maxBytes {
-		return
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)
-		return
+		return false
 	}
 	c.items[key] = c.ll.PushFront(&lruEntry[V]{key, val, cost})
 	c.bytes += cost
 	for c.bytes > c.maxBytes {
-		e := c.ll.Back()
-		ent := e.Value.(*lruEntry[V])
-		c.ll.Remove(e)
-		delete(c.items, ent.key)
-		c.bytes -= ent.cost
+		c.removeLocked(c.ll.Back())
+	}
+	return true
+}
+
+func (c *lru[V]) removeLocked(e *list.Element) {
+	ent := e.Value.(*lruEntry[V])
+	c.ll.Remove(e)
+	delete(c.items, ent.key)
+	c.bytes -= ent.cost
+	if c.onEvict != nil {
+		c.onEvict(ent.val)
+	}
+}
+
+// clear drops every value.
+func (c *lru[V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.ll.Len() > 0 {
+		c.removeLocked(c.ll.Back())
 	}
 }

@@ -271,6 +271,13 @@ func (b *runBuilder) cut(scratch []byte) []byte {
 // DecodeBlock checks a block frame's CRC32C and returns its uncompressed records.
 // rawSize is the size the index announces.
 func DecodeBlock(frame []byte, rawSize int64) ([]byte, error) {
+	return decodeBlockInto(frame, rawSize, func(n int) []byte { return make([]byte, n) })
+}
+
+// decodeBlockInto is DecodeBlock decoding into alloc(n), called once the frame's checksum
+// and decoded length are checked. On success every byte of the buffer has been written,
+// so it need not be zeroed.
+func decodeBlockInto(frame []byte, rawSize int64, alloc func(n int) []byte) ([]byte, error) {
 	if len(frame) < 4 {
 		return nil, fmt.Errorf("%w: block frame of %d bytes", ErrCorrupt, len(frame))
 	}
@@ -282,7 +289,7 @@ func DecodeBlock(frame []byte, rawSize int64) ([]byte, error) {
 	if err != nil || int64(n) != rawSize || n > maxBlockRawBytes {
 		return nil, fmt.Errorf("%w: block decodes to %d bytes, index says %d (%v)", ErrCorrupt, n, rawSize, err)
 	}
-	raw, err := snappy.Decode(make([]byte, n), body)
+	raw, err := snappy.Decode(alloc(n), body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: block: %v", ErrCorrupt, err)
 	}

@@ -46,8 +46,11 @@ var errTierClosed = errors.New("tier closed")
 type fetchCall struct {
 	key  string
 	done chan struct{}
-	raw  []byte
+	blk  *decodedBlock
 	err  error
+	// waiters counts the readers waiting for the block (under flightMu); each is handed
+	// a reference to it.
+	waiters int32
 }
 
 func blockKey(object string, off int64) string { return object + "@" + strconv.FormatInt(off, 10) }
@@ -91,13 +94,17 @@ func (t *Tier) claimLocked(object string, blocks []BlockRef, i int, maxComp, max
 }
 
 // publishBlock completes one fetch call: a good block goes to the cache before the call leaves
-// the flight table, so a later reader finds it in one or the other.
-func (t *Tier) publishBlock(c *fetchCall, raw []byte, err error) {
-	c.raw, c.err = raw, err
-	if err == nil {
-		t.blocks.add(c.key, raw, int64(len(raw)))
-	}
+// the flight table, so a later reader finds it in one or the other. Each waiter's reference
+// is taken before the cache holds the block, so an eviction cannot recycle it first.
+func (t *Tier) publishBlock(c *fetchCall, blk *decodedBlock, err error) {
+	c.blk, c.err = blk, err
 	t.flightMu.Lock()
+	if err == nil {
+		blk.refs.Add(c.waiters)
+		if !t.blocks.add(c.key, blk, blk.cost()) {
+			blk.release() // the reference the cache would have held
+		}
+	}
 	delete(t.flight, c.key)
 	t.flightMu.Unlock()
 	close(c.done)
@@ -125,11 +132,15 @@ func (t *Tier) fetchWindow(ctx context.Context, object string, blocks []BlockRef
 				err = fmt.Errorf("read %s [%d+%d]: %w", object, b.Offset, b.Size, err)
 				break
 			}
-			raw, derr := DecodeBlock(frame, b.RawSize)
+			raw, derr := decodeBlockInto(frame, b.RawSize, getBlockBuf)
+			var blk *decodedBlock
 			if derr != nil {
 				derr = fmt.Errorf("block at %d of %s: %w", b.Offset, object, derr)
+			} else {
+				blk = newDecodedBlock(raw)
+				blk.recycle = true
 			}
-			t.publishBlock(calls[k], raw, derr)
+			t.publishBlock(calls[k], blk, derr)
 		}
 	}
 	for ; k < len(calls); k++ {
@@ -152,24 +163,28 @@ func (t *Tier) goBackground(fn func()) bool {
 	return true
 }
 
-// runBlock returns block i of a run, decompressed and checksum-verified. On a miss it
+// runBlock returns block i of a run, decompressed and checksum-verified, with a reference
+// to it that the caller owns (decodedBlock). On a miss it
 // fetches block i and, when wide, the window after it in one GET; a one-block fetch runs
 // in the caller, a window in a goroutine of the tier so the caller returns as soon as its
 // own block has arrived while the rest streams into the cache.
-func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i int, wide bool) ([]byte, error) {
+func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i int, wide bool) (*decodedBlock, error) {
 	key := blockKey(object, blocks[i].Offset)
-	if raw, ok := t.blocks.get(key); ok {
+	if blk, ok := t.blocks.get(key); ok {
 		t.metrics.cacheHits.Inc()
-		return raw, nil
+		return blk, nil
 	}
 	t.flightMu.Lock()
 	c, ok := t.flight[key]
+	if ok {
+		c.waiters++
+	}
 	var calls []*fetchCall
 	if !ok {
-		if raw, ok := t.blocks.get(key); ok { // published since the first look
+		if blk, ok := t.blocks.get(key); ok { // published since the first look
 			t.flightMu.Unlock()
 			t.metrics.cacheHits.Inc()
-			return raw, nil
+			return blk, nil
 		}
 		var maxComp, maxRaw int64
 		if wide {
@@ -177,6 +192,7 @@ func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i
 		}
 		calls = t.claimLocked(object, blocks, i, maxComp, maxRaw)
 		c = calls[0]
+		c.waiters++
 	}
 	t.flightMu.Unlock()
 	if calls != nil {
@@ -188,7 +204,7 @@ func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i
 			}
 			t.fetchWindow(ctx, object, blocks[i:], calls)
 			t.gets.Release(1)
-			return c.raw, c.err
+			return c.blk, c.err
 		}
 		started := t.goBackground(func() {
 			if err := t.gets.Acquire(t.ctx, 1); err != nil {
@@ -208,7 +224,7 @@ func (t *Tier) runBlock(ctx context.Context, object string, blocks []BlockRef, i
 	}
 	select {
 	case <-c.done:
-		return c.raw, c.err
+		return c.blk, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

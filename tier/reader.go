@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/stratamq/strata/broker/message"
@@ -44,6 +45,29 @@ type ReadResult struct {
 	// NextOffset is the queue offset to read next: one past the last record examined,
 	// filtered-out records included.
 	NextOffset int64
+	// held are the blocks Records are in, whose references Release drops.
+	held *heldBlocks
+}
+
+type heldBlocks struct {
+	once   sync.Once
+	blocks []*decodedBlock
+}
+
+// Release lets the tier reuse the memory of Records (and of every copy of the result)
+// for blocks it decodes later. A caller that sends the records calls it once they are
+// sent, and must not touch them afterwards; a caller that never calls it keeps the records
+// valid for as long as it holds them, at the cost of an allocation for a later block.
+// Calls after the first do nothing.
+func (r ReadResult) Release() {
+	if r.held == nil {
+		return
+	}
+	r.held.once.Do(func() {
+		for _, b := range r.held.blocks {
+			b.release()
+		}
+	})
 }
 
 // QueueRange returns the first and last queue offsets of a queue held in the tier.
@@ -119,31 +143,53 @@ func (t *Tier) read(ctx context.Context, req ReadRequest, stream bool) (ReadResu
 		})
 		obj := runObject(sp, run)
 		for ; bi < len(run.Blocks) && !full() && scanned < maxScanBlocks; bi++ {
-			raw, err := t.runBlock(ctx, obj, run.Blocks, bi, wide)
+			blk, err := t.runBlock(ctx, obj, run.Blocks, bi, wide)
 			if err != nil {
 				return res, fmt.Errorf("read %s/%d at %d: %w", req.Topic, req.QueueID, res.NextOffset, err)
 			}
 			scanned++
 			wide = stream // a read that goes on past its first block is sequential
-			err = splitRecordsFrom(raw, res.NextOffset, parse, func(rec []byte, e message.RecordEntry, h *message.RecordHeader) (bool, error) {
+			visit := func(rec []byte, e message.RecordEntry, h *message.RecordHeader) bool {
 				if e.QueueOffset < res.NextOffset {
-					return true, nil
+					return true
 				}
 				if len(res.Records) > 0 && bytesOut+len(rec) > req.MaxBytes {
-					return false, nil
+					return false
 				}
 				res.NextOffset = e.QueueOffset + 1
 				if req.TagFilter != nil && !req.TagFilter(message.TagHashCode(h.Tags)) {
-					return true, nil
+					return true
 				}
 				if req.Match != nil && !req.Match(h) {
-					return true, nil
+					return true
 				}
 				res.Records = append(res.Records, rec)
 				res.Entries = append(res.Entries, e)
 				bytesOut += len(rec)
-				return !full(), nil
-			})
+				return !full()
+			}
+			taken := len(res.Records)
+			if !parse && blk.split() {
+				// The entries the block was split into hold all that is needed: its bytes
+				// are not walked again.
+				for k, e := range blk.entries {
+					if e.QueueOffset >= res.NextOffset && !visit(blk.record(k), e, nil) {
+						break
+					}
+				}
+			} else {
+				err = splitRecordsFrom(blk.raw, res.NextOffset, parse, func(rec []byte, e message.RecordEntry, h *message.RecordHeader) (bool, error) {
+					return visit(rec, e, h), nil
+				})
+			}
+			if len(res.Records) == taken {
+				blk.release() // no record of it was taken
+			} else {
+				if res.held == nil {
+					res.held = &heldBlocks{}
+				}
+				res.held.blocks = append(res.held.blocks, blk)
+			}
 			if err != nil {
 				return res, fmt.Errorf("read %s/%d: block %d of %s: %w", req.Topic, req.QueueID, run.Blocks[bi].Offset, obj, err)
 			}
@@ -382,5 +428,9 @@ type blockLoc struct {
 // block returns one decompressed, checksum-verified block, sharing one GET among
 // concurrent callers of the same block. It never reads ahead (point reads).
 func (t *Tier) block(ctx context.Context, loc blockLoc) ([]byte, error) {
-	return t.runBlock(ctx, loc.object, []BlockRef{loc.ref}, 0, false)
+	blk, err := t.runBlock(ctx, loc.object, []BlockRef{loc.ref}, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	return blk.raw, nil
 }

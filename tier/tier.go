@@ -208,7 +208,7 @@ type Tier struct {
 	submitCh  chan struct{}
 	highEnd   atomic.Int64
 
-	blocks   *lru[[]byte]
+	blocks   *lru[*decodedBlock]
 	indexes  *lru[any]
 	gets     *semaphore.Weighted
 	flightMu sync.Mutex
@@ -287,12 +287,13 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		metrics:  newMetrics(cfg.Registerer),
 		wmCh:     make(chan struct{}),
 		submitCh: make(chan struct{}, 1),
-		blocks:   newLRU[[]byte](cfg.CacheBytes),
+		blocks:   newLRU[*decodedBlock](cfg.CacheBytes),
 		indexes:  newLRU[any](cfg.IndexCacheBytes),
 		gets:     semaphore.NewWeighted(int64(cfg.MaxConcurrentGets)),
 		flight:   map[string]*fetchCall{},
 		indexing: map[string]bool{},
 	}
+	t.blocks.onGet, t.blocks.onEvict = (*decodedBlock).acquire, (*decodedBlock).release
 	t.bucket = &countingBucket{Bucket: cfg.Bucket, m: t.metrics}
 	if err := t.load(ctx); err != nil {
 		return nil, err
@@ -408,6 +409,7 @@ func (t *Tier) Close() error {
 		t.bgMu.Unlock()
 		t.cancel()
 		t.wg.Wait()
+		t.blocks.clear() // their buffers go back to blockBufs once no reader holds them
 	})
 	return nil
 }

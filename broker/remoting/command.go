@@ -57,6 +57,12 @@ type Command struct {
 	// were decoded into) is not copied into one. The pieces must not change until the
 	// command is written. Decoded commands never have BodyParts.
 	BodyParts [][]byte
+	// Written, when set on a command a connection sends, is called once the connection
+	// has written the command's frame, from the goroutine that wrote it: from then on the
+	// connection no longer reads Body or BodyParts, so their buffers may be reused. It is
+	// not called for a frame the connection could not queue or write (an encoding error, a
+	// closed connection); the buffers are then simply left to the garbage collector.
+	Written func()
 	// SerializeType is the header encoding used on the wire. A response is
 	// sent in its request's serialize type.
 	SerializeType SerializeType

@@ -99,7 +99,9 @@ type Conn struct {
 	writeSpare    []byte
 	writeRefs     []writeRef
 	writeRefSpare []writeRef
-	writeRefBytes int // bytes in writeRefs
+	writeRefBytes int      // bytes in writeRefs
+	writeDone     []func() // the Written hooks of the queued frames
+	writeDoneNext []func()
 	flushing      bool
 	writeErr      error
 	// flushKick wakes the connection's flusher goroutine (started with the first
@@ -401,9 +403,11 @@ func (c *Conn) queueLocked(cmd *Command, onEncodeError func(error) *Command) err
 		return c.writeErr
 	}
 	nrefs := len(c.writeRefs)
+	queued := cmd
 	buf, refs, err := queueFrame(c.writeBuf, c.writeRefs, cmd)
 	if err != nil && onEncodeError != nil {
-		buf, refs, err = queueFrame(c.writeBuf, c.writeRefs, onEncodeError(err))
+		queued = onEncodeError(err)
+		buf, refs, err = queueFrame(c.writeBuf, c.writeRefs, queued)
 	}
 	c.writeBuf, c.writeRefs = buf, refs
 	if err != nil {
@@ -411,6 +415,9 @@ func (c *Conn) queueLocked(cmd *Command, onEncodeError func(error) *Command) err
 	}
 	for _, r := range refs[nrefs:] {
 		c.writeRefBytes += len(r.b)
+	}
+	if queued.Written != nil {
+		c.writeDone = append(c.writeDone, queued.Written)
 	}
 	return nil
 }
@@ -420,12 +427,20 @@ func (c *Conn) queueLocked(cmd *Command, onEncodeError func(error) *Command) err
 func (c *Conn) flushLocked(deadline time.Time) error {
 	var err error
 	for len(c.writeBuf) > 0 || len(c.writeRefs) > 0 {
-		buf, refs := c.writeBuf, c.writeRefs
+		buf, refs, done := c.writeBuf, c.writeRefs, c.writeDone
 		c.writeBuf, c.writeRefs, c.writeRefBytes = c.writeSpare[:0], c.writeRefSpare[:0], 0
+		c.writeDone, c.writeDoneNext = c.writeDoneNext[:0], nil
 		c.writeMu.Unlock()
 		_ = c.nc.SetWriteDeadline(deadline)
 		err = c.writeQueued(buf, refs)
+		if err == nil {
+			for _, f := range done {
+				f()
+			}
+		}
+		clear(done)
 		c.writeMu.Lock()
+		c.writeDoneNext = done[:0]
 		if cap(buf) <= maxQueuedWriteBytes {
 			c.writeSpare = buf[:0]
 		}
@@ -435,7 +450,7 @@ func (c *Conn) flushLocked(deadline time.Time) error {
 		if err != nil {
 			err = fmt.Errorf("write frame: %w (%w)", err, ErrConnClosed)
 			c.writeErr = err
-			c.writeBuf, c.writeRefs = nil, nil
+			c.writeBuf, c.writeRefs, c.writeDone = nil, nil, nil
 			break
 		}
 	}
