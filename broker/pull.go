@@ -250,7 +250,7 @@ func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, 
 		res = cold.ReadResult
 	}
 	if err != nil || f.MatchesAll() || res.Status != store.ReadFound {
-		return pullRead{ReadResult: res}, err
+		return pullRead{ReadResult: res, release: res.Release}, err
 	}
 	out := res
 	out.Records, out.Entries = nil, nil

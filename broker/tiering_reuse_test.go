@@ -27,6 +27,23 @@ func TestColdPullsWithRecycledBlocks(t *testing.T) {
 	waitFor(t, "every segment offloaded and deleted locally", func() bool {
 		return st.MinOffset("Cold", 0) == n && env.b.Tier().OffloadWatermark() >= st.MinCommitLogOffset()
 	})
+	pullConcurrently(t, env, "Cold", n)
+}
+
+// TestHotPullsWithRecycledBuffers: the same for a queue on local disk, whose reads come in
+// buffers recycled once the pull answering with them has been written.
+func TestHotPullsWithRecycledBuffers(t *testing.T) {
+	env := startBroker(t, nil)
+	createTopic(t, env, "Hot", 1)
+	const n = 400
+	produce(t, env, "Hot", 0, n)
+	pullConcurrently(t, env, "Hot", n)
+}
+
+// pullConcurrently reads queue 0 of topic from offset 0 to n three times over on each of 4
+// connections at once, and checks every message's offset and body.
+func pullConcurrently(t *testing.T, env *testEnv, topic string, n int64) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for c := range 4 {
 		bk := dial(t, env.b.BrokerAddr(), nil)
@@ -36,7 +53,7 @@ func TestColdPullsWithRecycledBlocks(t *testing.T) {
 			for round := range 3 {
 				for off := int64(0); off < n; {
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					resp, err := bk.Invoke(ctx, remoting.NewRequest(remoting.CodePullMessage, pullExt("Cold", 0, off, "*", 0), nil))
+					resp, err := bk.Invoke(ctx, remoting.NewRequest(remoting.CodePullMessage, pullExt(topic, 0, off, "*", 0), nil))
 					cancel()
 					if err != nil || resp.Code != remoting.RespSuccess {
 						t.Errorf("consumer %d round %d: pull at %d: %v %+v", c, round, off, err, resp)

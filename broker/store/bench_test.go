@@ -266,7 +266,8 @@ func BenchmarkDiskFsyncLatency(b *testing.B) {
 // BenchmarkReadQueue reads one queue of 100,000 1 KiB messages in pulls of 32 from offsets
 // spread over the queue (each pull reads a consume-queue page through the cache and the
 // records from the log). The baseline is the same pulls as one pread of the 32 records' bytes
-// from a plain copy of the log, with no index: what a pull costs at least.
+// from a plain copy of the log, with no index: what a pull costs at least. store+release
+// hands each read's buffer back, as a pull does once its answer is written.
 func BenchmarkReadQueue(b *testing.B) {
 	dir := b.TempDir()
 	s := openStore(b, Config{Dir: dir, SegmentBytes: 1 << 30})
@@ -287,16 +288,25 @@ func BenchmarkReadQueue(b *testing.B) {
 		offsets[i] = rng.Int63n(msgs - 32)
 	}
 	log := s.activeSegment()
-	b.Run("store", func(b *testing.B) {
-		b.SetBytes(32 * frame)
-		for i := 0; i < b.N; i++ {
-			off := offsets[i%len(offsets)]
-			r, err := s.Read(ctx, ReadRequest{Topic: "topic-00000", Offset: off, MaxMessages: 32, MaxBytes: 1 << 20})
-			if err != nil || r.Status != ReadFound || len(r.Entries) != 32 || r.Entries[0].QueueOffset != off {
-				b.Fatalf("read at %d: %v %v %d", off, err, r.Status, len(r.Entries))
-			}
+	for _, release := range []bool{false, true} {
+		name := "store"
+		if release {
+			name = "store+release" // as a pull does once its answer is written
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(32 * frame)
+			for i := 0; i < b.N; i++ {
+				off := offsets[i%len(offsets)]
+				r, err := s.Read(ctx, ReadRequest{Topic: "topic-00000", Offset: off, MaxMessages: 32, MaxBytes: 1 << 20})
+				if err != nil || r.Status != ReadFound || len(r.Entries) != 32 || r.Entries[0].QueueOffset != off {
+					b.Fatalf("read at %d: %v %v %d", off, err, r.Status, len(r.Entries))
+				}
+				if release {
+					r.Release()
+				}
+			}
+		})
+	}
 	b.Run("baseline=pread", func(b *testing.B) {
 		b.SetBytes(32 * frame)
 		buf := make([]byte, 32*frame)

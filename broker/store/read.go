@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
+	"sync"
 
 	"github.com/stratamq/strata/broker/message"
 )
@@ -69,7 +71,61 @@ type ReadResult struct {
 	MaxOffset  int64
 	Records    []byte
 	Entries    []ReadEntry
+	// held is the recycled buffer Records is in, which Release returns.
+	held *heldReadBuf
 }
+
+// Release lets the store reuse the memory of Records (and of every copy of the result) for a
+// later Read. A caller that sends the records calls it once they are sent (the pull answer,
+// through remoting.Command.Written), and must not touch them afterwards; a caller that never
+// calls it keeps the records valid for as long as it holds them, and the garbage collector
+// frees them. Calls after the first do nothing.
+func (r ReadResult) Release() {
+	if h := r.held; h != nil {
+		h.once.Do(func() {
+			b := h.buf[:0]
+			readBufs[h.class].Put(&b)
+		})
+	}
+}
+
+type heldReadBuf struct {
+	once  sync.Once
+	buf   []byte
+	class int
+}
+
+// readBufs recycles Read's record buffers, by size class: class c holds buffers for reads of
+// more than 2 KiB << c and at most 4 KiB << c. A pull's answer of 32 messages of 1 KiB was a fresh, zeroed 36 KiB buffer per
+// pull, a quarter of Read's time.
+var readBufs [readBufClasses]sync.Pool
+
+const (
+	minReadBufShift = 12 // 4 KiB
+	readBufClasses  = 11 // up to 4 MiB; larger reads allocate
+)
+
+// getReadBuf returns an empty buffer of at least n bytes and its class, or class -1 for a
+// buffer that is not recycled. With none to recycle it allocates n bytes exactly, so a
+// reader that never releases pays nothing for the pool; a recycled buffer too small for n
+// is replaced by one of the class's largest size, which fits any read of the class.
+func getReadBuf(n int) ([]byte, int) {
+	c := max(bits.Len(uint(n-1)), minReadBufShift) - minReadBufShift
+	if c >= readBufClasses {
+		return make([]byte, 0, n), -1
+	}
+	p, _ := readBufs[c].Get().(*[]byte)
+	switch {
+	case p == nil:
+		return make([]byte, 0, n), c
+	case cap(*p) < n:
+		return make([]byte, 0, 1<<(c+minReadBufShift)), c
+	}
+	return (*p)[:0], c
+}
+
+// cqPageBufs recycles the page buffers eachEntry reads consume-queue pages into.
+var cqPageBufs = sync.Pool{New: func() any { b := make([]byte, cqPageBytes); return &b }}
 
 // Read returns a run of one queue's messages from req.Offset, bounded by count and bytes and
 // filtered by tag codes, as stored bytes, with the status and the next offset to pull from.
@@ -158,7 +214,7 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	for _, e := range picked {
 		total += int(e.Size) + frameTrailerBytes
 	}
-	buf := make([]byte, 0, total)
+	buf, class := getReadBuf(total)
 	s.segMu.RLock()
 	defer s.segMu.RUnlock()
 	buf, n, err := s.readFramesLocked(buf, picked)
@@ -174,6 +230,9 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 		picked, res.NextOffset = picked[:n], picked[n].QueueOffset
 	}
 	res.Status, res.Records, res.Entries = ReadFound, buf, picked
+	if class >= 0 {
+		res.held = &heldReadBuf{buf: buf, class: class}
+	}
 	return res, nil
 }
 
@@ -181,6 +240,11 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 // returns false; pages are read through the consume-queue cache.
 func (s *Store) eachEntry(v *queueView, from, to int64, fn func(off int64, e cqEntry) bool) error {
 	var page []byte
+	defer func() {
+		if page != nil {
+			cqPageBufs.Put(&page)
+		}
+	}()
 	for k, ref := range v.refs {
 		first := v.refFirst + int64(k)*cqPageEntries
 		if first+cqPageEntries <= from {
@@ -190,7 +254,7 @@ func (s *Store) eachEntry(v *queueView, from, to int64, fn func(off int64, e cqE
 			return nil
 		}
 		if page == nil {
-			page = make([]byte, cqPageBytes)
+			page = *cqPageBufs.Get().(*[]byte)
 		}
 		if err := s.readCQPage(ref, v.num, first, page); err != nil {
 			return err
