@@ -218,8 +218,9 @@ func (b *Broker) pullFilter(req *remoting.Command, conn *remoting.Conn, h pullHe
 type pullRead struct {
 	store.ReadResult
 	parts [][]byte
-	// release, when set, lets the tier reuse the blocks parts are in (tier.ReadResult.Release):
-	// the response that sends them calls it once written (remoting.Command.Written).
+	// release, when set, lets the store or the tier reuse the buffers Records or parts are
+	// in (their ReadResult.Release): the response that sends them calls it once written
+	// (remoting.Command.Written).
 	release func()
 }
 

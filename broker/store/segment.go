@@ -115,11 +115,17 @@ func checkFrame(b []byte, pos int64, maxRecord int) (message.RecordHeader, error
 	if err != nil {
 		return h, err
 	}
-	h, err = message.ParseRecordHeader(b[:n])
+	return checkRecordHeader(b[:n], pos)
+}
+
+// checkRecordHeader parses the header of rec, a whole record stored at pos, and checks that
+// it spans rec and names pos.
+func checkRecordHeader(rec []byte, pos int64) (message.RecordHeader, error) {
+	h, err := message.ParseRecordHeader(rec)
 	if err != nil {
 		return h, fmt.Errorf("%w: record at %d: %v", ErrCorrupt, pos, err)
 	}
-	if int(h.TotalSize) != n || h.CommitLogOffset != pos {
+	if int(h.TotalSize) != len(rec) || h.CommitLogOffset != pos {
 		return h, fmt.Errorf("%w: record at %d names position %d", ErrCorrupt, pos, h.CommitLogOffset)
 	}
 	return h, nil
@@ -134,7 +140,7 @@ func verifyFrame(b []byte, pos int64, maxRecord int) (int, error) {
 	}
 	e, ok := message.PeekRecordEntry(b[:n])
 	if !ok { // V2 records and every error: the full parse says what is wrong
-		_, err := checkFrame(b, pos, maxRecord)
+		_, err := checkRecordHeader(b[:n], pos)
 		return n, err
 	}
 	if int(e.TotalSize) != n || e.CommitLogOffset != pos {
