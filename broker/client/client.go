@@ -287,25 +287,26 @@ func (c *Client) PullFilter(ctx context.Context, group string, q Queue, offset i
 	if strings.EqualFold(exprType, filter.TypeTag) {
 		expr = tags.String() // "*" for everything
 	}
-	ext := remoting.ExtFields{
-		"consumerGroup": group, "topic": q.Topic, "queueId": strconv.Itoa(int(q.QueueID)),
-		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(max),
-		"sysFlag": strconv.Itoa(sysFlag), "commitOffset": "0",
-		"suspendTimeoutMillis": strconv.FormatInt(suspendMillis, 10),
-		"subscription":         expr, "subVersion": "0", "expressionType": exprType,
-	}
+	ext := remoting.PooledExtFields(16) // free again once invoke returns: the frame is encoded
+	defer remoting.ReleaseExtFields(ext)
+	ext["consumerGroup"], ext["topic"], ext["queueId"] = group, q.Topic, strconv.Itoa(int(q.QueueID))
+	ext["queueOffset"], ext["maxMsgNums"] = strconv.FormatInt(offset, 10), strconv.Itoa(max)
+	ext["sysFlag"], ext["commitOffset"] = strconv.Itoa(sysFlag), "0"
+	ext["suspendTimeoutMillis"] = strconv.FormatInt(suspendMillis, 10)
+	ext["subscription"], ext["subVersion"], ext["expressionType"] = expr, "0", exprType
 	resp, err := c.invoke(ctx, q.Addr, remoting.NewRequest(remoting.CodePullMessage, ext, nil),
 		remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved)
 	if err != nil {
 		return PullResult{}, err
 	}
-	ef := remoting.ExtFields(resp.ExtFields)
 	var r PullResult
-	if r.NextOffset, err = ef.Int64("nextBeginOffset"); err != nil {
+	r.NextOffset, err = resp.ExtFields.Int64("nextBeginOffset")
+	r.MinOffset, _ = resp.ExtFields.Int64Or("minOffset", 0)
+	r.MaxOffset, _ = resp.ExtFields.Int64Or("maxOffset", 0)
+	resp.ReleaseExtFields()
+	if err != nil {
 		return r, err
 	}
-	r.MinOffset, _ = ef.Int64Or("minOffset", 0)
-	r.MaxOffset, _ = ef.Int64Or("maxOffset", 0)
 	if resp.Code != remoting.RespSuccess {
 		return r, nil
 	}

@@ -174,6 +174,31 @@ type bodyChunks struct {
 // with small inputs.
 var defaultChunks = bodyChunks{min: 4 << 10, first: 64 << 10}
 
+// decodeHeaderOnly decodes a frame of length bytes that has no body (most answers to sends,
+// every pull request) where it lies in r's buffer, when r is a bufio.Reader large enough to
+// hold it: decoding copies every header string, so nothing keeps the frame's bytes, and the
+// frame costs no buffer of its own. ok is false, with nothing read, for any other frame.
+func decodeHeaderOnly(r io.Reader, length int) (cmd *Command, ok bool, err error) {
+	br, isBuffered := r.(*bufio.Reader)
+	if !isBuffered || length < 4 || length > br.Size() {
+		return nil, false, nil
+	}
+	head, err := br.Peek(4)
+	if err != nil {
+		return nil, true, bodyReadError(length, err)
+	}
+	if int(head[1])<<16|int(head[2])<<8|int(head[3]) != length-4 {
+		return nil, false, nil
+	}
+	frame, err := br.Peek(length)
+	if err != nil {
+		return nil, true, bodyReadError(length, err)
+	}
+	cmd, err = decodeFrameBody(frame)
+	_, _ = br.Discard(length)
+	return cmd, true, err
+}
+
 // readFrameBody reads the length bytes after a frame's prefix. If reserve is
 // not nil it is called once with length, when the first ch.first bytes (or the
 // whole of a shorter frame) have arrived; it may wait, and its error ends the

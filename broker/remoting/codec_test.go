@@ -1,6 +1,7 @@
 package remoting
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // rawFrame builds a frame around an arbitrary header, as a foreign client would.
@@ -270,5 +272,63 @@ func TestAppendFrameJoinsBodyParts(t *testing.T) {
 		if !bytes.Equal(a, b) {
 			t.Fatalf("%s: parts encode as %q, joined body as %q", st, b, a)
 		}
+	}
+}
+
+// TestHeaderOnlyFramesDecodeInPlace reads header-only frames out of a small bufio.Reader that
+// a one-byte reader refills, so the bytes of each frame are overwritten by the next: a decoded
+// command that still pointed into the buffer would change under the test.
+func TestHeaderOnlyFramesDecodeInPlace(t *testing.T) {
+	first, second := sampleCommand(SerializeJSON), sampleCommand(SerializeRocketMQ)
+	first.Body, second.Body = nil, nil
+	second.Remark, second.ExtFields = "other remark", ExtFields{"msgId": "0A0B0C", "queueOffset": "7"}
+	withBody := sampleCommand(SerializeJSON)
+	var stream []byte
+	for _, c := range []*Command{first, second, withBody} {
+		f, err := EncodeFrame(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream = append(stream, f...)
+	}
+	br := bufio.NewReaderSize(iotest.OneByteReader(bytes.NewReader(stream)), 256)
+	var got []*Command
+	for range 2 {
+		length, err := readFrameLength(br, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, ok, err := decodeHeaderOnly(br, length)
+		if !ok || err != nil {
+			t.Fatalf("header-only frame: ok %v, err %v", ok, err)
+		}
+		got = append(got, cmd)
+	}
+	length, err := readFrameLength(br, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd, ok, err := decodeHeaderOnly(br, length); ok {
+		t.Fatalf("a frame with a body was taken: %+v, %v", cmd, err)
+	}
+	buf, err := readFrameBody(br, length, defaultChunks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := decodeFrameBody(buf)
+	if err != nil || !reflect.DeepEqual(last, withBody) {
+		t.Fatalf("the frame after: %+v, %v", last, err)
+	}
+	if !reflect.DeepEqual(got[0], first) || !reflect.DeepEqual(got[1], second) {
+		t.Fatalf("decoded in place, then the buffer moved on:\n got %+v\n     %+v\nwant %+v\n     %+v", got[0], got[1], first, second)
+	}
+	// A frame larger than the reader's buffer is left to readFrameBody.
+	big := sampleCommand(SerializeJSON)
+	big.Body, big.Remark = nil, strings.Repeat("r", 300)
+	f, _ := EncodeFrame(big)
+	br = bufio.NewReaderSize(bytes.NewReader(f), 256)
+	length, _ = readFrameLength(br, 0)
+	if _, ok, _ := decodeHeaderOnly(br, length); ok {
+		t.Fatal("a frame larger than the read buffer was decoded in place")
 	}
 }

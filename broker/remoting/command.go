@@ -47,7 +47,7 @@ type Command struct {
 	Remark string
 	// ExtFields are the request or response header fields, all strings.
 	// Commands built by this package and decoded from the wire never hold a
-	// nil map.
+	// nil map, until ReleaseExtFields.
 	ExtFields ExtFields
 	// Body is the payload: a message, JSON, or a batch. It may be nil.
 	Body []byte
@@ -129,6 +129,14 @@ func NewRequest(code int16, ext ExtFields, body []byte) *Command {
 		ExtFields: ext,
 		Body:      body,
 	}
+}
+
+// ReleaseExtFields hands the command's header map back for reuse (ReleaseExtFields) and
+// leaves the command without one: for a caller that reads a few fields of an answer and drops
+// it. The strings read from the map stay valid.
+func (c *Command) ReleaseExtFields() {
+	ReleaseExtFields(c.ExtFields)
+	c.ExtFields = nil
 }
 
 // NewResponse builds the response to req with the given response code and

@@ -605,6 +605,18 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if cmd, ok, err := decodeHeaderOnly(r, length); ok {
+		if err != nil {
+			return nil, 0, err
+		}
+		if c.cfg.budget != nil && !cmd.IsResponse() {
+			if err := c.acquire(int64(length)); err != nil {
+				return nil, 0, err
+			}
+			charged = int64(length)
+		}
+		return cmd, charged, nil
+	}
 	ch := c.cfg.chunks
 	if ch.first == 0 {
 		ch = defaultChunks

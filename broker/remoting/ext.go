@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrBadHeaderField is wrapped by every error of the ExtFields getters: a
@@ -15,6 +16,29 @@ var ErrBadHeaderField = errors.New("bad request header field")
 // ExtFields are a command's header fields ("extFields"). On the wire every
 // value is a string: numbers in decimal, booleans as true/false.
 type ExtFields map[string]string
+
+// extFieldsPool holds cleared maps handed back with ReleaseExtFields, for headers decoded or
+// built per message: a header map is most of what a client allocates for a message.
+var extFieldsPool sync.Pool
+
+// PooledExtFields returns an empty map, a released one when there is one (ReleaseExtFields),
+// else a new one sized for hint fields.
+func PooledExtFields(hint int) ExtFields {
+	if m, ok := extFieldsPool.Get().(ExtFields); ok {
+		return m
+	}
+	return make(ExtFields, hint)
+}
+
+// ReleaseExtFields clears m and keeps it for PooledExtFields. Its strings stay valid; the map
+// itself must not be used again.
+func ReleaseExtFields(m ExtFields) {
+	if m == nil {
+		return
+	}
+	clear(m)
+	extFieldsPool.Put(m)
+}
 
 func missing(key string) error {
 	return fmt.Errorf("%w: %q is required", ErrBadHeaderField, key)

@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -54,5 +55,42 @@ func TestExtFieldsGetters(t *testing.T) {
 		if !errors.Is(err, ErrBadHeaderField) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want ErrBadHeaderField mentioning %s", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestReleasedExtFieldsComeBackEmpty decodes frames into maps released by earlier commands: a
+// reused map must hold only the new frame's fields, and strings read before the release keep
+// their values.
+func TestReleasedExtFieldsComeBackEmpty(t *testing.T) {
+	frame := func(ext ExtFields) []byte {
+		f, err := EncodeFrame(&Command{Code: CodeSendMessage, ExtFields: ext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	a := frame(ExtFields{"msgId": "AAAA", "queueOffset": "1", "transactionId": "t"})
+	b := frame(ExtFields{"msgId": "BBBB"})
+	for range 100 {
+		first, err := DecodeFrame(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := first.ExtFields["msgId"]
+		first.ReleaseExtFields()
+		if first.ExtFields != nil {
+			t.Fatal("a released command still has its map")
+		}
+		second, err := DecodeFrame(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (ExtFields{"msgId": "BBBB"}); !reflect.DeepEqual(second.ExtFields, want) {
+			t.Fatalf("decoded into a reused map: %v, want %v", second.ExtFields, want)
+		}
+		if id != "AAAA" {
+			t.Fatalf("a string read before the release changed to %q", id)
+		}
+		second.ReleaseExtFields()
 	}
 }

@@ -372,11 +372,12 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 		if !s.consume('}') {
 			return nil, false
 		}
-		m := make(ExtFields, len(pairs))
+		m := PooledExtFields(len(pairs))
 		for _, p := range pairs {
 			m[p[0]] = p[1]
 		}
 		if len(m) != len(pairs) {
+			ReleaseExtFields(m)
 			return nil, false // a duplicate key: let encoding/json's rule apply
 		}
 		return m, true

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -49,9 +50,16 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&so.consumers, "consumers", 16, "suite consume rows: concurrent pullers (at most one per queue)")
 	fs.IntVar(&so.consumeBatch, "pull-batch", 32, "suite consume rows: messages per pull (the official client's default)")
 	fs.DurationVar(&so.latencyDuration, "latency-duration", 10*time.Second, "suite latency rows: how long to publish at --rate")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this client process to `file` (the server has its own, --pprof)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of this client process to `file` at the end")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	if *mode == "suite" {
 		rlog.SetLogLevel("error")
 		if so.strataBin == "" {
@@ -85,6 +93,10 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--target %q: want strata or nats", *target)
 	}
 	rlog.SetLogLevel("error")
+	if *mode == "latency" && *clientKind == "raw" {
+		_, err := benchLatencyRaw(ctx, stdout, *namesrv, *prefix, *size, *rate, *duration, nil)
+		return err
+	}
 	names, queues, err := benchTopics(ctx, *namesrv, *prefix, *topics, 4, *clientKind == "raw")
 	if err != nil {
 		return err
@@ -101,6 +113,38 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return benchLatency(ctx, stdout, *namesrv, names[0], *size, *rate, *duration)
 	}
 	return fmt.Errorf("--mode %q: want produce, latency, timer or suite", *mode)
+}
+
+// startProfiles starts a CPU profile to cpuFile and returns what ends it and writes the
+// allocation profile to memFile; an empty name skips that profile.
+func startProfiles(cpuFile, memFile string) (stop func(), err error) {
+	var cpu *os.File
+	if cpuFile != "" {
+		if cpu, err = os.Create(cpuFile); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			cpu.Close()
+			return nil, err
+		}
+	}
+	return func() {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			cpu.Close()
+		}
+		if memFile == "" {
+			return
+		}
+		f, err := os.Create(memFile)
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "strata bench: memprofile: %v\n", err)
+		}
+	}, nil
 }
 
 func isFlagSet(fs *flag.FlagSet, name string) bool {

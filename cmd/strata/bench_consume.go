@@ -204,8 +204,8 @@ func benchNATSConsume(ctx context.Context, url, prefix string, subjects, volume,
 // benchLatencyRaw publishes rate messages a second with the raw client over a topic of four
 // queues while four long-polling pullers, one per queue, record each message's
 // publish-to-consume time.
-func benchLatencyRaw(ctx context.Context, namesrv string, size, rate int, d time.Duration, m *cpuMeter) (benchResult, error) {
-	_, qs, err := benchTopics(ctx, namesrv, "latency", 1, 4, true)
+func benchLatencyRaw(ctx context.Context, w io.Writer, namesrv, prefix string, size, rate int, d time.Duration, m *cpuMeter) (benchResult, error) {
+	_, qs, err := benchTopics(ctx, namesrv, prefix, 1, 4, true)
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -241,7 +241,7 @@ func benchLatencyRaw(ctx context.Context, namesrv string, size, rate int, d time
 		}()
 	}
 	var n atomic.Int64
-	return rec.run(ctx, io.Discard, "latency", rate, size, d, m, func(body []byte) error {
+	return rec.run(ctx, w, "latency", rate, size, d, m, func(body []byte) error {
 		_, err := sc.Send(ctx, "strata-bench", qs[n.Add(1)%int64(len(qs))], body, nil)
 		return err
 	})

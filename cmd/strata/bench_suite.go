@@ -318,7 +318,7 @@ func suiteRows(o suiteOpts) []suiteRow {
 		{name: "consume-nats-1", kind: "consume", nats: true, run: natsConsume(1)},
 		{name: "consume-nats-1000", kind: "consume", nats: true, run: natsConsume(1000)},
 		{name: "latency-strata", kind: "latency", run: func(ctx context.Context, p *benchProc, m *cpuMeter) (benchResult, error) {
-			return benchLatencyRaw(ctx, p.addr, o.size, o.rate, o.latencyDuration, m)
+			return benchLatencyRaw(ctx, o.discard, p.addr, "latency", o.size, o.rate, o.latencyDuration, m)
 		}},
 		{name: "latency-nats", kind: "latency", nats: true, run: func(ctx context.Context, p *benchProc, m *cpuMeter) (benchResult, error) {
 			return benchNATSLatency(ctx, o.discard, p.addr, "bench", o.size, o.rate, o.latencyDuration, m)
