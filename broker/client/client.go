@@ -260,11 +260,27 @@ func (c *Client) OffsetForTime(ctx context.Context, q Queue, tsMillis int64) (in
 // PullResult is the outcome of one pull.
 type PullResult struct {
 	// Found is false when nothing new was there (or all was filtered out).
-	Found      bool
+	Found bool
+	// Messages' Bodies alias the response's frame, which Release recycles.
 	Messages   []*message.Message
 	NextOffset int64
 	MinOffset  int64
 	MaxOffset  int64
+
+	resp *remoting.Command
+}
+
+// Release declares that the caller is done with the messages' Bodies (every other field of
+// a message is a copy), so the buffer the response was read into can take a later
+// response; Messages is nil afterwards. Calling it is optional — without it the buffer is
+// left to the garbage collector — and a second call does nothing. A consumer that keeps
+// bodies past Release copies them first.
+func (r *PullResult) Release() {
+	if r.resp != nil {
+		r.resp.Release()
+		r.resp = nil
+	}
+	r.Messages = nil
 }
 
 // Pull reads up to max messages of q from offset. suspendMillis > 0 lets the broker hold the
@@ -307,9 +323,10 @@ func (c *Client) PullFilter(ctx context.Context, group string, q Queue, offset i
 	r.MinOffset, _ = ef.Int64Or("minOffset", 0)
 	r.MaxOffset, _ = ef.Int64Or("maxOffset", 0)
 	if resp.Code != remoting.RespSuccess {
+		resp.Release() // the answer has no records
 		return r, nil
 	}
-	r.Found = true
+	r.Found, r.resp = true, resp
 	r.Messages, err = message.DecodeAll(resp.Body)
 	if err != nil {
 		return r, fmt.Errorf("pull %s/%d@%d: %w", q.Topic, q.QueueID, offset, err)
