@@ -88,12 +88,30 @@ var blockBufs sync.Pool
 // writes every byte. Capacities are rounded up by at most 1/16 of n, so blocks of about the
 // same size (a block closes once it passes the writer's block size) share buffers: a
 // 1 MiB block and one of 1 MiB and a record both take 1 MiB + 64 KiB.
-func getBlockBuf(n int) []byte {
-	if p, _ := blockBufs.Get().(*[]byte); p != nil && cap(*p) >= n && cap(*p) <= 2*n {
+func getBlockBuf(n int) []byte { return getPooledBuf(&blockBufs, n) }
+
+// getPooledBuf is getBlockBuf from pool.
+func getPooledBuf(pool *sync.Pool, n int) []byte {
+	if p, _ := pool.Get().(*[]byte); p != nil && cap(*p) >= n && cap(*p) <= 2*n {
 		return (*p)[:n]
 	}
 	round := 1 << max(9, bits.Len(uint(n))-5)
 	return make([]byte, n, (n+round-1)/round*round)
+}
+
+// windowFrames holds the buffers fetchWindow reads compressed frames into (*[]byte), apart
+// from blockBufs: a frame of compressible records is smaller than the block it decodes
+// to, and the two would evict each other's buffers.
+var windowFrames sync.Pool
+
+// getWindowFrame returns a buffer of n bytes with unspecified contents, for io.ReadFull.
+func getWindowFrame(n int) []byte { return getPooledBuf(&windowFrames, n) }
+
+// putWindowFrame hands back a frame buffer once its last block is decoded: decoding copies
+// out of it, so nothing references it.
+func putWindowFrame(b []byte) {
+	b = b[:cap(b)]
+	windowFrames.Put(&b)
 }
 
 // poisonReleased, set by tests, overwrites buffers as they are recycled, so a record read

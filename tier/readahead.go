@@ -119,13 +119,22 @@ func (t *Tier) fetchWindow(ctx context.Context, object string, blocks []BlockRef
 	rc, err := t.bucket.GetRange(ctx, object, first.Offset, n)
 	if err == nil {
 		defer rc.Close()
-		// One frame buffer for the window: DecodeBlock decodes into a slice of its own, so
-		// a frame is garbage once decoded and need not be allocated (and zeroed) per block.
+		// One frame buffer for the window, recycled across windows: DecodeBlock decodes into
+		// a slice of its own, so a frame is garbage once decoded and need not be allocated
+		// (and zeroed, and faulted in) per block or per window.
 		var frame []byte
+		defer func() {
+			if frame != nil {
+				putWindowFrame(frame)
+			}
+		}()
 		for ; k < len(calls); k++ {
 			b := blocks[k]
 			if int64(cap(frame)) < b.Size {
-				frame = make([]byte, b.Size)
+				if frame != nil {
+					putWindowFrame(frame)
+				}
+				frame = getWindowFrame(int(b.Size))
 			}
 			frame = frame[:b.Size]
 			if _, err = io.ReadFull(rc, frame); err != nil {

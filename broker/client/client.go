@@ -260,11 +260,35 @@ func (c *Client) OffsetForTime(ctx context.Context, q Queue, tsMillis int64) (in
 // PullResult is the outcome of one pull.
 type PullResult struct {
 	// Found is false when nothing new was there (or all was filtered out).
-	Found      bool
+	Found bool
+	// Messages and their Bodies (which alias the response's frame) are recycled by Release.
 	Messages   []*message.Message
 	NextOffset int64
 	MinOffset  int64
 	MaxOffset  int64
+
+	resp *remoting.Command
+	dec  *message.Decoder
+}
+
+// decoders holds the message arrays of released pulls (*message.Decoder).
+var decoders sync.Pool
+
+// Release declares that the caller is done with the pull's messages and their bodies, so
+// that a later pull may decode into the same messages and read its response into the same
+// buffer; Messages is nil afterwards. Calling it is optional — without it both are left to
+// the garbage collector — and a second call does nothing. A consumer that keeps a message,
+// or a body, past Release copies it first.
+func (r *PullResult) Release() {
+	if r.resp != nil {
+		r.resp.Release()
+		r.resp = nil
+	}
+	if r.dec != nil {
+		decoders.Put(r.dec)
+		r.dec = nil
+	}
+	r.Messages = nil
 }
 
 // Pull reads up to max messages of q from offset. suspendMillis > 0 lets the broker hold the
@@ -308,10 +332,15 @@ func (c *Client) PullFilter(ctx context.Context, group string, q Queue, offset i
 		return r, err
 	}
 	if resp.Code != remoting.RespSuccess {
+		resp.Release() // the answer has no records
 		return r, nil
 	}
-	r.Found = true
-	r.Messages, err = message.DecodeAll(resp.Body)
+	r.dec, _ = decoders.Get().(*message.Decoder)
+	if r.dec == nil {
+		r.dec = new(message.Decoder)
+	}
+	r.Found, r.resp = true, resp
+	r.Messages, err = r.dec.DecodeAll(resp.Body)
 	if err != nil {
 		return r, fmt.Errorf("pull %s/%d@%d: %w", q.Topic, q.QueueID, offset, err)
 	}

@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -61,6 +62,25 @@ func FuzzParseOffsetMsgID(f *testing.F) {
 		}
 		if got := OffsetMsgID(h, off); len(got) != len(id) {
 			t.Fatalf("%q → %s", id, got)
+		}
+	})
+}
+
+// FuzzDecoderReuse checks that a Decoder that decoded another body first decodes any bytes
+// as DecodeAll does.
+func FuzzDecoderReuse(f *testing.F) {
+	rec, _ := sampleMessage().Encode()
+	two := append(append([]byte(nil), rec...), rec...)
+	f.Add(rec, two)
+	f.Add(two, rec[:60])
+	f.Add(two[:len(two)-1], two)
+	f.Fuzz(func(t *testing.T, first, b []byte) {
+		var d Decoder
+		_, _ = d.DecodeAll(first)
+		want, wantErr := DecodeAll(b)
+		got, err := d.DecodeAll(b)
+		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("reused Decoder: %d messages, %v; DecodeAll: %d, %v", len(got), err, len(want), wantErr)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"testing"
 )
 
@@ -192,7 +193,33 @@ func TestDecodeAllMatchesDecode(t *testing.T) {
 	}
 }
 
-// BenchmarkDecodeAll decodes a pull body of 256 records of 1000-byte bodies, as a consumer does.
+// A Decoder decodes every body as DecodeAll does, however the bodies before it went: larger,
+// smaller, with and without properties, truncated, and with more records than it counted.
+func TestDecoderReusesMessages(t *testing.T) {
+	body := func(n int, props bool) []byte {
+		var buf []byte
+		for i := range n {
+			m := sampleMessage()
+			m.QueueOffset, m.Body = int64(n*1000+i), []byte(strconv.Itoa(n*1000+i))
+			if !props {
+				m.Properties = nil
+			}
+			buf, _ = m.AppendEncoded(buf)
+		}
+		return buf
+	}
+	var d Decoder
+	for _, b := range [][]byte{body(8, true), body(3, false), body(300, true), body(1, true), body(300, false)[:5000], body(64, false)} {
+		want, wantErr := DecodeAll(b)
+		got, err := d.DecodeAll(b)
+		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Decoder: %d messages, %v; DecodeAll: %d, %v", len(got), err, len(want), wantErr)
+		}
+	}
+}
+
+// BenchmarkDecodeAll decodes a pull body of 256 records of 1000-byte bodies, as a consumer does:
+// into fresh messages each time, and into a Decoder's.
 func BenchmarkDecodeAll(b *testing.B) {
 	var buf []byte
 	for i := range 256 {
@@ -200,13 +227,25 @@ func BenchmarkDecodeAll(b *testing.B) {
 		m.QueueOffset, m.Body = int64(i), make([]byte, 1000)
 		buf, _ = m.AppendEncoded(buf)
 	}
-	b.SetBytes(int64(len(buf)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodeAll(buf); err != nil {
-			b.Fatal(err)
+	b.Run("fresh", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeAll(buf); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("Decoder", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		b.ReportAllocs()
+		var d Decoder
+		for b.Loop() {
+			if _, err := d.DecodeAll(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func TestProperties(t *testing.T) {

@@ -402,25 +402,45 @@ func Decode(rec []byte) (*Message, int, error) {
 // The messages share one allocation, and messages of one topic share its string: a pull of
 // 256 records is three allocations plus the properties, not one per message and field.
 func DecodeAll(buf []byte) ([]*Message, error) {
+	var d Decoder
+	return d.DecodeAll(buf)
+}
+
+// A Decoder decodes pull bodies as DecodeAll does, into arrays it keeps from one call to the
+// next: each DecodeAll overwrites the messages the one before returned, so it is for a
+// caller that is done with those by then (a consumer that handles one pull at a time). The
+// zero Decoder is ready for use.
+type Decoder struct {
+	msgs []Message
+	ptrs []*Message
+}
+
+// DecodeAll decodes buf's records, reusing the messages of the previous call.
+func (d *Decoder) DecodeAll(buf []byte) ([]*Message, error) {
 	n := countRecords(buf)
-	slab := make([]Message, n)
-	out := make([]*Message, 0, n)
+	if cap(d.msgs) < n || d.ptrs == nil {
+		d.msgs, d.ptrs = make([]Message, n), make([]*Message, 0, n)
+	}
+	slab, out := d.msgs[:cap(d.msgs)], d.ptrs[:0]
 	var topic string
 	for off := 0; off < len(buf); {
 		var m *Message
 		if len(out) < len(slab) {
 			m = &slab[len(out)]
+			*m = Message{}
 		} else {
 			m = &Message{}
 		}
 		_, k, err := decodeInto(m, buf[off:], true, topic)
 		if err != nil {
+			d.ptrs = out[:0]
 			return out, fmt.Errorf("record at byte %d: %w", off, err)
 		}
 		topic = m.Topic
 		out = append(out, m)
 		off += k
 	}
+	d.ptrs = out[:0]
 	return out, nil
 }
 

@@ -128,7 +128,7 @@ func ReadFrame(r io.Reader, maxFrameBytes int) (*Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf, err := readFrameBody(r, length, defaultChunks, nil)
+	buf, err := readFrameBody(r, length, defaultChunks, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -202,8 +202,10 @@ func decodeHeaderOnly(r io.Reader, length int) (cmd *Command, ok bool, err error
 // readFrameBody reads the length bytes after a frame's prefix. If reserve is
 // not nil it is called once with length, when the first ch.first bytes (or the
 // whole of a shorter frame) have arrived; it may wait, and its error ends the
-// read.
-func readFrameBody(r io.Reader, length int, ch bodyChunks, reserve func(n int) error) ([]byte, error) {
+// read. recycled reads a frame that arrives through a large enough
+// bufio.Reader into a buffer of frameBufs (framebuf.go), which the caller
+// hands back with putFrameBuf once nothing references it.
+func readFrameBody(r io.Reader, length int, ch bodyChunks, reserve func(n int) error, recycled bool) ([]byte, error) {
 	first := min(length, ch.first)
 	if br, ok := r.(*bufio.Reader); ok && br.Size() >= first {
 		head, err := br.Peek(first)
@@ -215,7 +217,12 @@ func readFrameBody(r io.Reader, length int, ch bodyChunks, reserve func(n int) e
 				return nil, err
 			}
 		}
-		buf := make([]byte, length)
+		var buf []byte
+		if recycled {
+			buf = getFrameBuf(length) // every byte is written below
+		} else {
+			buf = make([]byte, length)
+		}
 		n := copy(buf, head) // head stays valid: nothing has read from br since Peek
 		_, _ = br.Discard(n)
 		if err := readBodyPart(br, buf[n:], length); err != nil {

@@ -66,6 +66,24 @@ type Command struct {
 	// SerializeType is the header encoding used on the wire. A response is
 	// sent in its request's serialize type.
 	SerializeType SerializeType
+
+	// frame is the recycled buffer Body aliases, on a command a Client read (framebuf.go);
+	// Release hands it back.
+	frame []byte
+}
+
+// Release declares that nothing uses the command's Body any more, nor anything sliced
+// from it, so that the buffer a Client read the frame into may take a later frame. Body is
+// nil afterwards. Releasing is optional: a command that is never released keeps its
+// buffer until the garbage collector frees it. Release is a no-op on a command that holds
+// no recycled buffer, and on one released already.
+func (c *Command) Release() {
+	if c.frame == nil {
+		return
+	}
+	frame := c.frame
+	c.frame, c.Body = nil, nil
+	putFrameBuf(frame)
 }
 
 // BodyLen is the length of the body: Body's, or else the sum of BodyParts'.

@@ -623,12 +623,19 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 	}
 	b := c.cfg.budget
 	if b == nil {
-		buf, err := readFrameBody(r, length, ch, nil)
+		// The dialling side: its frames answer its own requests, and Command.Release
+		// hands their buffers back.
+		buf, err := readFrameBody(r, length, ch, nil, true)
 		if err != nil {
 			return nil, 0, err
 		}
 		cmd, err := decodeFrameBody(buf)
-		return cmd, 0, err
+		if err != nil {
+			putFrameBuf(buf)
+			return nil, 0, err
+		}
+		cmd.frame = buf
+		return cmd, 0, nil
 	}
 	b.receiving.Add(1)
 	buf, err := readFrameBody(r, length, ch, func(n int) error {
@@ -640,7 +647,7 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 		}
 		charged = int64(n)
 		return nil
-	})
+	}, false)
 	b.receiving.Add(-1)
 	if err == nil {
 		cmd, err = decodeFrameBody(buf)

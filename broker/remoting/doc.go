@@ -14,7 +14,9 @@
 // arrived, not when its length prefix declares them (codec.go), and a Server
 // bounds the bytes of all frames it holds with one budget,
 // Config.MaxInFlightFrameBytes (budget.go): a connection whose frame does not
-// fit waits, reading nothing, rather than being closed.
+// fit waits, reading nothing, rather than being closed. A Client reads large
+// frames into recycled buffers (framebuf.go), which Command.Release hands back
+// once the caller is done with the body.
 //
 // Security: Credentials (sign.go) sign requests as RocketMQ's ACL clients do, and
 // ClientConfig.Credentials signs every request of a Client; ServerTLS (tls.go) serves TLS

@@ -181,7 +181,8 @@ func readAllFrames(read func() (*Command, error)) []frameOutcome {
 
 // FuzzReadFrameIncremental checks that the incremental body readers read the same frames,
 // and fail the same way, as decoding the stream in one piece, however the bytes arrive: the
-// connection's buffered path with its frame budget, the doubling path of other readers, and
+// connection's buffered path with its frame budget, a client connection's (recycled
+// buffers, no budget), the doubling path of other readers, and
 // both with the reservation point in the middle of a frame. The chunk sizes are shrunk so
 // that small inputs cross every boundary.
 func FuzzReadFrameIncremental(f *testing.F) {
@@ -234,7 +235,7 @@ func FuzzReadFrameIncremental(f *testing.F) {
 			if err != nil {
 				return nil, err
 			}
-			buf, err := readFrameBody(r2, length, small, nil)
+			buf, err := readFrameBody(r2, length, small, nil, false)
 			if err != nil {
 				return nil, err
 			}
@@ -249,6 +250,16 @@ func FuzzReadFrameIncremental(f *testing.F) {
 				return cmd, err
 			})
 		}
+		// The dialling side reads frames into recycled buffers, with no budget.
+		cc := &Conn{cfg: &connConfig{maxFrameBytes: maxFrame, chunks: small}}
+		cr := bufio.NewReaderSize(slow(), bufSize)
+		got["client connection"] = readAllFrames(func() (*Command, error) {
+			cmd, _, err := cc.readFrame(cr)
+			if err == nil {
+				cmd.frame = nil // the reference holds no recycled buffer
+			}
+			return cmd, err
+		})
 		for name, g := range got {
 			if !reflect.DeepEqual(g, want) {
 				t.Fatalf("%s reader, %d bytes in reads of %d:\n got %+v\nwant %+v", name, len(stream), n, g, want)
