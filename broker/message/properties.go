@@ -64,7 +64,17 @@ func nextProperty(s string) (piece, rest string) {
 // DecodeProperties parses a properties string. Pieces without a name/value separator are
 // skipped, as the Go and Java clients do; it never fails.
 func DecodeProperties(s string) map[string]string {
-	props := make(map[string]string)
+	return decodePropertiesInto(nil, s)
+}
+
+// decodePropertiesInto is DecodeProperties into props, cleared first, or a new map when props
+// is nil.
+func decodePropertiesInto(props map[string]string, s string) map[string]string {
+	if props == nil {
+		props = make(map[string]string)
+	} else {
+		clear(props)
+	}
 	for len(s) > 0 {
 		var piece string
 		piece, s = nextProperty(s)

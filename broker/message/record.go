@@ -407,9 +407,9 @@ func DecodeAll(buf []byte) ([]*Message, error) {
 }
 
 // A Decoder decodes pull bodies as DecodeAll does, into arrays it keeps from one call to the
-// next: each DecodeAll overwrites the messages the one before returned, so it is for a
-// caller that is done with those by then (a consumer that handles one pull at a time). The
-// zero Decoder is ready for use.
+// next: each DecodeAll overwrites the messages the one before returned, their properties
+// maps included, so it is for a caller that is done with those by then (a consumer that
+// handles one pull at a time). The zero Decoder is ready for use.
 type Decoder struct {
 	msgs []Message
 	ptrs []*Message
@@ -427,7 +427,7 @@ func (d *Decoder) DecodeAll(buf []byte) ([]*Message, error) {
 		var m *Message
 		if len(out) < len(slab) {
 			m = &slab[len(out)]
-			*m = Message{}
+			*m = Message{Properties: m.Properties} // the previous message's map, refilled
 		} else {
 			m = &Message{}
 		}
@@ -468,7 +468,8 @@ func decode(rec []byte, withProps bool) (*Message, string, int, error) {
 }
 
 // decodeInto decodes the record at the start of rec into m. topicHint is a topic the caller
-// already holds as a string (the previous record's); an equal topic reuses it.
+// already holds as a string (the previous record's); an equal topic reuses it. A properties
+// map m already holds is cleared and refilled.
 func decodeInto(m *Message, rec []byte, withProps bool, topicHint string) (string, int, error) {
 	if len(rec) < 8 {
 		return "", 0, fmt.Errorf("%w: %d bytes, shorter than a record header", ErrMalformed, len(rec))
@@ -524,7 +525,7 @@ func decodeInto(m *Message, rec []byte, withProps bool, topicHint string) (strin
 		return "", 0, fmt.Errorf("%w: empty topic", ErrMalformed)
 	}
 	if withProps {
-		m.Properties = DecodeProperties(props)
+		m.Properties = decodePropertiesInto(m.Properties, props)
 	}
 	return props, total, nil
 }

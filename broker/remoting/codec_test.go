@@ -311,7 +311,7 @@ func TestHeaderOnlyFramesDecodeInPlace(t *testing.T) {
 	if cmd, ok, err := decodeHeaderOnly(br, length); ok {
 		t.Fatalf("a frame with a body was taken: %+v, %v", cmd, err)
 	}
-	buf, err := readFrameBody(br, length, defaultChunks, nil)
+	buf, err := readFrameBody(br, length, defaultChunks, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

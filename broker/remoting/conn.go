@@ -232,10 +232,11 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
 	c.cfg.credentials.Sign(req)
-	ch := make(chan *Command, 1)
+	ch := replyChans.Get().(chan *Command)
 	c.pendingMu.Lock()
 	if c.pending == nil {
 		c.pendingMu.Unlock()
+		replyChans.Put(ch)
 		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
 	}
 	c.pending[req.Opaque] = ch
@@ -246,6 +247,11 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 			delete(c.pending, req.Opaque)
 		}
 		c.pendingMu.Unlock()
+		select { // a response that came as the call gave up
+		case <-ch:
+		default:
+		}
+		replyChans.Put(ch)
 	}()
 	if err := c.write(ctx, req); err != nil {
 		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(err))
@@ -691,15 +697,19 @@ func (c *Conn) release(n int64) {
 // nobody waits for (timed out, or never asked) are dropped, as the Go client does.
 func (c *Conn) deliver(resp *Command) {
 	c.pendingMu.Lock()
-	ch := c.pending[resp.Opaque]
-	c.pendingMu.Unlock()
-	if ch != nil {
+	defer c.pendingMu.Unlock()
+	// Sent under the lock, so once Invoke has removed its channel nothing sends on it and
+	// the channel can serve another call (replyChans).
+	if ch := c.pending[resp.Opaque]; ch != nil {
 		select {
 		case ch <- resp:
 		default: // a duplicate response; the first one won
 		}
 	}
 }
+
+// replyChans recycles the channels Invoke waits on, one per call otherwise.
+var replyChans = sync.Pool{New: func() any { return make(chan *Command, 1) }}
 
 func (c *Conn) handle(in inbound) {
 	c.answer(in, c.callHandler(in.req), false)

@@ -23,11 +23,12 @@ import (
 
 // Frames of more than minPooledFrameBytes and at most maxPooledFrameBytes are read into
 // recycled buffers: smaller ones are cheap to allocate, larger ones (beyond the default
-// frame limit) rare.
+// frame limit) rare. A tailing consumer's pulls answer with one message of about a KiB each,
+// which makes most of its garbage at a high rate, so the bound sits below them.
 const (
-	minPooledFrameOctave  = 12
+	minPooledFrameOctave  = 10
 	maxPooledFrameOctave  = 24
-	minPooledFrameBytes   = 1 << minPooledFrameOctave // 4 KiB
+	minPooledFrameBytes   = 1 << minPooledFrameOctave // 1 KiB
 	maxPooledFrameBytes   = 1 << maxPooledFrameOctave // 16 MiB, DefaultMaxFrameBytes
 	frameClassesPerOctave = 4
 )

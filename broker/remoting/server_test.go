@@ -526,3 +526,36 @@ func TestBodyPartsArriveAsOneBody(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestLateAnswerReachesNoLaterCall: a call gives up before its answer comes; the answer,
+// written afterwards, must not reach the calls that follow on the same connection, which
+// wait on recycled channels.
+func TestLateAnswerReachesNoLaterCall(t *testing.T) {
+	started, release, written := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, conn *Conn, req *Command) *Command {
+		if req.Code != CodePullMessage {
+			return NewResponse(req, RespSuccess, "fresh")
+		}
+		close(started)
+		<-release
+		resp := NewResponse(req, RespSuccess, "late")
+		resp.Written = func() { close(written) }
+		return resp
+	})
+	_, addr := startServer(t, Config{}, h)
+	c := dial(t, addr, ClientConfig{})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	go func() { <-started; cancel() }()
+	if _, err := c.Invoke(ctx, NewRequest(CodePullMessage, nil, nil)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned call: %v, want context.Canceled", err)
+	}
+	close(release)
+	<-written // every answer read from here on was written after the late one
+	for range 50 {
+		req := NewRequest(CodeHeartBeat, nil, nil)
+		resp, err := c.Invoke(testCtx(t), req)
+		if err != nil || resp.Remark != "fresh" || resp.Opaque != req.Opaque {
+			t.Fatalf("a call after the abandoned one got %+v, %v", resp, err)
+		}
+	}
+}

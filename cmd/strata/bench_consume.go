@@ -109,6 +109,7 @@ func benchConsumeStrata(ctx context.Context, namesrv string, queues, volume, siz
 					}
 					got.Add(int64(len(pr.Messages)))
 					offsets[j] = pr.NextOffset
+					pr.Release()
 				}
 			}
 		}()
@@ -237,6 +238,7 @@ func benchLatencyRaw(ctx context.Context, w io.Writer, namesrv, prefix string, s
 					rec.record(msg.Body)
 				}
 				off = pr.NextOffset
+				pr.Release()
 			}
 		}()
 	}

@@ -179,6 +179,7 @@ func collectFired(ctx context.Context, c *client.Client, queues []client.Queue, 
 				late = append(late, m.StoreTimestamp-due)
 				first, last = min(first, m.StoreTimestamp), max(last, m.StoreTimestamp)
 			}
+			pr.Release()
 		}
 	}
 	slices.Sort(late)

@@ -216,6 +216,7 @@ func runConsume(ctx context.Context, o *consumeOptions, stdout io.Writer) error 
 				}
 			}
 			next[i] = res.NextOffset
+			res.Release() // printed
 			if moved {
 				progressed = true
 				if err := commit(q, next[i]); err != nil {
