@@ -27,10 +27,12 @@ import (
 func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	namesrv := fs.String("namesrv", defaultNamesrv, "name-server address")
-	mode := fs.String("mode", "produce", "produce (throughput), latency (publish-to-consume), timer (scheduled delivery: insert rate, lateness, fire rate), "+
+	mode := fs.String("mode", "produce", "produce (throughput), consume (pull throughput of --volume messages produced first), latency (publish-to-consume), "+
+		"timer (scheduled delivery: insert rate, lateness, fire rate), "+
 		"or suite (starts fresh servers itself, Strata and NATS, and prints msg/s and server CPU per message of every row, same run)")
 	producers := fs.Int("producers", 16, "concurrent producers")
 	topics := fs.Int("topics", 1, "topics to spread messages over")
+	nQueues := fs.Int("queues", 1, "consume mode: queues (NATS: subjects) to spread the volume over, 1 or a multiple of 4")
 	size := fs.Int("size", 1024, "message body bytes")
 	duration := fs.Duration("duration", 10*time.Second, "how long to run")
 	window := fs.Int("window", 64, "async sends in flight per producer")
@@ -46,9 +48,9 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&so.natsBin, "nats-bin", findNATS(), "suite: nats-server binary (make nats; or Debian's nats-server)")
 	fs.StringVar(&so.rows, "rows", "", "suite: comma-separated rows to run (default all; a wrong name lists them)")
 	fs.IntVar(&so.rounds, "rounds", 1, "suite: rounds; each runs every row once, in turn, on fresh servers")
-	fs.IntVar(&so.volume, "volume", 200000, "suite consume rows: messages produced first, then consumed (measured)")
-	fs.IntVar(&so.consumers, "consumers", 16, "suite consume rows: concurrent pullers (at most one per queue)")
-	fs.IntVar(&so.consumeBatch, "pull-batch", 32, "suite consume rows: messages per pull (the official client's default)")
+	fs.IntVar(&so.volume, "volume", 200000, "consume mode and suite rows: messages produced first, then consumed (measured)")
+	fs.IntVar(&so.consumers, "consumers", 16, "consume mode and suite rows: concurrent pullers (at most one per queue)")
+	fs.IntVar(&so.consumeBatch, "pull-batch", 32, "consume mode and suite rows: messages per pull (the official client's default)")
 	fs.DurationVar(&so.latencyDuration, "latency-duration", 10*time.Second, "suite latency rows: how long to publish at --rate")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this client process to `file` (the server has its own, --pprof)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of this client process to `file` at the end")
@@ -86,13 +88,22 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		case "latency":
 			_, err := benchNATSLatency(ctx, stdout, *natsURL, *prefix, *size, *rate, *duration, nil)
 			return err
+		case "consume":
+			r, err := benchNATSConsume(ctx, *natsURL, *prefix, *nQueues, so.volume, *size, *producers, *window, nil)
+			printConsume(stdout, "nats consume", r, *nQueues, 0)
+			return err
 		}
-		return fmt.Errorf("--mode %q: want produce or latency", *mode)
+		return fmt.Errorf("--mode %q: want produce, consume or latency", *mode)
 	}
 	if *target != "strata" {
 		return fmt.Errorf("--target %q: want strata or nats", *target)
 	}
 	rlog.SetLogLevel("error")
+	if *mode == "consume" {
+		r, err := benchConsumeStrata(ctx, *namesrv, *prefix, *nQueues, so.volume, *size, *producers, *window, so.consumers, so.consumeBatch, nil)
+		printConsume(stdout, "consume (raw client)", r, *nQueues, so.consumeBatch)
+		return err
+	}
 	if *mode == "latency" && *clientKind == "raw" {
 		_, err := benchLatencyRaw(ctx, stdout, *namesrv, *prefix, *size, *rate, *duration, nil)
 		return err
@@ -112,7 +123,20 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	case "latency":
 		return benchLatency(ctx, stdout, *namesrv, names[0], *size, *rate, *duration)
 	}
-	return fmt.Errorf("--mode %q: want produce, latency, timer or suite", *mode)
+	return fmt.Errorf("--mode %q: want produce, consume, latency, timer or suite", *mode)
+}
+
+// printConsume prints a consume run's figures: what was pulled (in pulls of batch, when not
+// 0) and at what rate.
+func printConsume(w io.Writer, label string, r benchResult, queues, batch int) {
+	if r.secs == 0 {
+		return
+	}
+	pulls := ""
+	if batch > 0 {
+		pulls = fmt.Sprintf(", pulls of %d", batch)
+	}
+	fmt.Fprintf(w, "%s: %d messages from %d queues%s in %.2fs = %.0f msg/s\n", label, r.n, queues, pulls, r.secs, float64(r.n)/r.secs)
 }
 
 // startProfiles starts a CPU profile to cpuFile and returns what ends it and writes the

@@ -64,8 +64,8 @@ func consumeQueues(ctx context.Context, namesrv, prefix string, queues int) ([]c
 
 // benchConsumeStrata produces volume messages over queues queues, then measures pulling all
 // of them back with up to consumers pullers, each owning every consumers-th queue.
-func benchConsumeStrata(ctx context.Context, namesrv string, queues, volume, size, producers, window, consumers, batch int, m *cpuMeter) (benchResult, error) {
-	qs, err := consumeQueues(ctx, namesrv, "consume", queues)
+func benchConsumeStrata(ctx context.Context, namesrv, prefix string, queues, volume, size, producers, window, consumers, batch int, m *cpuMeter) (benchResult, error) {
+	qs, err := consumeQueues(ctx, namesrv, prefix, queues)
 	if err != nil {
 		return benchResult{}, err
 	}

@@ -299,7 +299,7 @@ func suiteRows(o suiteOpts) []suiteRow {
 	}
 	strataConsume := func(queues int) func(context.Context, *benchProc, *cpuMeter) (benchResult, error) {
 		return func(ctx context.Context, p *benchProc, m *cpuMeter) (benchResult, error) {
-			return benchConsumeStrata(ctx, p.addr, queues, o.volume, o.size, o.producers, o.window, o.consumers, o.consumeBatch, m)
+			return benchConsumeStrata(ctx, p.addr, "consume", queues, o.volume, o.size, o.producers, o.window, o.consumers, o.consumeBatch, m)
 		}
 	}
 	natsConsume := func(subjects int) func(context.Context, *benchProc, *cpuMeter) (benchResult, error) {
