@@ -132,7 +132,7 @@ func ReadFrame(r io.Reader, maxFrameBytes int) (*Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeFrameBody(buf)
+	return decodeFrameBody(buf, false)
 }
 
 // readFrameLength reads and checks a frame's length prefix.
@@ -178,7 +178,8 @@ var defaultChunks = bodyChunks{min: 4 << 10, first: 64 << 10}
 // every pull request) where it lies in r's buffer, when r is a bufio.Reader large enough to
 // hold it: decoding copies every header string, so nothing keeps the frame's bytes, and the
 // frame costs no buffer of its own. ok is false, with nothing read, for any other frame.
-func decodeHeaderOnly(r io.Reader, length int) (cmd *Command, ok bool, err error) {
+// pooledMaps is decodeFrameBody's.
+func decodeHeaderOnly(r io.Reader, length int, pooledMaps bool) (cmd *Command, ok bool, err error) {
 	br, isBuffered := r.(*bufio.Reader)
 	if !isBuffered || length < 4 || length > br.Size() {
 		return nil, false, nil
@@ -194,7 +195,7 @@ func decodeHeaderOnly(r io.Reader, length int) (cmd *Command, ok bool, err error
 	if err != nil {
 		return nil, true, bodyReadError(length, err)
 	}
-	cmd, err = decodeFrameBody(frame)
+	cmd, err = decodeFrameBody(frame, pooledMaps)
 	_, _ = br.Discard(length)
 	return cmd, true, err
 }
@@ -289,11 +290,14 @@ func DecodeFrame(frame []byte) (*Command, error) {
 	if uint64(length) != uint64(len(frame)-4) {
 		return nil, malformedf("length prefix %d does not match the %d bytes that follow", length, len(frame)-4)
 	}
-	return decodeFrameBody(frame[4:])
+	return decodeFrameBody(frame[4:], false)
 }
 
-// decodeFrameBody decodes the bytes after the length prefix.
-func decodeFrameBody(b []byte) (*Command, error) {
+// decodeFrameBody decodes the bytes after the length prefix. pooledMaps decodes a JSON
+// header's extFields into a PooledExtFields map: for the dialling side of a connection,
+// whose callers hand the maps of answers back (Command.ReleaseExtFields); a server, which
+// does not, would only pay for the pool's misses.
+func decodeFrameBody(b []byte, pooledMaps bool) (*Command, error) {
 	if len(b) < 4 {
 		return nil, malformedf("frame length %d is below the 4-byte minimum", len(b))
 	}
@@ -309,7 +313,7 @@ func decodeFrameBody(b []byte) (*Command, error) {
 	)
 	switch st {
 	case SerializeJSON:
-		cmd, err = decodeJSONHeader(header)
+		cmd, err = decodeJSONHeader(header, pooledMaps)
 	case SerializeRocketMQ:
 		cmd, err = decodeBinaryHeader(header)
 	default:
@@ -347,12 +351,12 @@ type jsonHeaderIn struct {
 	ExtFields map[string]json.RawMessage `json:"extFields"`
 }
 
-func decodeJSONHeader(h []byte) (*Command, error) {
+func decodeJSONHeader(h []byte, pooledMaps bool) (*Command, error) {
 	trimmed := bytes.TrimLeft(h, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, malformedf("JSON header is not an object: %.40q", h)
 	}
-	if cmd, ok := decodeJSONHeaderFast(h); ok {
+	if cmd, ok := decodeJSONHeaderFast(h, pooledMaps); ok {
 		return cmd, nil
 	}
 	return decodeJSONHeaderGeneral(h)

@@ -234,7 +234,7 @@ func TestJSONHeaderFastPathTakesEscapedProperties(t *testing.T) {
 	h := []byte(`{"code":310,"language":"GO","version":317,"opaque":7,"flag":0,"remark":"",` +
 		`"extFields":{"a":"PG","b":"T","i":"KEYS\u0001k1\u0002UNIQ_KEY\u0001AB\u0002WAIT\u0001true\u0002"},` +
 		`"serializeTypeCurrentRPC":"JSON"}`)
-	cmd, ok := decodeJSONHeaderFast(h)
+	cmd, ok := decodeJSONHeaderFast(h, false)
 	if !ok {
 		t.Fatal("fast path gave up on escaped properties")
 	}
@@ -298,7 +298,7 @@ func TestHeaderOnlyFramesDecodeInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd, ok, err := decodeHeaderOnly(br, length)
+		cmd, ok, err := decodeHeaderOnly(br, length, false)
 		if !ok || err != nil {
 			t.Fatalf("header-only frame: ok %v, err %v", ok, err)
 		}
@@ -308,14 +308,14 @@ func TestHeaderOnlyFramesDecodeInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cmd, ok, err := decodeHeaderOnly(br, length); ok {
+	if cmd, ok, err := decodeHeaderOnly(br, length, false); ok {
 		t.Fatalf("a frame with a body was taken: %+v, %v", cmd, err)
 	}
 	buf, err := readFrameBody(br, length, defaultChunks, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, err := decodeFrameBody(buf)
+	last, err := decodeFrameBody(buf, false)
 	if err != nil || !reflect.DeepEqual(last, withBody) {
 		t.Fatalf("the frame after: %+v, %v", last, err)
 	}
@@ -328,7 +328,7 @@ func TestHeaderOnlyFramesDecodeInPlace(t *testing.T) {
 	f, _ := EncodeFrame(big)
 	br = bufio.NewReaderSize(bytes.NewReader(f), 256)
 	length, _ = readFrameLength(br, 0)
-	if _, ok, _ := decodeHeaderOnly(br, length); ok {
+	if _, ok, _ := decodeHeaderOnly(br, length, false); ok {
 		t.Fatal("a frame larger than the read buffer was decoded in place")
 	}
 }

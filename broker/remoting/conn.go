@@ -611,7 +611,8 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if cmd, ok, err := decodeHeaderOnly(r, length); ok {
+	dialling := c.cfg.budget == nil // a Client's connection; a server's charges a budget
+	if cmd, ok, err := decodeHeaderOnly(r, length, dialling); ok {
 		if err != nil {
 			return nil, 0, err
 		}
@@ -628,14 +629,13 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 		ch = defaultChunks
 	}
 	b := c.cfg.budget
-	if b == nil {
-		// The dialling side: its frames answer its own requests, and Command.Release
-		// hands their buffers back.
+	if dialling {
+		// Its frames answer its own requests, and Command.Release hands their buffers back.
 		buf, err := readFrameBody(r, length, ch, nil, true)
 		if err != nil {
 			return nil, 0, err
 		}
-		cmd, err := decodeFrameBody(buf)
+		cmd, err := decodeFrameBody(buf, true)
 		if err != nil {
 			putFrameBuf(buf)
 			return nil, 0, err
@@ -656,7 +656,7 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 	}, false)
 	b.receiving.Add(-1)
 	if err == nil {
-		cmd, err = decodeFrameBody(buf)
+		cmd, err = decodeFrameBody(buf, false)
 	}
 	if err != nil {
 		c.release(charged)

@@ -83,7 +83,7 @@ func FuzzJSONHeaderFastPath(f *testing.F) {
 	f.Add([]byte(`{"code":310,"extFields":{"a":"PG","b":"T","e":"1","i":"KEYS\u0001k1\u0002UNIQ_KEY\u0001AB\u0002WAIT\u0001true\u0002"}}`))
 	f.Add([]byte(`{"code":1,"remark":"caf\u00e9 \"q\" \\ \/ \b\f\n\r\t é \ud83d\ude00","extFields":{"k\u0001":"v"}}`))
 	f.Fuzz(func(t *testing.T, h []byte) {
-		fast, ok := decodeJSONHeaderFast(h)
+		fast, ok := decodeJSONHeaderFast(h, false)
 		if !ok {
 			return
 		}
@@ -239,7 +239,7 @@ func FuzzReadFrameIncremental(f *testing.F) {
 			if err != nil {
 				return nil, err
 			}
-			return decodeFrameBody(buf)
+			return decodeFrameBody(buf, false)
 		})
 		c := &Conn{cfg: &connConfig{maxFrameBytes: maxFrame, chunks: small, budget: newFrameBudget(maxFrame, nil)}}
 		c.readCtx = context.Background()

@@ -16,8 +16,9 @@ import (
 // the two agree, FuzzAppendJSONString that the writer matches encoding/json byte for byte.
 
 type jsonScanner struct {
-	b   []byte
-	pos int
+	b          []byte
+	pos        int
+	pooledMaps bool // extFields go into a PooledExtFields map
 }
 
 func (s *jsonScanner) skipSpace() {
@@ -260,8 +261,9 @@ func (s *jsonScanner) integer(bits int) (int64, bool) {
 }
 
 // decodeJSONHeaderFast returns ok=false whenever the header is not in the common shape.
-func decodeJSONHeaderFast(h []byte) (cmd *Command, ok bool) {
-	s := jsonScanner{b: h}
+// pooledMaps takes the extFields map from PooledExtFields (see decodeFrameBody).
+func decodeJSONHeaderFast(h []byte, pooledMaps bool) (cmd *Command, ok bool) {
+	s := jsonScanner{b: h, pooledMaps: pooledMaps}
 	if !s.consume('{') {
 		return nil, false
 	}
@@ -372,7 +374,12 @@ func (s *jsonScanner) plainStringMap() (ExtFields, bool) {
 		if !s.consume('}') {
 			return nil, false
 		}
-		m := PooledExtFields(len(pairs))
+		var m ExtFields
+		if s.pooledMaps {
+			m = PooledExtFields(len(pairs))
+		} else {
+			m = make(ExtFields, len(pairs))
+		}
 		for _, p := range pairs {
 			m[p[0]] = p[1]
 		}
