@@ -40,6 +40,11 @@ func startPullServer(t *testing.T) string {
 		resp.Body = pullBody(t, off)
 		return resp
 	})
+	return startFakeBroker(t, h)
+}
+
+// startFakeBroker serves h on a free loopback port until the test ends.
+func startFakeBroker(t *testing.T, h remoting.Handler) string {
 	srv, err := remoting.NewServer(remoting.Config{}, h)
 	if err != nil {
 		t.Fatal(err)

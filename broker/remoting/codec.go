@@ -484,27 +484,42 @@ func appendBinaryHeader(dst []byte, cmd *Command) ([]byte, error) {
 
 	lenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
-	var stack [24]string // a response's fields fit: no allocation for the sort
-	keys := stack[:0]
-	for k := range cmd.ExtFields {
-		keys = append(keys, k)
+	var err error
+	if cmd.ExtOrdered != nil {
+		for i := 0; i+1 < len(cmd.ExtOrdered) && err == nil; i += 2 {
+			dst, err = appendBinaryField(dst, cmd.ExtOrdered[i], cmd.ExtOrdered[i+1])
+		}
+	} else {
+		var stack [24]string // a response's fields fit: no allocation for the sort
+		keys := stack[:0]
+		for k := range cmd.ExtFields {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // deterministic bytes
+		for _, k := range keys {
+			if dst, err = appendBinaryField(dst, k, cmd.ExtFields[k]); err != nil {
+				break
+			}
+		}
 	}
-	slices.Sort(keys) // deterministic bytes
-	for _, k := range keys {
-		v := cmd.ExtFields[k]
-		if len(k) > math.MaxInt16 {
-			return dst, fmt.Errorf("extFields key of %d bytes is too long", len(k))
-		}
-		if len(v) > maxHeaderBytes {
-			return dst, fmt.Errorf("extFields[%q] value of %d bytes is too long", k, len(v))
-		}
-		dst = binary.BigEndian.AppendUint16(dst, uint16(len(k)))
-		dst = append(dst, k...)
-		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
-		dst = append(dst, v...)
+	if err != nil {
+		return dst, err
 	}
 	binary.BigEndian.PutUint32(dst[lenAt:], uint32(len(dst)-lenAt-4))
 	return dst, nil
+}
+
+func appendBinaryField(dst []byte, k, v string) ([]byte, error) {
+	if len(k) > math.MaxInt16 {
+		return dst, fmt.Errorf("extFields key of %d bytes is too long", len(k))
+	}
+	if len(v) > maxHeaderBytes {
+		return dst, fmt.Errorf("extFields[%q] value of %d bytes is too long", k, len(v))
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(k)))
+	dst = append(dst, k...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+	return append(dst, v...), nil
 }
 
 // binReader reads a ROCKETMQ header; the first failure sticks.

@@ -332,3 +332,43 @@ func TestHeaderOnlyFramesDecodeInPlace(t *testing.T) {
 		t.Fatal("a frame larger than the read buffer was decoded in place")
 	}
 }
+
+// A command's ExtOrdered fields decode as the same map ExtFields would, in the order given.
+func TestExtOrderedEncodesAsExtFields(t *testing.T) {
+	for _, st := range []SerializeType{SerializeJSON, SerializeRocketMQ} {
+		t.Run(st.String(), func(t *testing.T) {
+			want := sampleCommand(st)
+			ordered := *want
+			ordered.ExtFields = nil
+			ordered.ExtOrdered = []string{"topic", "T", "producerGroup", "pg", "empty", "", "queueId", "1"}
+			frame, err := EncodeFrame(&ordered)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := DecodeFrame(frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("decoded %+v\nwant %+v", got, want)
+			}
+			if st == SerializeJSON && !bytes.Contains(frame, []byte(`"extFields":{"topic":"T","producerGroup":"pg","empty":"","queueId":"1"}`)) {
+				t.Fatalf("extFields not in the given order: %s", frame)
+			}
+		})
+	}
+}
+
+// Signing covers ExtOrdered's fields: they move into the map the signature is made over.
+func TestSignFoldsExtOrderedIntoExtFields(t *testing.T) {
+	req := &Command{Code: CodeSendMessageV2, ExtOrdered: []string{"b", "T", "a", "pg"}}
+	Credentials{AccessKey: "ak", SecretKey: "secret-key-1"}.Sign(req)
+	if req.ExtOrdered != nil || req.ExtFields["b"] != "T" || req.ExtFields["a"] != "pg" || req.ExtFields[ExtSignature] == "" {
+		t.Fatalf("signed request: ordered %v, fields %v", req.ExtOrdered, req.ExtFields)
+	}
+	plain := &Command{Code: CodeSendMessageV2, ExtFields: ExtFields{"b": "T", "a": "pg"}}
+	Credentials{AccessKey: "ak", SecretKey: "secret-key-1"}.Sign(plain)
+	if plain.ExtFields[ExtSignature] != req.ExtFields[ExtSignature] {
+		t.Fatalf("signature over ExtOrdered %q differs from the one over the same map %q", req.ExtFields[ExtSignature], plain.ExtFields[ExtSignature])
+	}
+}

@@ -49,6 +49,11 @@ type Command struct {
 	// Commands built by this package and decoded from the wire never hold a
 	// nil map, until ReleaseExtFields.
 	ExtFields ExtFields
+	// ExtOrdered, when not nil on a command this side sends, holds its header fields as key,
+	// value, key, value…, written in that order in place of ExtFields: a sender whose header
+	// is fixed (a producer's send) builds, sorts and clears no map. Keys must be distinct.
+	// Signing (Credentials.Sign) moves them into ExtFields. Decoded commands never have it.
+	ExtOrdered []string
 	// Body is the payload: a message, JSON, or a batch. It may be nil.
 	Body []byte
 	// BodyParts, when Body is nil, is the payload in pieces, sent back to back. A connection

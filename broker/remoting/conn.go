@@ -112,6 +112,9 @@ type Conn struct {
 	nextOpaque atomic.Int32
 	pendingMu  sync.Mutex
 	pending    map[int32]chan *Command // nil once closed
+	// async holds the InvokeAsync calls waiting for responses (invokeasync.go); made, with
+	// the goroutine that times them out, by the first.
+	async map[int32]asyncCall
 
 	inFlight chan struct{} // semaphore of running handlers
 	handlers sync.WaitGroup
@@ -469,12 +472,21 @@ func (c *Conn) flushLocked(deadline time.Time) error {
 // connection's flusher goroutine writes the queue. The queue is not bounded here; the
 // connection's in-flight limit bounds the answers that can be outstanding.
 func (c *Conn) queueAsync(cmd *Command, onEncodeError func(error) *Command) error {
+	return c.queueForFlusher(cmd, onEncodeError, false)
+}
+
+// queueForFlusher queues cmd for the flusher goroutine; when bounded it first waits while
+// the queue holds maxQueuedWriteBytes, as enqueue does.
+func (c *Conn) queueForFlusher(cmd *Command, onEncodeError func(error) *Command, bounded bool) error {
 	select {
 	case <-c.closed:
 		return ErrConnClosed
 	default:
 	}
 	c.writeMu.Lock()
+	for bounded && c.flushing && len(c.writeBuf)+c.writeRefBytes >= maxQueuedWriteBytes && c.writeErr == nil {
+		c.writeCond.Wait()
+	}
 	err := c.queueLocked(cmd, onEncodeError)
 	kick := err == nil && !c.flushing
 	if kick {
@@ -697,7 +709,6 @@ func (c *Conn) release(n int64) {
 // nobody waits for (timed out, or never asked) are dropped, as the Go client does.
 func (c *Conn) deliver(resp *Command) {
 	c.pendingMu.Lock()
-	defer c.pendingMu.Unlock()
 	// Sent under the lock, so once Invoke has removed its channel nothing sends on it and
 	// the channel can serve another call (replyChans).
 	if ch := c.pending[resp.Opaque]; ch != nil {
@@ -705,6 +716,13 @@ func (c *Conn) deliver(resp *Command) {
 		case ch <- resp:
 		default: // a duplicate response; the first one won
 		}
+		c.pendingMu.Unlock()
+		return
+	}
+	call, ok := c.takeAsync(resp.Opaque)
+	c.pendingMu.Unlock()
+	if ok {
+		call.done(resp, nil)
 	}
 }
 

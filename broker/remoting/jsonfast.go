@@ -460,7 +460,8 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONHeaderFast writes the header in the Go client's key order, extFields sorted.
+// appendJSONHeaderFast writes the header in the Go client's key order, extFields sorted (or
+// in ExtOrdered's order).
 func appendJSONHeaderFast(dst []byte, cmd *Command, lang string) []byte {
 	dst = append(dst, `{"code":`...)
 	dst = strconv.AppendInt(dst, int64(cmd.Code), 10)
@@ -475,6 +476,17 @@ func appendJSONHeaderFast(dst []byte, cmd *Command, lang string) []byte {
 	dst = append(dst, `,"remark":`...)
 	dst = appendJSONString(dst, cmd.Remark)
 	dst = append(dst, `,"extFields":{`...)
+	if cmd.ExtOrdered != nil {
+		for i := 0; i+1 < len(cmd.ExtOrdered); i += 2 {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, cmd.ExtOrdered[i])
+			dst = append(dst, ':')
+			dst = appendJSONString(dst, cmd.ExtOrdered[i+1])
+		}
+		return append(dst, `},"serializeTypeCurrentRPC":"JSON"}`...)
+	}
 	var stack [24]string // a response's fields fit: no allocation for the sort
 	keys := stack[:0]
 	for k := range cmd.ExtFields {

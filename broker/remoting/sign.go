@@ -64,6 +64,10 @@ func (c Credentials) Sign(req *Command) {
 	if req.ExtFields == nil {
 		req.ExtFields = ExtFields{}
 	}
+	for i := 0; i+1 < len(req.ExtOrdered); i += 2 { // the signature covers a map's fields
+		req.ExtFields[req.ExtOrdered[i]] = req.ExtOrdered[i+1]
+	}
+	req.ExtOrdered = nil
 	req.ExtFields[ExtAccessKey] = c.AccessKey
 	if c.SecurityToken != "" {
 		req.ExtFields[ExtSecurityToken] = c.SecurityToken

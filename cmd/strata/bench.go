@@ -257,8 +257,9 @@ func benchProduce(ctx context.Context, w io.Writer, namesrv string, topics []str
 	return m.result(n, el)
 }
 
-// benchProduceRaw sends with broker/client: one connection per producer, window requests in
-// flight each, queues chosen round-robin over every topic's queues.
+// benchProduceRaw sends with broker/client's asynchronous send: one connection and one
+// goroutine per producer, each keeping window requests in flight, queues chosen round-robin
+// over every topic's queues.
 func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, queues []client.Queue, topics, producers, size, window int, d time.Duration, m *cpuMeter) (benchResult, error) {
 	body := make([]byte, size)
 	var sent, failed atomic.Int64
@@ -277,19 +278,29 @@ func benchProduceRaw(ctx context.Context, w io.Writer, namesrv string, queues []
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, c := range cs {
-		for j := 0; j < window; j++ {
-			wg.Add(1)
-			go func(n int) {
-				defer wg.Done()
-				for ; ctx.Err() == nil; n += producers * window {
-					if _, err := c.Send(context.Background(), "strata-bench", queues[n%len(queues)], body, nil); err != nil {
-						failed.Add(1)
-					} else {
-						sent.Add(1)
-					}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots := make(chan struct{}, window) // a slot per request in flight
+			answered := func(_ client.SendResult, err error) {
+				if err != nil {
+					failed.Add(1)
+				} else {
+					sent.Add(1)
 				}
-			}(i*window + j)
-		}
+				<-slots
+			}
+			for n := i; ctx.Err() == nil; n += producers {
+				slots <- struct{}{}
+				if err := c.SendAsync(context.Background(), "strata-bench", queues[n%len(queues)], body, nil, answered); err != nil {
+					failed.Add(1)
+					<-slots
+				}
+			}
+			for range window { // every answer is in
+				slots <- struct{}{}
+			}
+		}()
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
