@@ -40,7 +40,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	prefix := fs.String("topic-prefix", fmt.Sprintf("bench-%d", time.Now().Unix()), "topic name prefix")
 	target := fs.String("target", "strata", "system under test: strata, or nats (JetStream, file storage) as a same-run baseline")
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL for --target nats")
-	clientKind := fs.String("client", "official", "producer client for --target strata: official (rocketmq-client-go) or raw (Strata's lean protocol client, pipelined)")
+	clientKind := fs.String("client", "official", "producer client for --target strata: official (rocketmq-client-go) or raw (Strata's lean protocol client: asynchronous SEND_MESSAGE_V2 sends, --window in flight per producer)")
 	timers := fs.Int("timers", 100000, "timers per phase (timer mode)")
 	fireRate := fs.Int("fire-rate", 10000, "timers due per second in the steady phase (timer mode)")
 	var so suiteOpts
