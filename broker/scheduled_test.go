@@ -71,6 +71,9 @@ func TestScheduledSendIsParkedThenDelivered(t *testing.T) {
 	wantCode(t, sendWithProps(t, env, timer.ParkTopic, 0, nil, "x"), remoting.RespNoPermission)
 	wantCode(t, invoke(t, env.bk, remoting.CodeDeleteTopicInBroker, remoting.ExtFields{"topic": timer.ParkTopic}, nil), remoting.RespInvalidParameter)
 
+	// The timer counts a fire once its append returns, which can be after the pull above
+	// was answered with the delivered message.
+	waitFor(t, "the fire counted", func() bool { return env.b.timerService().Status().Fired == 1 })
 	r, err := http.Get("http://" + env.b.HTTPAddr() + "/timer/status")
 	if err != nil {
 		t.Fatal(err)
