@@ -48,7 +48,7 @@ func TestInvokeAsyncAnswersEachCallOnce(t *testing.T) {
 
 func TestInvokeAsyncTimesOutWithoutAnAnswer(t *testing.T) {
 	h := HandlerFunc(func(ctx context.Context, conn *Conn, req *Command) *Command {
-		<-ctx.Done() // never answers
+		holdUntilReleased(ctx, t) // never answers
 		return nil
 	})
 	_, addr := startServer(t, Config{}, h)
@@ -66,7 +66,7 @@ func TestInvokeAsyncFailsWhenTheConnectionCloses(t *testing.T) {
 	started := make(chan struct{})
 	h := HandlerFunc(func(ctx context.Context, conn *Conn, req *Command) *Command {
 		close(started)
-		<-ctx.Done()
+		holdUntilReleased(ctx, t)
 		return nil
 	})
 	_, addr := startServer(t, Config{}, h)
@@ -81,5 +81,15 @@ func TestInvokeAsyncFailsWhenTheConnectionCloses(t *testing.T) {
 		t.Error("done called for a call refused at once")
 	}); !errors.Is(err, ErrConnClosed) {
 		t.Fatalf("InvokeAsync on a closed connection: %v, want ErrConnClosed", err)
+	}
+}
+
+// holdUntilReleased holds a handler until its connection closes or the test ends. The test's
+// end must release it: a server closing while its client does drains the connection, and
+// waits for the handler rather than cancelling it.
+func holdUntilReleased(ctx context.Context, t *testing.T) {
+	select {
+	case <-ctx.Done():
+	case <-t.Context().Done():
 	}
 }
