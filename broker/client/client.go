@@ -95,15 +95,21 @@ func (c *Client) invoke(ctx context.Context, addr string, req *remoting.Command,
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
+	return resp, answerError(addr, resp, ok...)
+}
+
+// answerError is the error of addr's answer resp: nil for SUCCESS and the codes in ok, else
+// one that carries the remark.
+func answerError(addr string, resp *remoting.Command, ok ...int16) error {
 	if resp.Code == remoting.RespSuccess {
-		return resp, nil
+		return nil
 	}
 	for _, code := range ok {
 		if resp.Code == code {
-			return resp, nil
+			return nil
 		}
 	}
-	return resp, fmt.Errorf("%s answered code %d: %s", addr, resp.Code, resp.Remark)
+	return fmt.Errorf("%s answered code %d: %s", addr, resp.Code, resp.Remark)
 }
 
 // QueueData is one broker group's share of a topic.

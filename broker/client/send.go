@@ -56,8 +56,8 @@ func (c *Client) SendAsync(ctx context.Context, group string, q Queue, body []by
 			done(SendResult{}, fmt.Errorf("%s: %w", q.Addr, err))
 			return
 		}
-		if resp.Code != remoting.RespSuccess {
-			done(SendResult{}, fmt.Errorf("%s answered code %d: %s", q.Addr, resp.Code, resp.Remark))
+		if err := answerError(q.Addr, resp); err != nil {
+			done(SendResult{}, err)
 			return
 		}
 		done(sendResult(q, resp))

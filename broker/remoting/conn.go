@@ -232,9 +232,7 @@ func (c *Conn) drain() {
 // connection, clears req's response and oneway flags, and signs req when the
 // connection has credentials (ClientConfig.Credentials).
 func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
-	req.Opaque = c.nextOpaque.Add(1)
-	req.Flag &^= FlagResponse | FlagOneway
-	c.cfg.credentials.Sign(req)
+	c.stamp(req, 0)
 	ch := replyChans.Get().(chan *Command)
 	c.pendingMu.Lock()
 	if c.pending == nil {
@@ -288,13 +286,19 @@ func (c *Conn) withEndReason(err error) error {
 // InvokeOneway sends req to the peer with FlagOneway set and waits for
 // nothing but the write. It sets req.Opaque to a fresh value.
 func (c *Conn) InvokeOneway(ctx context.Context, req *Command) error {
-	req.Opaque = c.nextOpaque.Add(1)
-	req.Flag = req.Flag&^FlagResponse | FlagOneway
-	c.cfg.credentials.Sign(req)
+	c.stamp(req, FlagOneway)
 	if err := c.write(ctx, req); err != nil {
 		return fmt.Errorf("invoke oneway code %d on %s: %w", req.Code, c, err)
 	}
 	return nil
+}
+
+// stamp readies req to send: a fresh opaque of this connection, the request flags (oneway
+// is FlagOneway or 0), and the connection's signature.
+func (c *Conn) stamp(req *Command, oneway int32) {
+	req.Opaque = c.nextOpaque.Add(1)
+	req.Flag = req.Flag&^(FlagResponse|FlagOneway) | oneway
+	c.cfg.credentials.Sign(req)
 }
 
 // write encodes and sends one command.

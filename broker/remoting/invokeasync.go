@@ -23,9 +23,7 @@ const asyncSweepEvery = 100 * time.Millisecond
 // send: a pipelined sender keeps many requests in flight without a goroutine waiting on
 // each. It waits while the connection's write queue is full. On an error done is not called.
 func (c *Conn) InvokeAsync(req *Command, timeout time.Duration, done func(*Command, error)) error {
-	req.Opaque = c.nextOpaque.Add(1)
-	req.Flag &^= FlagResponse | FlagOneway
-	c.cfg.credentials.Sign(req)
+	c.stamp(req, 0)
 	c.pendingMu.Lock()
 	if c.pending == nil {
 		c.pendingMu.Unlock()
