@@ -10,8 +10,8 @@ const blockBytes = 4096
 
 // blockCache is a bounded cache of immutable 4 KiB blocks of index files, keyed by
 // (file id, block number). It is the only place index data read from disk stays in the Go
-// heap, so its size, not the data held on disk, bounds that heap. The arena holds no
-// pointers and the map holds none either, so the garbage collector does not scan it.
+// heap, so its size, not the data held on disk, bounds that heap. The slabs hold no
+// pointers and the map holds none either, so the garbage collector does not scan them.
 // Eviction is CLOCK (second chance) per shard.
 type blockCache struct {
 	shards []cacheShard
@@ -22,9 +22,20 @@ type cacheShard struct {
 	slots  map[uint64]int32 // key → slot
 	keys   []uint64         // slot → key
 	refbit []bool
-	data   []byte // slot i is data[i*blockBytes:]; grows up to max slots
-	max    int
-	hand   int
+	// slabs hold the slots' blocks, slabBlocks a slab, added as the cache fills: growing
+	// one arena instead would copy all of it at each doubling, into fresh pages.
+	slabs [][]byte
+	max   int
+	hand  int
+}
+
+const slabBlocks = 64
+
+// block is slot i's bytes.
+func (sh *cacheShard) block(i int) []byte {
+	s := sh.slabs[i/slabBlocks]
+	o := (i % slabBlocks) * blockBytes
+	return s[o : o+blockBytes]
 }
 
 const cacheShards = 8
@@ -57,7 +68,7 @@ func (c *blockCache) get(key uint64, off int, dst []byte) bool {
 		return false
 	}
 	sh.refbit[i] = true
-	copy(dst, sh.data[int(i)*blockBytes+off:])
+	copy(dst, sh.block(int(i))[off:])
 	return true
 }
 
@@ -74,7 +85,9 @@ func (c *blockCache) put(key uint64, block []byte) {
 		i = len(sh.keys)
 		sh.keys = append(sh.keys, key)
 		sh.refbit = append(sh.refbit, false)
-		sh.data = append(sh.data, make([]byte, blockBytes)...)
+		if i%slabBlocks == 0 {
+			sh.slabs = append(sh.slabs, make([]byte, min(sh.max-i, slabBlocks)*blockBytes))
+		}
 	} else {
 		for sh.refbit[sh.hand] {
 			sh.refbit[sh.hand] = false
@@ -86,16 +99,18 @@ func (c *blockCache) put(key uint64, block []byte) {
 		sh.keys[i] = key
 	}
 	sh.slots[key] = int32(i)
-	copy(sh.data[i*blockBytes:(i+1)*blockBytes], block)
+	copy(sh.block(i), block)
 }
 
-// bytes is how much block data the cache holds.
+// bytes is how much memory the cache's blocks take.
 func (c *blockCache) bytes() int64 {
 	var n int64
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		n += int64(len(sh.data))
+		for _, s := range sh.slabs {
+			n += int64(len(s))
+		}
 		sh.mu.Unlock()
 	}
 	return n

@@ -165,4 +165,7 @@ var (
 	ErrOffsetNotFound = errors.New("commit-log position not found")
 	// ErrCorrupt reports a checksum mismatch in stored data.
 	ErrCorrupt = errors.New("stored data corrupt")
+	// ErrWouldBlock answers a ReadRequest with NoWait that would have to wait: for the disk,
+	// the cold tier or a lock. The same read without NoWait serves it.
+	ErrWouldBlock = errors.New("read would block")
 )

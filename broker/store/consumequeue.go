@@ -91,6 +91,7 @@ type queueView struct {
 	refs           []pageRef
 	openFirst      int64 // offset of open[0]
 	open           []cqEntry
+	noWait         bool // read pages only from memory and the page cache (ReadRequest.NoWait)
 }
 
 // viewLocked copies what is needed to read offsets [from, to).

@@ -299,9 +299,9 @@ func (s *Store) switchSegment(base int64) {
 var errPageGone = errors.New("consume-queue page deleted by retention")
 
 // readCQPage reads the page ref names into dst (cqPageBytes) and checks it holds queue num
-// from offset first.
-func (s *Store) readCQPage(ref pageRef, num uint32, first int64, dst []byte) error {
-	name, err := s.readCQPageBytes(ref, dst)
+// from offset first. With noWait it reads only what is cached (appendFile.read).
+func (s *Store) readCQPage(ref pageRef, num uint32, first int64, dst []byte, noWait bool) error {
+	name, err := s.readCQPageBytes(ref, dst, noWait)
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (s *Store) readCQPage(ref pageRef, num uint32, first int64, dst []byte) err
 	return nil
 }
 
-func (s *Store) readCQPageBytes(ref pageRef, dst []byte) (string, error) {
+func (s *Store) readCQPageBytes(ref pageRef, dst []byte, noWait bool) (string, error) {
 	x := &s.idx
 	x.filesMu.RLock()
 	defer x.filesMu.RUnlock()
@@ -323,7 +323,7 @@ func (s *Store) readCQPageBytes(ref pageRef, dst []byte) (string, error) {
 		return "", errPageGone
 	}
 	f := x.cq[i]
-	return filepath.Base(f.pages.path), f.pages.readAt(dst, int64(ref.index())*cqPageBytes, x.cqCache)
+	return filepath.Base(f.pages.path), f.pages.read(dst, int64(ref.index())*cqPageBytes, x.cqCache, noWait)
 }
 
 // markIndexCorrupt stops checkpoints and removes the checkpoint, so that the next Open

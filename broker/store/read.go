@@ -51,6 +51,11 @@ type ReadRequest struct {
 	MaxBytes    int // 0 = DefaultReadBytes; the first message is returned even if larger
 	// TagCodes filters by tag hash code (message.TagHashCode); empty matches everything.
 	TagCodes []int64
+	// NoWait reads only what is in memory or the page cache, and takes no lock a writer
+	// holds: a read that would wait fails with ErrWouldBlock instead, at the cost of a few
+	// microseconds. It lets a caller that must not block (a connection's read goroutine)
+	// serve what it can at once and hand the rest to a goroutine that may wait.
+	NoWait bool
 }
 
 // ReadEntry describes one returned record.
@@ -130,7 +135,11 @@ var cqPageBufs = sync.Pool{New: func() any { b := make([]byte, cqPageBytes); ret
 // Read returns a run of one queue's messages from req.Offset, bounded by count and bytes and
 // filtered by tag codes, as stored bytes, with the status and the next offset to pull from.
 func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
-	s.truncMu.RLock()
+	if !req.NoWait {
+		s.truncMu.RLock()
+	} else if !s.truncMu.TryRLock() {
+		return ReadResult{}, ErrWouldBlock
+	}
 	defer s.truncMu.RUnlock()
 	if err := ctx.Err(); err != nil {
 		return ReadResult{}, err
@@ -146,10 +155,21 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	if q == nil {
 		return ReadResult{Status: ReadNoMessageInQueue}, nil
 	}
+	// Without a tag filter every entry is taken, so maxMsgs entries are all a read looks at:
+	// the view copies no more page references and open entries than that.
+	scan := int64(maxScanEntries)
+	if len(req.TagCodes) == 0 {
+		scan = int64(maxMsgs)
+	}
 	q.mu.RLock()
-	v := q.viewLocked(req.Offset, req.Offset+maxScanEntries)
+	v := q.viewLocked(req.Offset, req.Offset+scan)
 	q.mu.RUnlock()
-	vis, err := s.visibleEnd(q, v.minOff, v.maxOff, s.readLimit.Load())
+	v.noWait = req.NoWait
+	visLimit := s.readLimit.Load()
+	if req.NoWait && visLimit < s.logEnd.Load() {
+		return ReadResult{}, ErrWouldBlock // visibleEnd may read index pages
+	}
+	vis, err := s.visibleEnd(q, v.minOff, v.maxOff, visLimit)
 	if errors.Is(err, errPageGone) { // deleted by retention meanwhile
 		minOff, _ := q.bounds()
 		return ReadResult{Status: ReadOffsetTooSmall, NextOffset: minOff, MinOffset: minOff, MaxOffset: v.maxOff}, nil
@@ -178,10 +198,10 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 		res.Status, res.NextOffset = ReadOffsetOverflow, v.maxOff
 		return res, nil
 	}
-	var picked []ReadEntry
-	bytes := 0
 	off := req.Offset
-	limit := min(v.maxOff, req.Offset+maxScanEntries)
+	limit := min(v.maxOff, req.Offset+scan)
+	picked := make([]ReadEntry, 0, min(int64(maxMsgs), limit-off))
+	bytes := 0
 	err = s.eachEntry(&v, off, limit, func(o int64, e cqEntry) bool {
 		if len(picked) >= maxMsgs {
 			return false
@@ -202,6 +222,9 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 		minOff, _ := q.bounds()
 		return ReadResult{Status: ReadOffsetTooSmall, NextOffset: minOff, MinOffset: minOff, MaxOffset: v.maxOff}, nil
 	}
+	if errors.Is(err, ErrWouldBlock) {
+		return ReadResult{}, err
+	}
 	if err != nil && !errors.Is(err, errPageGone) {
 		return ReadResult{}, fmt.Errorf("read %s/%d offset %d: %w", req.Topic, req.QueueID, off, err)
 	}
@@ -214,10 +237,20 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	for _, e := range picked {
 		total += int(e.Size) + frameTrailerBytes
 	}
-	buf, class := getReadBuf(total)
-	s.segMu.RLock()
+	if !req.NoWait {
+		s.segMu.RLock()
+	} else if !s.segMu.TryRLock() {
+		return ReadResult{}, ErrWouldBlock
+	}
 	defer s.segMu.RUnlock()
-	buf, n, err := s.readFramesLocked(buf, picked)
+	buf, class := getReadBuf(total)
+	buf, n, err := s.readFramesLocked(buf, picked, req.NoWait)
+	if errors.Is(err, ErrWouldBlock) {
+		if class >= 0 {
+			readBufs[class].Put(&buf)
+		}
+		return ReadResult{}, err
+	}
 	if err != nil {
 		if picked[n].CommitLogOffset < s.minPos.Load() { // deleted by retention meanwhile
 			if n == 0 {
@@ -256,7 +289,7 @@ func (s *Store) eachEntry(v *queueView, from, to int64, fn func(off int64, e cqE
 		if page == nil {
 			page = *cqPageBufs.Get().(*[]byte)
 		}
-		if err := s.readCQPage(ref, v.num, first, page); err != nil {
+		if err := s.readCQPage(ref, v.num, first, page, v.noWait); err != nil {
 			return err
 		}
 		for i := max(from-first, 0); i < cqPageEntries && first+i < to; i++ {
@@ -279,8 +312,9 @@ func (s *Store) eachEntry(v *queueView, from, to int64, fn func(off int64, e cqE
 
 // readFramesLocked appends the records of entries to dst, reading each run of records that
 // lie back to back in one segment with one read, and checking every CRC32C. On error it
-// returns how many records it appended. Caller holds segMu.RLock.
-func (s *Store) readFramesLocked(dst []byte, entries []ReadEntry) ([]byte, int, error) {
+// returns how many records it appended. With noWait it reads only from the page cache
+// (preadNoWait). Caller holds segMu.RLock.
+func (s *Store) readFramesLocked(dst []byte, entries []ReadEntry, noWait bool) ([]byte, int, error) {
 	for i := 0; i < len(entries); {
 		e := entries[i]
 		g, err := s.segmentForLocked(e.CommitLogOffset)
@@ -309,7 +343,11 @@ func (s *Store) readFramesLocked(dst []byte, entries []ReadEntry) ([]byte, int, 
 		} else {
 			dst = append(dst, make([]byte, n)...)
 		}
-		if _, err := g.f.ReadAt(dst[start:], e.CommitLogOffset-g.base); err != nil {
+		if noWait {
+			if err := preadNoWait(g.f, dst[start:], e.CommitLogOffset-g.base); err != nil {
+				return dst[:start], i, err
+			}
+		} else if _, err := g.f.ReadAt(dst[start:], e.CommitLogOffset-g.base); err != nil {
 			return dst[:start], i, fmt.Errorf("read commit log at %d: %w", e.CommitLogOffset, err)
 		}
 		w, r := start, start

@@ -635,7 +635,7 @@ func (s *Store) trimQueue(q *consumeQueue, minPos int64, firstLive uint32) error
 		k := (off - q.pageBase) / cqPageEntries
 		ref, first, num := q.pages[k], q.pageBase+k*cqPageEntries, q.num
 		q.mu.RUnlock()
-		if err := s.readCQPage(ref, num, first, page); err != nil {
+		if err := s.readCQPage(ref, num, first, page, false); err != nil {
 			return err
 		}
 		i := int(off - first)
