@@ -135,7 +135,7 @@ func comparePulls(b *testing.B, next func() *Broker, end int64, f *filter.Filter
 		ctx := context.Background()
 		delivered, pulls := 0, 0
 		for off := int64(0); off < end; pulls++ {
-			res, err := brk.readFiltered(ctx, "Bench", 0, off, 32, f)
+			res, err := brk.readFiltered(ctx, "Bench", 0, off, 32, f, false)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -32,6 +32,14 @@ func (h brokerHandler) ServeAsync(ctx context.Context, conn *remoting.Conn, req 
 	return false
 }
 
+// ServeInline answers on the read goroutine the pulls that need no wait (pullInline).
+func (h brokerHandler) ServeInline(ctx context.Context, conn *remoting.Conn, req *remoting.Command) (*remoting.Command, bool) {
+	if req.Code != remoting.CodePullMessage {
+		return nil, false
+	}
+	return h.b.pullInline(ctx, conn, req)
+}
+
 // serveBroker dispatches the broker role's requests.
 func (b *Broker) serveBroker(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	start := time.Now()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stratamq/strata/broker/acl"
 	"github.com/stratamq/strata/broker/filter"
 	"github.com/stratamq/strata/broker/remoting"
 	"github.com/stratamq/strata/broker/store"
@@ -68,69 +69,132 @@ func parsePullHeader(ext remoting.ExtFields) (pullHeader, error) {
 
 // handlePull serves PULL_MESSAGE (11) with long polling (§7).
 func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	p, refused := b.planPull(conn, req)
+	if refused != nil {
+		return refused
+	}
+	resp, err := b.readPull(ctx, p, p.h.queueOffset, false)
+	if err != nil {
+		return b.pullError(req, p.h, err)
+	}
+	if !p.holds(resp) {
+		return resp
+	}
+	return b.holdPull(ctx, p, resp)
+}
+
+// pullInline answers a pull on the connection's read goroutine (remoting.InlineHandler)
+// when that needs no wait: its records are in memory or the page cache, or it is refused.
+// A pull that must wait — for the disk, the cold tier, or new messages to hold for — is
+// left to handlePull on a worker goroutine, which checks and reads it again: a few
+// microseconds, against the hand-off a pull served here saves.
+func (b *Broker) pullInline(ctx context.Context, conn *remoting.Conn, req *remoting.Command) (*remoting.Command, bool) {
+	start := time.Now()
+	ctx, resp := b.checkACL(ctx, acl.RoleBroker, conn, req)
+	if resp == nil {
+		p, refused := b.planPull(conn, req)
+		resp = refused
+		if refused == nil {
+			var err error
+			resp, err = b.readPull(ctx, p, p.h.queueOffset, true)
+			switch {
+			case errors.Is(err, store.ErrWouldBlock):
+				return nil, false
+			case err != nil:
+				resp = b.pullError(req, p.h, err)
+			case p.holds(resp):
+				return nil, false
+			}
+		}
+	}
+	b.metrics.request(roleBroker, req.Code, resp.Code, start)
+	return resp, true
+}
+
+// pullPlan is a pull that passed its checks (§7.3): what remains is to read it.
+type pullPlan struct {
+	req     *remoting.Command
+	h       pullHeader
+	f       *filter.Filter // nil keeps everything
+	maxMsgs int
+}
+
+// holds reports whether the pull waits for new messages when its first read, resp, found
+// none (§7.6).
+func (p pullPlan) holds(resp *remoting.Command) bool {
+	return resp.Code == remoting.RespPullNotFound && p.h.sysFlag&pullSuspend != 0 && p.h.suspend > 0
+}
+
+// planPull checks a pull — topic, permission, queue, group, subscription (§7.3 steps 1–3)
+// — and commits the offset it carries; it returns the plan, or the refusal to answer.
+// Committing the same offset twice is harmless, so a pull may be planned again.
+func (b *Broker) planPull(conn *remoting.Conn, req *remoting.Command) (pullPlan, *remoting.Command) {
 	h, err := parsePullHeader(req.ExtFields)
 	if err != nil {
-		return remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
+		return pullPlan{}, remoting.NewErrorResponse(req, remoting.RespInvalidParameter, err)
 	}
 	// §7.3 step 1: topic, permission, queue.
 	t, ok := b.meta.topic(h.topic)
 	if !ok {
-		return remoting.NewResponse(req, remoting.RespTopicNotExist, fmt.Sprintf("topic %s does not exist; create it with `strata topic create`", h.topic))
+		return pullPlan{}, remoting.NewResponse(req, remoting.RespTopicNotExist, fmt.Sprintf("topic %s does not exist; create it with `strata topic create`", h.topic))
 	}
 	if t.Perm&permRead == 0 {
-		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("topic %s is not readable (perm %d)", h.topic, t.Perm))
+		return pullPlan{}, remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("topic %s is not readable (perm %d)", h.topic, t.Perm))
 	}
 	share, _ := t.share(b.cfg.BrokerName)
 	if h.queueID < 0 || int(h.queueID) >= max(share.ReadQueueNums, share.WriteQueueNums) {
-		return remoting.NewResponse(req, remoting.RespInvalidParameter,
+		return pullPlan{}, remoting.NewResponse(req, remoting.RespInvalidParameter,
 			fmt.Sprintf("queue %d of topic %s does not exist on broker %s (it has %d read queues); refresh the route", h.queueID, h.topic, b.cfg.BrokerName, share.ReadQueueNums))
 	}
 	// Step 2: the group.
 	if g, ok := b.meta.group(h.group); ok && !g.ConsumeEnable {
-		return remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("consumer group %s has consumption disabled", h.group))
+		return pullPlan{}, remoting.NewResponse(req, remoting.RespNoPermission, fmt.Sprintf("consumer group %s has consumption disabled", h.group))
 	}
 	// Step 3: the subscription.
 	f, refused := b.pullFilter(req, conn, h)
 	if refused != nil {
-		return refused
+		return pullPlan{}, refused
 	}
-	// Commit-in-pull, on the first execution only (§6.7).
+	// Commit-in-pull (§6.7).
 	if h.sysFlag&pullCommitOffset != 0 && h.commitOffset >= 0 {
 		b.meta.commitOffset(h.group, h.topic, h.queueID, h.commitOffset)
 	}
-
 	maxMsgs := int(h.maxMsgNums)
 	if maxMsgs <= 0 || maxMsgs > b.cfg.MaxPullMessages {
 		maxMsgs = b.cfg.MaxPullMessages
 	}
-	read := func(offset int64) (*remoting.Command, error) {
-		res, err := b.readFiltered(ctx, h.topic, h.queueID, offset, maxMsgs, f)
-		if err != nil {
-			return nil, err
-		}
-		code, next := pullCode(res.Status, offset), res.NextOffset
-		if b.offsetMovedOnSlave(code) {
-			code, next = remoting.RespPullRetryImmediately, offset // the master decides (slaveread.go)
-		}
-		resp := remoting.NewResponse(req, code, "")
-		resp.ExtFields.SetInt64("nextBeginOffset", next)
-		resp.ExtFields.SetInt64("minOffset", res.MinOffset)
-		resp.ExtFields.SetInt64("maxOffset", res.MaxOffset)
-		b.pullSuggestion(resp, h.queueID, res.ReadResult)
-		if code == remoting.RespSuccess {
-			resp.Body, resp.BodyParts, resp.Written = res.Records, res.parts, res.release
-			b.metrics.messagesOut.WithLabelValues(h.topic).Add(float64(len(res.Entries)))
-			b.metrics.bytesOut.WithLabelValues(h.topic).Add(float64(res.bodyBytes()))
-		}
-		return resp, nil
-	}
-	resp, err := read(h.queueOffset)
+	return pullPlan{req: req, h: h, f: f, maxMsgs: maxMsgs}, nil
+}
+
+// readPull reads p from offset into its answer. With noWait it fails with
+// store.ErrWouldBlock rather than wait (store.ReadRequest.NoWait).
+func (b *Broker) readPull(ctx context.Context, p pullPlan, offset int64, noWait bool) (*remoting.Command, error) {
+	res, err := b.readFiltered(ctx, p.h.topic, p.h.queueID, offset, p.maxMsgs, p.f, noWait)
 	if err != nil {
-		return b.pullError(req, h, err)
+		return nil, err
 	}
-	if resp.Code != remoting.RespPullNotFound || h.sysFlag&pullSuspend == 0 || h.suspend <= 0 {
-		return resp
+	code, next := pullCode(res.Status, offset), res.NextOffset
+	if b.offsetMovedOnSlave(code) {
+		code, next = remoting.RespPullRetryImmediately, offset // the master decides (slaveread.go)
 	}
+	resp := remoting.NewResponse(p.req, code, "")
+	resp.ExtFields.SetInt64("nextBeginOffset", next)
+	resp.ExtFields.SetInt64("minOffset", res.MinOffset)
+	resp.ExtFields.SetInt64("maxOffset", res.MaxOffset)
+	b.pullSuggestion(resp, p.h.queueID, res.ReadResult)
+	if code == remoting.RespSuccess {
+		resp.Body, resp.BodyParts, resp.Written = res.Records, res.parts, res.release
+		b.metrics.messagesOut.WithLabelValues(p.h.topic).Add(float64(len(res.Entries)))
+		b.metrics.bytesOut.WithLabelValues(p.h.topic).Add(float64(res.bodyBytes()))
+	}
+	return resp, nil
+}
+
+// holdPull holds a pull whose first read found nothing, resp, until an append lands past
+// its offset, then reads again. New messages that the filter drops move the offset on and
+// keep the pull held until the suspend time is up (§7.6).
+func (b *Broker) holdPull(ctx context.Context, p pullPlan, resp *remoting.Command) *remoting.Command {
+	h := p.h
 	if b.held.Add(1) > int64(b.cfg.MaxHeldPulls) {
 		b.held.Add(-1)
 		return resp
@@ -142,8 +206,6 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 		b.metrics.heldPulls.Dec()
 		addHeld(ctx, time.Since(heldAt))
 	}()
-	// Hold until an append lands past the offset, then re-run. New messages that the filter
-	// drops move the offset on and keep the pull held until the suspend time is up (§7.6).
 	deadline := time.Now().Add(min(h.suspend, b.cfg.MaxSuspend))
 	hctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -157,9 +219,9 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 			resp.ExtFields.SetInt64("maxOffset", max(wait, b.store.MaxOffset(h.topic, h.queueID)))
 			return resp
 		}
-		again, err := read(wait)
+		again, err := b.readPull(ctx, p, wait, false)
 		if err != nil {
-			return b.pullError(req, h, err)
+			return b.pullError(p.req, h, err)
 		}
 		switch again.Code {
 		case remoting.RespPullNotFound:
@@ -238,13 +300,13 @@ func (r pullRead) bodyBytes() int {
 // evaluated here on every record's properties, reading on in growing windows until maxMsgs
 // match, MaxFilterScanMessages were examined or the queue ends. The cold tier filters in
 // its block reader (readCold). The body is rebuilt only when something drops.
-func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter) (pullRead, error) {
-	rr := store.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxMessages: maxMsgs, MaxBytes: b.cfg.MaxPullBytes, TagCodes: f.TagCodes()}
+func (b *Broker) readFiltered(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter, noWait bool) (pullRead, error) {
+	rr := store.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxMessages: maxMsgs, MaxBytes: b.cfg.MaxPullBytes, TagCodes: f.TagCodes(), NoWait: noWait}
 	res, err := b.store.Read(ctx, rr)
 	if err == nil && b.tier != nil {
 		// Offsets no longer on local disk come from the cold tier; otherwise res stands,
 		// with the tier's first offset as the queue's min offset.
-		cold, ok, cerr := b.readCold(ctx, topic, queueID, offset, maxMsgs, f, res)
+		cold, ok, cerr := b.readCold(ctx, topic, queueID, offset, maxMsgs, f, res, noWait)
 		if ok || cerr != nil {
 			return cold, cerr
 		}

@@ -234,7 +234,7 @@ func (b *Broker) offloadStallRemark() string {
 // body parts are the tier's decoded blocks, and its entries the ones the tier read from the
 // headers it checked. ok is false when the store's answer stands (no tier, or the tier
 // holds nothing at or after offset).
-func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter, hot store.ReadResult) (pullRead, bool, error) {
+func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offset int64, maxMsgs int, f *filter.Filter, hot store.ReadResult, noWait bool) (pullRead, bool, error) {
 	if b.tier == nil {
 		return pullRead{ReadResult: hot}, false, nil
 	}
@@ -252,6 +252,9 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 	}
 	// Below the tier's first offset nothing is served, not even what an object may still
 	// hold there (a deleted topic's records, tier/tombstone.go).
+	if noWait {
+		return pullRead{}, true, store.ErrWouldBlock // a cold read waits for the bucket
+	}
 	offset = max(offset, first)
 	req := tier.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxCount: maxMsgs, MaxBytes: b.cfg.MaxPullBytes}
 	if f.TagCodes() != nil {

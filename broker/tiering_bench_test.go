@@ -76,7 +76,7 @@ func BenchmarkTierEndToEnd(b *testing.B) {
 		_, gets0 := env.b.Tier().BucketRequests()
 		var f *filter.Filter // everything
 		t0 := time.Now()
-		res, err := env.b.readFiltered(ctx, "Bench", 0, 0, 256, f)
+		res, err := env.b.readFiltered(ctx, "Bench", 0, 0, 256, f, false)
 		if err != nil || res.Status != store.ReadFound {
 			b.Fatalf("first cold pull: %v %v", res.Status, err)
 		}
@@ -85,7 +85,7 @@ func BenchmarkTierEndToEnd(b *testing.B) {
 		off := int64(0)
 		t1 := time.Now()
 		for {
-			res, err := env.b.readFiltered(ctx, "Bench", 0, off, 256, f)
+			res, err := env.b.readFiltered(ctx, "Bench", 0, off, 256, f, false)
 			if err != nil {
 				b.Fatal(err)
 			}

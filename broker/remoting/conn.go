@@ -46,6 +46,20 @@ type AsyncHandler interface {
 	ServeAsync(ctx context.Context, conn *Conn, req *Command, reply func(*Command)) bool
 }
 
+// InlineHandler is a Handler that answers some requests on the connection's read goroutine
+// itself, answer written there too: for a request that can be answered at once from memory
+// (a pull of records in the page cache), the hand-off to a worker goroutine and back is
+// most of its cost.
+type InlineHandler interface {
+	Handler
+	// ServeInline is called on the read goroutine, in arrival order, for every request,
+	// before ServeAsync. It returns the response (nil for none) and true when it answered
+	// req, or false to leave req to ServeAsync or ServeRemoting. The connection reads
+	// nothing while it runs, nor while the answer waits for room in a full write queue,
+	// so it must not wait.
+	ServeInline(ctx context.Context, conn *Conn, req *Command) (*Command, bool)
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, conn *Conn, req *Command) *Command
 
@@ -60,10 +74,11 @@ type connConfig struct {
 	idleTimeout   time.Duration // 0: none
 	writeTimeout  time.Duration
 	maxInFlight   int
-	budget        *frameBudget // nil: none (the client side)
-	chunks        bodyChunks   // zero: defaultChunks
-	handler       Handler      // nil: answer REQUEST_CODE_NOT_SUPPORTED
-	async         AsyncHandler // handler, if it is one
+	budget        *frameBudget  // nil: none (the client side)
+	chunks        bodyChunks    // zero: defaultChunks
+	handler       Handler       // nil: answer REQUEST_CODE_NOT_SUPPORTED
+	async         AsyncHandler  // handler, if it is one
+	inline        InlineHandler // handler, if it is one
 	logger        *slog.Logger
 	onConnect     func(*Conn)
 	// credentials sign every request this side sends (the client side; zero: none).
@@ -210,6 +225,9 @@ func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		c.writeMu.Lock()
+		c.writeCond.Broadcast() // writers waiting for room, or for a flush, give up
+		c.writeMu.Unlock()
 		err = c.nc.Close()
 		c.cancel()
 		c.pendingMu.Lock()
@@ -238,7 +256,7 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	if c.pending == nil {
 		c.pendingMu.Unlock()
 		replyChans.Put(ch)
-		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, ErrConnClosed)
+		return nil, fmt.Errorf("invoke code %d on %s: %w", req.Code, c, c.withEndReason(ErrConnClosed))
 	}
 	c.pending[req.Opaque] = ch
 	c.pendingMu.Unlock()
@@ -275,10 +293,15 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 }
 
 // withEndReason adds why the read loop ended the connection (a TLS alert such as
-// "certificate required") to err, when it did.
+// "certificate required") to err, when it did; else the end hint, when there is one: the
+// connection may have closed on a failed write before its reader saw the reason, or
+// without the reason ever arriving (an alert lost to a reset).
 func (c *Conn) withEndReason(err error) error {
 	if r := c.endReason.Load(); r != nil {
 		return fmt.Errorf("%w: %w", err, *r)
+	}
+	if c.cfg.endHint != "" {
+		return fmt.Errorf("%w (%s)", err, c.cfg.endHint)
 	}
 	return err
 }
@@ -303,7 +326,7 @@ func (c *Conn) stamp(req *Command, oneway int32) {
 
 // write encodes and sends one command.
 func (c *Conn) write(ctx context.Context, cmd *Command) error {
-	return c.enqueue(ctx, cmd, nil)
+	return c.enqueue(ctx, cmd, nil, true)
 }
 
 // maxQueuedWriteBytes bounds the frames queued behind a flush; writers beyond it wait, so a
@@ -365,11 +388,12 @@ func (c *Conn) writeQueued(buf []byte, refs []writeRef) error {
 }
 
 // enqueue appends cmd's frame to the write queue (queueFrame) and, unless another goroutine
-// is already flushing, writes the queue. If cmd does not encode, the command onEncodeError
-// (when not nil) makes of the error is queued instead. Frames are encoded straight into the
-// queue, so a response costs no buffer of its own, and are written in the order they were
-// queued. A failed write leaves the stream unusable and closes the connection.
-func (c *Conn) enqueue(ctx context.Context, cmd *Command, onEncodeError func(error) *Command) error {
+// is already flushing, writes the queue; with yield it first lets other runnable goroutines
+// queue theirs. If cmd does not encode, the command onEncodeError (when not nil) makes of
+// the error is queued instead. Frames are encoded straight into the queue, so a response
+// costs no buffer of its own, and are written in the order they were queued. A failed
+// write leaves the stream unusable and closes the connection.
+func (c *Conn) enqueue(ctx context.Context, cmd *Command, onEncodeError func(error) *Command, yield bool) error {
 	select {
 	case <-c.closed:
 		return ErrConnClosed
@@ -379,7 +403,7 @@ func (c *Conn) enqueue(ctx context.Context, cmd *Command, onEncodeError func(err
 		return err
 	}
 	c.writeMu.Lock()
-	for c.flushing && len(c.writeBuf)+c.writeRefBytes >= maxQueuedWriteBytes && c.writeErr == nil {
+	for c.flushing && len(c.writeBuf)+c.writeRefBytes >= maxQueuedWriteBytes && c.writeErr == nil && !c.isClosed() {
 		c.writeCond.Wait()
 	}
 	if err := c.queueLocked(cmd, onEncodeError); err != nil {
@@ -391,11 +415,13 @@ func (c *Conn) enqueue(ctx context.Context, cmd *Command, onEncodeError func(err
 		return nil
 	}
 	c.flushing = true
-	// Let handlers woken together (one store commit answers many sends) queue their frames
-	// before the syscall, so they share it.
-	c.writeMu.Unlock()
-	runtime.Gosched()
-	c.writeMu.Lock()
+	if yield {
+		// Let handlers woken together (one store commit answers many sends) queue their
+		// frames before the syscall, so they share it.
+		c.writeMu.Unlock()
+		runtime.Gosched()
+		c.writeMu.Lock()
+	}
 	deadline := time.Now().Add(c.cfg.writeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -468,6 +494,7 @@ func (c *Conn) flushLocked(deadline time.Time) error {
 		}
 	}
 	c.flushing = false
+	c.writeCond.Broadcast() // waitFlushed
 	return err
 }
 
@@ -488,7 +515,7 @@ func (c *Conn) queueForFlusher(cmd *Command, onEncodeError func(error) *Command,
 	default:
 	}
 	c.writeMu.Lock()
-	for bounded && c.flushing && len(c.writeBuf)+c.writeRefBytes >= maxQueuedWriteBytes && c.writeErr == nil {
+	for bounded && c.flushing && len(c.writeBuf)+c.writeRefBytes >= maxQueuedWriteBytes && c.writeErr == nil && !c.isClosed() {
 		c.writeCond.Wait()
 	}
 	err := c.queueLocked(cmd, onEncodeError)
@@ -539,7 +566,7 @@ func (c *Conn) serve() {
 	}
 	if c.draining.Load() {
 		idle := make(chan struct{})
-		go func() { c.handlers.Wait(); close(idle) }()
+		go func() { c.handlers.Wait(); c.waitFlushed(); close(idle) }()
 		select {
 		case <-idle:
 		case <-c.closed: // forced by Close
@@ -552,6 +579,25 @@ func (c *Conn) serve() {
 	c.runCallbacks()
 	c.handlers.Wait()
 	c.workers.Wait()
+}
+
+// waitFlushed waits until every frame queued is written, a write fails or the connection
+// closes: a handler is done once its answer is queued, and the flusher may still hold it.
+func (c *Conn) waitFlushed() {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	for c.flushing && c.writeErr == nil && !c.isClosed() {
+		c.writeCond.Wait()
+	}
+}
+
+func (c *Conn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
 }
 
 // readLoop returns nil on an orderly end (peer closed, we closed, draining)
@@ -603,6 +649,9 @@ func (c *Conn) readLoop() error {
 			continue
 		}
 		c.handlers.Add(1)
+		if c.cfg.inline != nil && c.serveInline(inbound{cmd, charged}) {
+			continue
+		}
 		if c.cfg.async != nil && c.serveAsync(inbound{cmd, charged}) {
 			continue
 		}
@@ -734,12 +783,23 @@ func (c *Conn) deliver(resp *Command) {
 var replyChans = sync.Pool{New: func() any { return make(chan *Command, 1) }}
 
 func (c *Conn) handle(in inbound) {
-	c.answer(in, c.callHandler(in.req), false)
+	c.answer(in, c.callHandler(in.req), viaWorker)
 }
 
-// answer sends a handler's response to in — with queueAsync when async, where the caller
-// must not block, else with enqueue — then releases what in held.
-func (c *Conn) answer(in inbound, resp *Command, async bool) {
+// answerVia says how answer sends a response.
+type answerVia int
+
+const (
+	// viaWorker: enqueue, first letting the handlers woken with this one queue their frames.
+	viaWorker answerVia = iota
+	// viaReadLoop: enqueue at once; on the read goroutine nothing else is about to answer.
+	viaReadLoop
+	// viaFlusher: queueAsync, for a caller that must not block.
+	viaFlusher
+)
+
+// answer sends a handler's response to in, as via says, then releases what in held.
+func (c *Conn) answer(in inbound, resp *Command, via answerVia) {
 	req := in.req
 	defer c.handlers.Done()
 	defer func() { <-c.inFlight }()
@@ -755,14 +815,33 @@ func (c *Conn) answer(in inbound, resp *Command, async bool) {
 		return NewResponse(req, RespSystemError, err.Error())
 	}
 	var err error
-	if async {
+	if via == viaFlusher {
 		err = c.queueAsync(resp, onEncodeError)
 	} else {
-		err = c.enqueue(c.ctx, resp, onEncodeError)
+		err = c.enqueue(c.ctx, resp, onEncodeError, via == viaWorker)
 	}
 	if err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
 		c.cfg.logger.Warn("remoting: response not sent", "conn", c.id, "code", req.Code, "err", err.Error())
 	}
+}
+
+// serveInline offers in to the InlineHandler on the read goroutine and, when it answers,
+// sends the answer from there. A panic is answered with SYSTEM_ERROR, as callHandler does.
+func (c *Conn) serveInline(in inbound) bool {
+	resp, ok := c.callInline(in.req)
+	if ok {
+		c.answer(in, resp, viaReadLoop)
+	}
+	return ok
+}
+
+func (c *Conn) callInline(req *Command) (resp *Command, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, ok = c.handlerPanicked(req, p), true
+		}
+	}()
+	return c.cfg.inline.ServeInline(c.ctx, c, req)
 }
 
 // serveAsync offers in to the AsyncHandler on the read goroutine and reports whether it
@@ -774,7 +853,7 @@ func (c *Conn) serveAsync(in inbound) (taken bool) {
 		if !replied.CompareAndSwap(false, true) {
 			panic("remoting: AsyncHandler replied twice")
 		}
-		c.answer(in, resp, true)
+		c.answer(in, resp, viaFlusher)
 	}
 	defer func() {
 		if p := recover(); p != nil {

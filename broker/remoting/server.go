@@ -133,6 +133,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	async, _ := h.(AsyncHandler)
+	inline, _ := h.(InlineHandler)
 	return &Server{
 		cfg: cfg,
 		ccfg: connConfig{
@@ -143,6 +144,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			budget:        newFrameBudget(cfg.MaxInFlightFrameBytes, cfg.Logger),
 			handler:       h,
 			async:         async,
+			inline:        inline,
 			logger:        cfg.Logger,
 			onConnect:     cfg.OnConnect,
 		},
