@@ -190,6 +190,8 @@ func (b *Broker) sendAsync(ctx context.Context, conn *remoting.Conn, req *remoti
 		// The transaction log and the timer answer on the caller's goroutine.
 		go func() { answer(b.completeSend(ctx, p)) }()
 	default:
+		// h and the record hold all the header said: its map serves the next request.
+		req.ReleaseExtFields()
 		err := b.store.AppendAsync(p.wt.queue(p.qid), [][]byte{p.rec}, func(res []store.AppendResult, err error) {
 			if err != nil {
 				answer(b.appendErrorResponse(req, p.topic, err))

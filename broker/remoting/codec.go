@@ -294,9 +294,8 @@ func DecodeFrame(frame []byte) (*Command, error) {
 }
 
 // decodeFrameBody decodes the bytes after the length prefix. pooledMaps decodes a JSON
-// header's extFields into a PooledExtFields map: for the dialling side of a connection,
-// whose callers hand the maps of answers back (Command.ReleaseExtFields); a server, which
-// does not, would only pay for the pool's misses.
+// header's extFields into a PooledExtFields map, for a connection whose handlers and
+// callers may hand the maps back (Command.ReleaseExtFields).
 func decodeFrameBody(b []byte, pooledMaps bool) (*Command, error) {
 	if len(b) < 4 {
 		return nil, malformedf("frame length %d is below the 4-byte minimum", len(b))

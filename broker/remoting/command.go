@@ -172,7 +172,7 @@ func NewResponse(req *Command, code int16, remark string) *Command {
 		Opaque:        req.Opaque,
 		Flag:          FlagResponse,
 		Remark:        remark,
-		ExtFields:     ExtFields{},
+		ExtFields:     PooledExtFields(8),
 		SerializeType: req.SerializeType,
 	}
 }

@@ -28,7 +28,9 @@ var ErrConnClosed = errors.New("remoting connection closed")
 // when req is oneway. ctx is cancelled when the connection closes or the
 // server's Close gives up waiting; a long-held request (a long-polling pull)
 // must return when it is. A panic is recovered and answered with
-// SYSTEM_ERROR.
+// SYSTEM_ERROR. The connection takes the response: once it is queued, its
+// ExtFields map serves another command (ReleaseExtFields), so a handler must not
+// touch a response it has returned or replied with.
 type Handler interface {
 	ServeRemoting(ctx context.Context, conn *Conn, req *Command) *Command
 }
@@ -677,7 +679,7 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 		return nil, 0, err
 	}
 	dialling := c.cfg.budget == nil // a Client's connection; a server's charges a budget
-	if cmd, ok, err := decodeHeaderOnly(r, length, dialling); ok {
+	if cmd, ok, err := decodeHeaderOnly(r, length, true); ok {
 		if err != nil {
 			return nil, 0, err
 		}
@@ -721,7 +723,7 @@ func (c *Conn) readFrame(r io.Reader) (cmd *Command, charged int64, err error) {
 	}, false)
 	b.receiving.Add(-1)
 	if err == nil {
-		cmd, err = decodeFrameBody(buf, false)
+		cmd, err = decodeFrameBody(buf, true)
 	}
 	if err != nil {
 		c.release(charged)
@@ -823,6 +825,8 @@ func (c *Conn) answer(in inbound, resp *Command, via answerVia) {
 	if err != nil && c.cfg.logger != nil && c.ctx.Err() == nil {
 		c.cfg.logger.Warn("remoting: response not sent", "conn", c.id, "code", req.Code, "err", err.Error())
 	}
+	// The frame is encoded (or refused): the header map serves the next response.
+	resp.ReleaseExtFields()
 }
 
 // serveInline offers in to the InlineHandler on the read goroutine and, when it answers,

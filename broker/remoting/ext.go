@@ -18,8 +18,9 @@ var ErrBadHeaderField = errors.New("bad request header field")
 type ExtFields map[string]string
 
 // extFieldsPool holds cleared maps handed back with ReleaseExtFields, for headers decoded or
-// built per message: a header map is most of what a client allocates for a message. A
-// Client's connection decodes answers into these maps; a server's does not (decodeFrameBody).
+// built per message: a header map is most of what a client allocates for a message.
+// Connections decode headers into these maps, NewResponse builds into them, and a
+// connection hands a response's map back once the response is queued.
 var extFieldsPool sync.Pool
 
 // PooledExtFields returns an empty map, a released one when there is one (ReleaseExtFields),
