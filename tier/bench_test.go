@@ -280,24 +280,34 @@ func (s *streamSegment) Records(ctx context.Context, fn func([]byte) error) erro
 
 // BenchmarkSegmentEncode measures regrouping a segment's records by queue (SegmentEncoder:
 // Add and Finish, no upload), for a segment spread over few queues and over many (10,000
-// topics of 4 queues, as `strata bench --topics 10000` writes them), each segment sized from
-// the one before as the offload does.
+// topics of 4 queues, as `strata bench --topics 10000` writes them): each segment sized from
+// the one before as the offload does (next), and a broker's first segment, with none before
+// it (first).
 //
 //	go test -run=NONE -bench=BenchmarkSegmentEncode -benchmem ./tier/
 func BenchmarkSegmentEncode(b *testing.B) {
 	for _, queues := range []int{4, 40000} {
-		b.Run(fmt.Sprintf("queues=%d", queues), func(b *testing.B) {
-			g := newLogGen()
-			seg := g.segment(b, 1<<18, queueKeys(queues/4, 4), 1024)
-			b.SetBytes(seg.end - seg.base)
-			b.ReportAllocs()
-			b.ResetTimer()
-			var hints sizeHints // as the offload keeps them from one segment to the next
-			for b.Loop() {
-				if _, err := encodeSegment(context.Background(), "bench", 1, seg, 0, 0, &hints); err != nil {
-					b.Fatal(err)
-				}
+		for _, first := range []bool{false, true} {
+			name := fmt.Sprintf("queues=%d/next", queues)
+			if first {
+				name = fmt.Sprintf("queues=%d/first", queues)
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				g := newLogGen()
+				seg := g.segment(b, 1<<18, queueKeys(queues/4, 4), 1024)
+				b.SetBytes(seg.end - seg.base)
+				b.ReportAllocs()
+				b.ResetTimer()
+				var hints sizeHints // as the offload keeps them from one segment to the next
+				for b.Loop() {
+					if first {
+						hints = sizeHints{}
+					}
+					if _, err := encodeSegment(context.Background(), "bench", 1, seg, 0, 0, &hints); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -135,6 +135,32 @@ func TestSegmentEncoderSizeHints(t *testing.T) {
 	}
 }
 
+// The first segment, with none before it, is sized by reading it once more: every queue at
+// exactly the bytes it holds. A record it cannot place (malformed, or a queue id past
+// maxSizedQueueID) is left for Add to judge, not counted.
+func TestQueueRawBytesSizesEachQueue(t *testing.T) {
+	g := newLogGen()
+	seg := g.segment(t, 900, queueKeys(7, 3), 300)
+	enc, err := EncodeSegmentFrom(waitCtx(t), "c/g", 1, seg, 16<<10, 120<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	far := g.segment(t, 1, []queueKey{{"far", maxSizedQueueID}}, 10).recs[0]
+	seg.recs = append(seg.recs, []byte("not a record"), far)
+	sizes, err := queueRawBytes(waitCtx(t), seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sizes) != len(enc.Index.Queues) {
+		t.Fatalf("sized %d queues, the segment has %d", len(sizes), len(enc.Index.Queues))
+	}
+	for _, q := range enc.Index.Queues {
+		if got := sizes[queueKey{q.Topic, q.QueueID}].raw; int64(got) != q.RawBytes {
+			t.Errorf("%s/%d: sized at %d bytes, holds %d", q.Topic, q.QueueID, got, q.RawBytes)
+		}
+	}
+}
+
 func TestDecodeBlockDetectsCorruption(t *testing.T) {
 	raw := bytes.Repeat([]byte("records "), 1000)
 	b := &runBuilder{raw: raw}

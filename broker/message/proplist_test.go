@@ -121,6 +121,11 @@ func FuzzParseRecordHeader(f *testing.F) {
 			ok && e != (RecordEntry{want.TotalSize, want.QueueOffset, want.CommitLogOffset, want.StoreTimestamp}) {
 			t.Fatalf("PeekRecordEntry = %+v, %v; the parse says %+v, %v", e, ok, want, wantErr)
 		}
+		// PeekRecordQueue accepts what PeekRecordEntry accepts and reads the same queue.
+		if topic, qid, size, ok := PeekRecordQueue(b); ok != (wantErr == nil && int32(binary.BigEndian.Uint32(b[4:])) == MagicCodeV1) ||
+			ok && (string(topic) != want.Topic || qid != want.QueueID || size != int(want.TotalSize)) {
+			t.Fatalf("PeekRecordQueue = %q, %d, %d, %v; the parse says %+v, %v", topic, qid, size, ok, want, wantErr)
+		}
 		got, ok := parseRecordHeaderFast(b)
 		if !ok {
 			if wantErr == nil && int32(uint32(b[4])<<24|uint32(b[5])<<16|uint32(b[6])<<8|uint32(b[7])) != MagicCodeV2 {

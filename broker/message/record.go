@@ -276,35 +276,57 @@ func RecordProperties(rec []byte) ([]byte, error) {
 
 // recordPropertiesFast is parseRecordHeaderFast's walk, without the header.
 func recordPropertiesFast(rec []byte) ([]byte, bool) {
-	if len(rec) < MinRecordBytes {
+	total, topicOff, topicLen, ok := locateTopic(rec)
+	if !ok {
 		return nil, false
 	}
+	return rec[topicOff+topicLen+2 : total : total], true
+}
+
+// locateTopic finds the topic of the V1 record at the start of rec, checking every length
+// against the record's total size as ParseRecordHeader does; ok is false for anything it
+// refuses and for V2 records.
+func locateTopic(rec []byte) (total, topicOff, topicLen int, ok bool) {
+	if len(rec) < MinRecordBytes {
+		return 0, 0, 0, false
+	}
 	be := binary.BigEndian
-	total := int(int32(be.Uint32(rec)))
+	total = int(int32(be.Uint32(rec)))
 	if total < MinRecordBytes || total > len(rec) || int32(be.Uint32(rec[posMagic:])) != MagicCodeV1 {
-		return nil, false
+		return 0, 0, 0, false
 	}
 	sys := int32(be.Uint32(rec[posSysFlag:]))
 	posBodyLen := posBornHost + hostLen(sys&FlagBornHostV6 != 0) + 8 + hostLen(sys&FlagStoreHostV6 != 0) + 4 + 8
 	if posBodyLen+4 > total {
-		return nil, false
+		return 0, 0, 0, false
 	}
 	bodyLen := int(int32(be.Uint32(rec[posBodyLen:])))
 	bodyOff := posBodyLen + 4
 	if bodyLen < 0 || bodyLen > total-bodyOff-1 {
-		return nil, false
+		return 0, 0, 0, false
 	}
-	topicOff := bodyOff + bodyLen + 1
-	topicLen := int(rec[topicOff-1])
+	topicOff = bodyOff + bodyLen + 1
+	topicLen = int(rec[topicOff-1])
 	propLenOff := topicOff + topicLen
 	if topicLen == 0 || propLenOff+2 > total {
-		return nil, false
+		return 0, 0, 0, false
 	}
 	propLen := int(int16(be.Uint16(rec[propLenOff:])))
 	if propLen < 0 || propLenOff+2+propLen != total {
-		return nil, false
+		return 0, 0, 0, false
 	}
-	return rec[propLenOff+2 : total : total], true
+	return total, topicOff, topicLen, true
+}
+
+// PeekRecordQueue returns the topic (a slice of rec), queue id and total size of the record
+// at the start of rec without allocating, checking it as PeekRecordEntry does; ok is false
+// for anything ParseRecordHeader refuses and for V2 records.
+func PeekRecordQueue(rec []byte) (topic []byte, queueID int32, size int, ok bool) {
+	total, topicOff, topicLen, ok := locateTopic(rec)
+	if !ok {
+		return nil, 0, 0, false
+	}
+	return rec[topicOff : topicOff+topicLen], int32(binary.BigEndian.Uint32(rec[posQueueID:])), total, true
 }
 
 // parseRecordHeaderFast reads the header in place, without building a Message. It accepts
