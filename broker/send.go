@@ -326,12 +326,17 @@ func (b *Broker) completeSend(ctx context.Context, p *sendPlan) *remoting.Comman
 func (b *Broker) sendResponse(p *sendPlan, res []store.AppendResult) *remoting.Command {
 	p.wt.countIn(b.metrics, 1, len(p.rec))
 	resp := remoting.NewResponse(p.req, remoting.RespSuccess, "")
-	resp.ExtFields["msgId"] = message.OffsetMsgID(b.storeHost, res[0].CommitLogOffset)
-	resp.ExtFields["queueId"] = strconv.Itoa(int(p.qid))
-	resp.ExtFields.SetInt64("queueOffset", res[0].QueueOffset)
-	resp.ExtFields["transactionId"] = p.uniq
-	resp.ExtFields["MSG_REGION"] = "DefaultRegion"
-	resp.ExtFields["TRACE_ON"] = "true"
+	// A fixed header, written as it stands (Command.ExtOrdered): no map to fill, iterate and
+	// sort per message. The keys are in the order the map's would sort to.
+	resp.ReleaseExtFields()
+	resp.ExtOrdered = []string{
+		"MSG_REGION", "DefaultRegion",
+		"TRACE_ON", "true",
+		"msgId", message.OffsetMsgID(b.storeHost, res[0].CommitLogOffset),
+		"queueId", strconv.Itoa(int(p.qid)),
+		"queueOffset", strconv.FormatInt(res[0].QueueOffset, 10),
+		"transactionId", p.uniq,
+	}
 	return resp
 }
 

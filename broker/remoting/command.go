@@ -51,7 +51,8 @@ type Command struct {
 	ExtFields ExtFields
 	// ExtOrdered, when not nil on a command this side sends, holds its header fields as key,
 	// value, key, value…, written in that order in place of ExtFields: a sender whose header
-	// is fixed (a producer's send) builds, sorts and clears no map. Keys must be distinct.
+	// is fixed (a producer's send, the broker's answer to it) builds, sorts and clears no map.
+	// Keys must be distinct.
 	// Signing (Credentials.Sign) moves them into ExtFields. Decoded commands never have it.
 	ExtOrdered []string
 	// Body is the payload: a message, JSON, or a batch. It may be nil.
