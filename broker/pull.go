@@ -90,24 +90,32 @@ func (b *Broker) handlePull(ctx context.Context, conn *remoting.Conn, req *remot
 // microseconds, against the hand-off a pull served here saves.
 func (b *Broker) pullInline(ctx context.Context, conn *remoting.Conn, req *remoting.Command) (*remoting.Command, bool) {
 	start := time.Now()
-	ctx, resp := b.checkACL(ctx, acl.RoleBroker, conn, req)
-	if resp == nil {
-		p, refused := b.planPull(conn, req)
-		resp = refused
-		if refused == nil {
-			var err error
-			resp, err = b.readPull(ctx, p, p.h.queueOffset, true)
-			switch {
-			case errors.Is(err, store.ErrWouldBlock):
-				return nil, false
-			case err != nil:
-				resp = b.pullError(req, p.h, err)
-			case p.holds(resp):
-				return nil, false
-			}
-		}
+	resp, ok := b.pullAtOnce(ctx, conn, req)
+	if ok {
+		b.metrics.request(roleBroker, req.Code, resp.Code, start)
 	}
-	b.metrics.request(roleBroker, req.Code, resp.Code, start)
+	return resp, ok
+}
+
+// pullAtOnce is pullInline's answer, without the request metric.
+func (b *Broker) pullAtOnce(ctx context.Context, conn *remoting.Conn, req *remoting.Command) (*remoting.Command, bool) {
+	ctx, deny := b.checkACL(ctx, acl.RoleBroker, conn, req)
+	if deny != nil {
+		return deny, true
+	}
+	p, refused := b.planPull(conn, req)
+	if refused != nil {
+		return refused, true
+	}
+	resp, err := b.readPull(ctx, p, p.h.queueOffset, true)
+	switch {
+	case errors.Is(err, store.ErrWouldBlock):
+		return nil, false
+	case err != nil:
+		return b.pullError(req, p.h, err), true
+	case p.holds(resp):
+		return nil, false
+	}
 	return resp, true
 }
 

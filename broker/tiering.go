@@ -250,11 +250,11 @@ func (b *Broker) readCold(ctx context.Context, topic string, queueID int32, offs
 	if (hot.Status != store.ReadOffsetTooSmall && hot.Status != store.ReadNoMessageInQueue) || offset > last {
 		return pullRead{ReadResult: hot}, false, nil
 	}
-	// Below the tier's first offset nothing is served, not even what an object may still
-	// hold there (a deleted topic's records, tier/tombstone.go).
 	if noWait {
 		return pullRead{}, true, store.ErrWouldBlock // a cold read waits for the bucket
 	}
+	// Below the tier's first offset nothing is served, not even what an object may still
+	// hold there (a deleted topic's records, tier/tombstone.go).
 	offset = max(offset, first)
 	req := tier.ReadRequest{Topic: topic, QueueID: queueID, Offset: offset, MaxCount: maxMsgs, MaxBytes: b.cfg.MaxPullBytes}
 	if f.TagCodes() != nil {

@@ -161,13 +161,6 @@ func (a *appendFile) readAt(p []byte, off int64, cache *blockCache) error {
 // read is readAt; with noWait, what is not cached or buffered comes only from the page
 // cache, else it fails with ErrWouldBlock (preadNoWait).
 func (a *appendFile) read(p []byte, off int64, cache *blockCache, noWait bool) error {
-	pread := func(p []byte, off int64) error {
-		if noWait {
-			return preadNoWait(a.f, p, off)
-		}
-		_, err := a.f.ReadAt(p, off)
-		return err
-	}
 	a.mu.Lock()
 	end := a.written + int64(len(a.inflight)+len(a.buf))
 	if off < 0 || off+int64(len(p)) > end {
@@ -200,12 +193,12 @@ func (a *appendFile) read(p []byte, off int64, cache *blockCache, noWait bool) e
 		}
 		if cache != nil && whole {
 			var b [blockBytes]byte
-			if err := pread(b[:], blk*blockBytes); err != nil {
+			if err := pread(a.f, b[:], blk*blockBytes, noWait); err != nil {
 				return fmt.Errorf("read %s at %d: %w", a.path, blk*blockBytes, err)
 			}
 			cache.put(blockKey(a.id, blk), b[:])
 			copy(p[:n], b[inBlk:])
-		} else if err := pread(p[:n], off); err != nil {
+		} else if err := pread(a.f, p[:n], off, noWait); err != nil {
 			return fmt.Errorf("read %s at %d: %w", a.path, off, err)
 		}
 		p, off = p[n:], off+int64(n)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
 	"sort"
 	"sync"
 
@@ -87,10 +88,7 @@ type ReadResult struct {
 // frees them. Calls after the first do nothing.
 func (r ReadResult) Release() {
 	if h := r.held; h != nil {
-		h.once.Do(func() {
-			b := h.buf[:0]
-			readBufs[h.class].Put(&b)
-		})
+		h.once.Do(func() { putReadBuf(h.buf, h.class) })
 	}
 }
 
@@ -129,15 +127,39 @@ func getReadBuf(n int) ([]byte, int) {
 	return (*p)[:0], c
 }
 
+// putReadBuf hands a buffer of getReadBuf's back for a later read; class -1 is dropped.
+func putReadBuf(buf []byte, class int) {
+	if class >= 0 {
+		b := buf[:0]
+		readBufs[class].Put(&b)
+	}
+}
+
+// rlock read-locks mu, or with noWait only tries to, and reports whether it holds it.
+func rlock(mu *sync.RWMutex, noWait bool) bool {
+	if noWait {
+		return mu.TryRLock()
+	}
+	mu.RLock()
+	return true
+}
+
+// pread fills p from f at off; with noWait only from the page cache (preadNoWait).
+func pread(f *os.File, p []byte, off int64, noWait bool) error {
+	if noWait {
+		return preadNoWait(f, p, off)
+	}
+	_, err := f.ReadAt(p, off)
+	return err
+}
+
 // cqPageBufs recycles the page buffers eachEntry reads consume-queue pages into.
 var cqPageBufs = sync.Pool{New: func() any { b := make([]byte, cqPageBytes); return &b }}
 
 // Read returns a run of one queue's messages from req.Offset, bounded by count and bytes and
 // filtered by tag codes, as stored bytes, with the status and the next offset to pull from.
 func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
-	if !req.NoWait {
-		s.truncMu.RLock()
-	} else if !s.truncMu.TryRLock() {
+	if !rlock(&s.truncMu, req.NoWait) {
 		return ReadResult{}, ErrWouldBlock
 	}
 	defer s.truncMu.RUnlock()
@@ -237,18 +259,14 @@ func (s *Store) Read(ctx context.Context, req ReadRequest) (ReadResult, error) {
 	for _, e := range picked {
 		total += int(e.Size) + frameTrailerBytes
 	}
-	if !req.NoWait {
-		s.segMu.RLock()
-	} else if !s.segMu.TryRLock() {
+	if !rlock(&s.segMu, req.NoWait) {
 		return ReadResult{}, ErrWouldBlock
 	}
 	defer s.segMu.RUnlock()
 	buf, class := getReadBuf(total)
 	buf, n, err := s.readFramesLocked(buf, picked, req.NoWait)
 	if errors.Is(err, ErrWouldBlock) {
-		if class >= 0 {
-			readBufs[class].Put(&buf)
-		}
+		putReadBuf(buf, class)
 		return ReadResult{}, err
 	}
 	if err != nil {
@@ -343,11 +361,7 @@ func (s *Store) readFramesLocked(dst []byte, entries []ReadEntry, noWait bool) (
 		} else {
 			dst = append(dst, make([]byte, n)...)
 		}
-		if noWait {
-			if err := preadNoWait(g.f, dst[start:], e.CommitLogOffset-g.base); err != nil {
-				return dst[:start], i, err
-			}
-		} else if _, err := g.f.ReadAt(dst[start:], e.CommitLogOffset-g.base); err != nil {
+		if err := pread(g.f, dst[start:], e.CommitLogOffset-g.base, noWait); err != nil {
 			return dst[:start], i, fmt.Errorf("read commit log at %d: %w", e.CommitLogOffset, err)
 		}
 		w, r := start, start
