@@ -303,7 +303,10 @@ func BenchmarkSegmentEncode(b *testing.B) {
 					if first {
 						hints = sizeHints{}
 					}
-					if _, err := encodeSegment(context.Background(), "bench", 1, seg, 0, 0, &hints); err != nil {
+					var mem offHeap // as the offload encodes, and frees once the puts end
+					_, err := encodeSegment(context.Background(), "bench", 1, seg, 0, 0, &hints, &mem)
+					mem.free()
+					if err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -129,6 +129,9 @@ type SegmentEncoder struct {
 	// size, behind the queue's earlier blocks: compressing in place would need room for
 	// snappy's worst case in every queue's buffer.
 	scratch []byte
+	// mem, when not nil, holds the frames and the objects, and blocks the open blocks,
+	// freed once Finish has cut them all (offHeap); otherwise all are on the Go heap.
+	mem, blocks *offHeap
 }
 
 type queueKey struct {
@@ -191,7 +194,7 @@ func (e *SegmentEncoder) Add(rec []byte) error {
 		b = &runBuilder{run: QueueRun{Topic: h.Topic, QueueID: h.QueueID, FirstOffset: h.QueueOffset,
 			FirstTime: h.StoreTimestamp, LastTime: h.StoreTimestamp}}
 		if sz, ok := e.prev[k]; ok {
-			b.raw = make([]byte, 0, min(int(sz.raw), e.blockBytes))
+			b.raw = e.blocks.bytes(min(int(sz.raw), e.blockBytes))
 			b.keys.Keys = make([]KeyEntry, 0, sz.keys)
 			b.keys.UniqKeys = make([]KeyEntry, 0, sz.uniqKeys)
 		}
@@ -214,17 +217,17 @@ func (e *SegmentEncoder) Add(rec []byte) error {
 	if len(b.raw) > 0 && len(b.raw)+len(rec) > e.blockBytes {
 		// Cut before the block would pass its size, so a block's buffer never regrows for
 		// its last record: only a record of blockBytes or more makes a larger block.
-		e.scratch = b.cut(e.scratch)
+		e.scratch = b.cut(e.scratch, e.mem)
 	}
 	if len(b.raw) == 0 {
 		b.cur = BlockRef{FirstOffset: h.QueueOffset, FirstTime: h.StoreTimestamp, MaxTime: h.StoreTimestamp}
 	}
 	b.cur.Count++
 	b.cur.MaxTime = max(b.cur.MaxTime, h.StoreTimestamp)
-	b.raw = growRaw(b.raw, len(rec), e.blockBytes)
+	b.raw = growRaw(b.raw, len(rec), e.blockBytes, e.blocks)
 	b.raw = append(b.raw, rec...)
 	if len(b.raw) >= e.blockBytes {
-		e.scratch = b.cut(e.scratch)
+		e.scratch = b.cut(e.scratch, e.mem)
 	}
 	return nil
 }
@@ -232,7 +235,7 @@ func (e *SegmentEncoder) Add(rec []byte) error {
 // growRaw makes room for n more bytes in an open block, doubling it (append grows a slice
 // of this size by a quarter at a time, copying a queue's block a dozen times on its way to
 // tens of KiB), though not past limit unless the record needs it.
-func growRaw(raw []byte, n, limit int) []byte {
+func growRaw(raw []byte, n, limit int, mem *offHeap) []byte {
 	if cap(raw)-len(raw) >= n {
 		return raw
 	}
@@ -240,14 +243,14 @@ func growRaw(raw []byte, n, limit int) []byte {
 	if c > limit {
 		c = limit
 	}
-	return slices.Grow(raw, max(c, len(raw)+n)-len(raw))
+	return append(mem.bytes(max(c, len(raw)+n)), raw...)
 }
 
 // cut closes the open block into a frame of its own and returns scratch, grown to snappy's
 // worst case for the block if it was smaller. Frames are copied into their object once, in
 // Finish, at its final size: appending them to a growing run copied a large queue's data
 // several times over, a tenth of the offload's CPU.
-func (b *runBuilder) cut(scratch []byte) []byte {
+func (b *runBuilder) cut(scratch []byte, mem *offHeap) []byte {
 	if len(b.raw) == 0 {
 		return scratch
 	}
@@ -255,7 +258,7 @@ func (b *runBuilder) cut(scratch []byte) []byte {
 		scratch = make([]byte, n)
 	}
 	enc := snappy.Encode(scratch, b.raw)
-	frame := make([]byte, len(enc)+4)
+	frame := mem.bytes(len(enc) + 4)[:len(enc)+4]
 	copy(frame, enc)
 	binary.BigEndian.PutUint32(frame[len(enc):], crc32c(enc))
 	b.cur.Offset = int64(b.size)
@@ -323,13 +326,13 @@ func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 	allKeys := make([]QueueKeys, 0, len(keys))
 	for i, k := range keys {
 		b := e.queues[k]
-		e.scratch = b.cut(e.scratch)
+		e.scratch = b.cut(e.scratch, e.mem)
 		b.raw = nil
 		run := b.run
 		if b.run.RawBytes >= e.ownObjectBytes {
 			name := CompanionObjectName(e.prefix, e.base, e.epoch, i)
 			one := SegmentIndex{Base: e.base, End: e.end, Queues: []QueueRun{run}}
-			obj, _ := layoutRuns([]*runBuilder{b}, one, []QueueKeys{b.keys})
+			obj, _ := layoutRuns([]*runBuilder{b}, one, []QueueKeys{b.keys}, e.mem)
 			out.Companions = append(out.Companions, EncodedObject{Name: name, Data: obj})
 			run.Object = name
 		} else {
@@ -343,7 +346,8 @@ func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 		out.Index.Queues = append(out.Index.Queues, run)
 		allKeys = append(allKeys, b.keys)
 	}
-	obj, f := layoutRuns(mainRuns, out.Index, allKeys)
+	e.blocks.free() // every block is cut: what remains is frames
+	obj, f := layoutRuns(mainRuns, out.Index, allKeys, e.mem)
 	out.Main = EncodedObject{Name: SegmentObjectName(e.prefix, e.base, e.epoch), Data: obj}
 	out.Footer = f
 	return out, nil
@@ -351,13 +355,13 @@ func (e *SegmentEncoder) Finish() (*EncodedSegment, error) {
 
 // layoutRuns writes an object of exactly its size: the runs' block frames in order, then
 // the index section, the keys section and the footer. Each frame is dropped once copied.
-func layoutRuns(runs []*runBuilder, idx SegmentIndex, keys []QueueKeys) ([]byte, Footer) {
+func layoutRuns(runs []*runBuilder, idx SegmentIndex, keys []QueueKeys, mem *offHeap) ([]byte, Footer) {
 	index := appendIndex(nil, &idx)
 	size := len(index) + keysSize(keys) + FooterBytes
 	for _, b := range runs {
 		size += b.size
 	}
-	data := make([]byte, 0, size)
+	data := mem.bytes(size)
 	for _, b := range runs {
 		for i, fr := range b.frames {
 			data = append(data, fr...)

@@ -110,7 +110,7 @@ func TestSegmentEncoderSizeHints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hinted, err := encodeSegment(waitCtx(t), "c/g", 1, seg, blockBytes, 120<<10, &hints)
+		hinted, err := encodeSegment(waitCtx(t), "c/g", 1, seg, blockBytes, 120<<10, &hints, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +164,7 @@ func TestQueueRawBytesSizesEachQueue(t *testing.T) {
 func TestDecodeBlockDetectsCorruption(t *testing.T) {
 	raw := bytes.Repeat([]byte("records "), 1000)
 	b := &runBuilder{raw: raw}
-	b.cut(nil)
+	b.cut(nil, nil)
 	frame := b.frames[0]
 	if got, err := DecodeBlock(frame, int64(len(raw))); err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("clean block: %v", err)

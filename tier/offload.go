@@ -179,14 +179,20 @@ func (t *Tier) uploadWithRetry(ctx context.Context, tm *term, s Segment) (Manife
 }
 
 // upload encodes a segment and puts its objects, named for epoch, companions first so that
-// the segment object, once present, only refers to objects already durable.
+// the segment object, once present, only refers to objects already durable. The encoding
+// lives off the Go heap (offHeap) until the puts end.
 func (t *Tier) upload(ctx context.Context, epoch int64, s Segment) (ManifestSegment, error) {
-	enc, err := encodeSegment(ctx, t.cfg.Prefix, epoch, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes, &t.sizeHints)
+	var mem offHeap
+	defer mem.free()
+	enc, err := encodeSegment(ctx, t.cfg.Prefix, epoch, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes, &t.sizeHints, &mem)
 	if err != nil {
 		return ManifestSegment{}, err
 	}
 	for _, o := range append(enc.Companions, enc.Main) {
-		if err := t.bucket.Put(ctx, o.Name, bytes.NewReader(o.Data), int64(len(o.Data))); err != nil {
+		r := &guardedReader{data: o.Data}
+		err := t.bucket.Put(ctx, o.Name, r, int64(len(o.Data)))
+		r.revoke()
+		if err != nil {
 			return ManifestSegment{}, bucketWriteError{fmt.Errorf("offload segment %d: put %s: %w", s.Base(), o.Name, err)}
 		}
 		t.metrics.offloadedBytes.Add(float64(len(o.Data)))
@@ -203,12 +209,17 @@ func (e bucketWriteError) Unwrap() error { return e.err }
 // EncodeSegmentFrom reads a segment's records and encodes its objects, named for the writer
 // of epoch.
 func EncodeSegmentFrom(ctx context.Context, prefix string, epoch int64, s Segment, blockBytes int, ownObjectBytes int64) (*EncodedSegment, error) {
-	return encodeSegment(ctx, prefix, epoch, s, blockBytes, ownObjectBytes, nil)
+	return encodeSegment(ctx, prefix, epoch, s, blockBytes, ownObjectBytes, nil, nil)
 }
 
-// encodeSegment is EncodeSegmentFrom sizing the queues from sizes, when not nil.
-func encodeSegment(ctx context.Context, prefix string, epoch int64, s Segment, blockBytes int, ownObjectBytes int64, sizes *sizeHints) (*EncodedSegment, error) {
+// encodeSegment is EncodeSegmentFrom sizing the queues from sizes, when not nil, and
+// encoding into mem, when not nil: the objects are then valid until mem is freed.
+func encodeSegment(ctx context.Context, prefix string, epoch int64, s Segment, blockBytes int, ownObjectBytes int64, sizes *sizeHints, mem *offHeap) (*EncodedSegment, error) {
 	e := NewSegmentEncoder(prefix, epoch, s.Base(), s.End(), blockBytes, ownObjectBytes)
+	if mem != nil {
+		e.mem, e.blocks = mem, new(offHeap)
+		defer e.blocks.free()
+	}
 	if sizes != nil {
 		e.sizeFrom(sizes)
 	}
