@@ -80,16 +80,10 @@ func TestGuardedReaderRefusesReadsOnceRevoked(t *testing.T) {
 	if _, err := io.ReadFull(r, head); err != nil || string(head) != "segment" {
 		t.Fatalf("read %q: %v", head, err)
 	}
-	if pos, err := r.Seek(0, io.SeekStart); err != nil || pos != 0 {
-		t.Fatalf("seek: %d %v", pos, err)
-	}
-	if all, err := io.ReadAll(r); err != nil || string(all) != "segment object" {
-		t.Fatalf("read after seek %q: %v", all, err)
+	if rest, err := io.ReadAll(r); err != nil || string(rest) != " object" {
+		t.Fatalf("read the rest %q: %v", rest, err)
 	}
 	r.revoke()
-	if _, err := r.Seek(0, io.SeekStart); err != nil {
-		t.Fatal(err)
-	}
 	if n, err := r.Read(head); n != 0 || !errors.Is(err, errRevoked) {
 		t.Fatalf("read after revoke: %d bytes, %v", n, err)
 	}
