@@ -43,11 +43,16 @@ run: build
 ## test: everything CI runs — lint, unit tests with -race, integration tests, a short fuzz pass.
 test: tools lint unit integration fuzz-short
 
+# CI shows only the tail of its output, so a failing run ends with the names and lines of
+# what failed, pulled from the whole log.
+FAILED_SUMMARY = { echo "== what failed (from $(1)):"; grep -E -e '--- FAIL|^panic:|^FAIL|_test\.go:[0-9]+:' $(1) | grep -v -e '^=== ' | tail -n 60; exit 1; }
+
 unit:
-	$(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS)
+	@mkdir -p $(TOOLS)
+	set -o pipefail; $(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS) 2>&1 | tee $(TOOLS)/unit.log || $(call FAILED_SUMMARY,$(TOOLS)/unit.log)
 
 integration: tools
-	$(GO) test -count=1 -timeout 20m ./integration/...
+	set -o pipefail; $(GO) test -count=1 -timeout 20m ./integration/... 2>&1 | tee $(TOOLS)/integration.log || $(call FAILED_SUMMARY,$(TOOLS)/integration.log)
 
 ## fuzz-short runs every fuzz target for $(FUZZTIME); `make fuzz FUZZTIME=5m` digs deeper.
 fuzz-short:
