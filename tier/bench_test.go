@@ -286,7 +286,7 @@ func (s *streamSegment) Records(ctx context.Context, fn func([]byte) error) erro
 //
 //	go test -run=NONE -bench=BenchmarkSegmentEncode -benchmem ./tier/
 func BenchmarkSegmentEncode(b *testing.B) {
-	for _, queues := range []int{4, 40000} {
+	for _, queues := range []int{4, 4000, 40000} {
 		for _, first := range []bool{false, true} {
 			name := fmt.Sprintf("queues=%d/next", queues)
 			if first {
@@ -298,12 +298,15 @@ func BenchmarkSegmentEncode(b *testing.B) {
 				b.SetBytes(seg.end - seg.base)
 				b.ReportAllocs()
 				b.ResetTimer()
-				var hints sizeHints // as the offload keeps them from one segment to the next
+				// As the offload keeps them from one segment to the next.
+				var hints sizeHints
+				chunks := chunkPool{max: encoderChunksKept, idle: time.Hour}
+				defer chunks.close()
 				for b.Loop() {
 					if first {
 						hints = sizeHints{}
 					}
-					var mem offHeap // as the offload encodes, and frees once the puts end
+					mem := offHeap{pool: &chunks} // as the offload encodes, and frees once the puts end
 					_, err := encodeSegment(context.Background(), "bench", 1, seg, 0, 0, &hints, &mem)
 					mem.free()
 					if err != nil {

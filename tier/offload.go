@@ -182,7 +182,7 @@ func (t *Tier) uploadWithRetry(ctx context.Context, tm *term, s Segment) (Manife
 // the segment object, once present, only refers to objects already durable. The encoding
 // lives off the Go heap (offHeap) until the puts end.
 func (t *Tier) upload(ctx context.Context, epoch int64, s Segment) (ManifestSegment, error) {
-	var mem offHeap
+	mem := offHeap{pool: &t.chunks}
 	defer mem.free()
 	enc, err := encodeSegment(ctx, t.cfg.Prefix, epoch, s, t.cfg.BlockBytes, t.cfg.OwnObjectBytes, &t.sizeHints, &mem)
 	if err != nil {
@@ -217,7 +217,7 @@ func EncodeSegmentFrom(ctx context.Context, prefix string, epoch int64, s Segmen
 func encodeSegment(ctx context.Context, prefix string, epoch int64, s Segment, blockBytes int, ownObjectBytes int64, sizes *sizeHints, mem *offHeap) (*EncodedSegment, error) {
 	e := NewSegmentEncoder(prefix, epoch, s.Base(), s.End(), blockBytes, ownObjectBytes)
 	if mem != nil {
-		e.mem, e.blocks = mem, new(offHeap)
+		e.mem, e.blocks = mem, &offHeap{pool: mem.pool}
 		defer e.blocks.free()
 	}
 	if sizes != nil {

@@ -200,8 +200,10 @@ type Tier struct {
 	wmMu      sync.Mutex
 	wmCh      chan struct{} // closed and replaced when the watermark moves
 
-	// sizeHints carries each queue's size from one offloaded segment to the next.
+	// sizeHints carries each queue's size from one offloaded segment to the next, and
+	// chunks the memory they were encoded in.
 	sizeHints sizeHints
+	chunks    chunkPool
 
 	submitMu  sync.Mutex
 	submitted []Segment
@@ -292,6 +294,7 @@ func Open(ctx context.Context, cfg Config) (*Tier, error) {
 		gets:     semaphore.NewWeighted(int64(cfg.MaxConcurrentGets)),
 		flight:   map[string]*fetchCall{},
 		indexing: map[string]bool{},
+		chunks:   chunkPool{max: encoderChunksKept, idle: encoderChunksIdle},
 	}
 	t.blocks.onGet, t.blocks.onEvict = (*decodedBlock).acquire, (*decodedBlock).release
 	t.bucket = &countingBucket{Bucket: cfg.Bucket, m: t.metrics}
@@ -410,6 +413,7 @@ func (t *Tier) Close() error {
 		t.cancel()
 		t.wg.Wait()
 		t.blocks.clear() // their buffers go back to blockBufs once no reader holds them
+		t.chunks.close()
 	})
 	return nil
 }
