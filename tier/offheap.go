@@ -8,7 +8,7 @@ import (
 )
 
 // offHeap hands out byte slices carved from memory mapped outside the Go heap, and gives all
-// of it back to the kernel at once (free). The offloader encodes each segment into one: a
+// of it back at once (free): to its chunkPool, if it has one, or to the kernel. The offloader encodes each segment into one: a
 // segment spread over thousands of queues holds up to its raw size in open blocks, plus
 // their frames and the objects laid out from them, and held in the Go heap that raised the
 // collector's target by as much. The broker's ordinary garbage (request bodies, answers) then
